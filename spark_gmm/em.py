@@ -1,0 +1,113 @@
+"""The EM loop, written once for any source of sufficient statistics.
+
+The loop only needs a function that maps a list of mixtures to their statistics over the whole
+data set: a numpy block on one machine (tests, the reference fit) or a Spark
+``mapPartitions`` + ``treeReduce`` over cached blocks. Several mixtures (``nInit`` restarts)
+share every pass over the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .kernels import GaussianParameters, SufficientStatistics, m_step
+
+logger = logging.getLogger(__name__)
+
+StatisticsFunction = Callable[[Sequence[GaussianParameters]], list[SufficientStatistics]]
+
+
+class NonFiniteLikelihoodError(FloatingPointError):
+    """The log-likelihood became NaN or infinite."""
+
+
+@dataclass
+class EMRun:
+    """State of one mixture being fitted.
+
+    Attributes
+    ----------
+    params : GaussianParameters
+        Current parameters (after the latest M-step).
+    history : list of float
+        Mean per-row log-likelihood of each iteration's E-step.
+    iteration_seconds : list of float
+        Wall time of each iteration (shared by the mixtures of one pass).
+    """
+
+    params: GaussianParameters
+    history: list[float] = field(default_factory=list)
+    iteration_seconds: list[float] = field(default_factory=list)
+    converged: bool = False
+    collapsed_events: int = 0
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.history)
+
+    @property
+    def final_mean_log_likelihood(self) -> float:
+        return self.history[-1] if self.history else -math.inf
+
+
+IterationCallback = Callable[[int, Sequence[EMRun]], None]
+
+
+def run_em(
+    runs: Sequence[EMRun],
+    compute_statistics: StatisticsFunction,
+    reg_covar: float,
+    max_iter: int,
+    tol: float,
+    on_iteration: IterationCallback | None = None,
+) -> Sequence[EMRun]:
+    """Iterate E and M steps for every run until each converges or ``max_iter`` is reached.
+
+    A run converges when the change of its mean per-row log-likelihood between two
+    iterations is below ``tol`` (as scikit-learn does). Runs may already carry history
+    (resumed from a checkpoint); they continue from their iteration count.
+
+    Raises
+    ------
+    NonFiniteLikelihoodError
+        The log-likelihood is not finite (data far outside the model's support).
+    """
+    for run in runs:
+        if len(run.history) >= 2 and abs(run.history[-1] - run.history[-2]) < tol:
+            run.converged = True
+    while True:
+        active = [r for r in runs if not r.converged and r.n_iter < max_iter]
+        if not active:
+            return runs
+        started = time.perf_counter()
+        all_stats = compute_statistics([r.params for r in active])
+        seconds = time.perf_counter() - started
+        for index, (run, stats) in enumerate(zip(active, all_stats)):
+            mean_ll = stats.mean_log_likelihood
+            if not math.isfinite(mean_ll):
+                raise NonFiniteLikelihoodError(
+                    f"the log-likelihood became {mean_ll} at iteration {run.n_iter + 1}; "
+                    "check the features for extreme values, standardise them, or increase "
+                    "regCovar"
+                )
+            run.params, collapsed = m_step(stats, run.params.covariance_type, reg_covar)
+            run.collapsed_events += len(collapsed)
+            change = mean_ll - run.history[-1] if run.history else math.inf
+            run.history.append(mean_ll)
+            run.iteration_seconds.append(time.perf_counter() - started)
+            run.converged = abs(change) < tol
+            logger.info(
+                "EM iteration %d (run %d): log-likelihood %.6f, mean %.8f, change %.3e, "
+                "%.3f s", run.n_iter, index, stats.log_likelihood, mean_ll, change, seconds,
+            )
+        if on_iteration is not None:
+            on_iteration(max(r.n_iter for r in active), runs)
+
+
+def best_run(runs: Sequence[EMRun]) -> EMRun:
+    """The run with the highest final mean log-likelihood (first one on ties)."""
+    return max(runs, key=lambda r: r.final_mean_log_likelihood)

@@ -1,0 +1,60 @@
+"""E-step: log densities, log-sum-exp and responsibilities, all in log space."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .covariance import LOG_2PI, FloatArray, kernels_for
+from .parameters import GaussianParameters
+
+
+def log_gaussian_density(x: FloatArray, params: GaussianParameters) -> FloatArray:
+    """log N(x_n | μ_k, Σ_k) for every row and component.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D)
+    params : GaussianParameters
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    kernels = kernels_for(params.covariance_type)
+    n_features = params.n_features
+    mahalanobis = kernels.mahalanobis(x, params.means, params.precisions_cholesky)
+    log_det = kernels.log_det(params.precisions_cholesky, n_features)
+    return -0.5 * (n_features * LOG_2PI + mahalanobis) + log_det
+
+
+def weighted_log_density(x: FloatArray, params: GaussianParameters) -> FloatArray:
+    """log π_k + log N(x_n | μ_k, Σ_k), shape (n, K); -inf where π_k = 0."""
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    return log_gaussian_density(x, params) + log_weights
+
+
+def log_sum_exp(values: FloatArray) -> FloatArray:
+    """Row-wise log Σ_k exp(values[:, k]) without overflow or underflow.
+
+    Rows whose entries are all -inf give -inf.
+    """
+    row_max = np.max(values, axis=1)
+    safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(values - safe_max[:, None]), axis=1)) + safe_max
+
+
+def log_responsibilities(x: FloatArray, params: GaussianParameters) -> tuple[FloatArray, FloatArray]:
+    """Per-row log-likelihood and log responsibilities.
+
+    Returns
+    -------
+    log_likelihood : ndarray of shape (n,)
+        log Σ_k π_k N(x_n | μ_k, Σ_k).
+    log_resp : ndarray of shape (n, K)
+        log γ_nk; each row's exponentials sum to 1.
+    """
+    weighted = weighted_log_density(x, params)
+    log_likelihood = log_sum_exp(weighted)
+    return log_likelihood, weighted - log_likelihood[:, None]

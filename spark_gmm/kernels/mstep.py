@@ -1,0 +1,121 @@
+"""M-step: new mixture parameters from merged sufficient statistics."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .covariance import FloatArray, kernels_for
+from .parameters import GaussianParameters
+from .statistics import SufficientStatistics
+
+logger = logging.getLogger(__name__)
+
+# A component whose effective row count N_k falls below this share of the total weight has
+# collapsed: its mean and covariance are no longer determined by the data.
+COLLAPSE_FRACTION = 1e-10
+
+
+def _principal_axis(covariances: FloatArray, covariance_type: str, component: int
+                    ) -> tuple[FloatArray, float]:
+    if covariance_type == "full":
+        values, vectors = np.linalg.eigh(covariances[component])
+        return vectors[:, -1], float(values[-1])
+    if covariance_type == "tied":
+        values, vectors = np.linalg.eigh(covariances)
+        return vectors[:, -1], float(values[-1])
+    if covariance_type == "diag":
+        axis = int(np.argmax(covariances[component]))
+        direction = np.zeros(covariances.shape[1])
+        direction[axis] = 1.0
+        return direction, float(covariances[component, axis])
+    raise AssertionError("spherical components have no principal axis")
+
+
+def reseed_collapsed(
+    weights: FloatArray,
+    means: FloatArray,
+    covariances: FloatArray,
+    covariance_type: str,
+    collapsed: list[int],
+) -> None:
+    """Re-seed collapsed components in place by splitting the heaviest component.
+
+    Rule: for each collapsed component j, take the component d with the largest weight,
+    give j and d half of d's weight each, d's covariance, and means μ_d ± ½·√λ·v where
+    (λ, v) is the largest eigenpair of d's covariance (for spherical, λ = σ² and v is the
+    first coordinate axis). The split is deterministic, needs no extra pass over the data,
+    and lets the next E-step pull both halves towards the data.
+    """
+    n_features = means.shape[1]
+    pending = set(collapsed)
+    for j in collapsed:
+        candidates = weights.copy()
+        candidates[list(pending)] = -1.0
+        donor = int(np.argmax(candidates))
+        pending.discard(j)
+        if covariance_type == "spherical":
+            direction = np.zeros(n_features)
+            direction[0] = 1.0
+            variance = float(covariances[donor])
+        else:
+            direction, variance = _principal_axis(covariances, covariance_type, donor)
+        offset = 0.5 * np.sqrt(max(variance, 0.0)) * direction
+        weights[j] = weights[donor] = 0.5 * weights[donor]
+        means[j] = means[donor] + offset
+        means[donor] = means[donor] - offset
+        if covariance_type != "tied":
+            covariances[j] = covariances[donor]
+        logger.warning(
+            "component %d collapsed (effective weight below %.0e of the data); re-seeded by "
+            "splitting component %d along its principal axis", j, COLLAPSE_FRACTION, donor,
+        )
+
+
+def m_step(
+    stats: SufficientStatistics, covariance_type: str, reg_covar: float
+) -> tuple[GaussianParameters, list[int]]:
+    """New parameters from statistics computed with the previous parameters.
+
+    π_k = N_k / N, μ_k = shift_k + Σ w γ (x - shift_k) / N_k and Σ_k from the second
+    moments about the shift, moved to μ_k exactly (no E[xxᵀ] − μμᵀ on raw moments), plus
+    ``reg_covar`` on the diagonal.
+
+    Parameters
+    ----------
+    stats : SufficientStatistics
+        Merged over all rows.
+    covariance_type : str
+    reg_covar : float
+        Non-negative value added to the covariance diagonal.
+
+    Returns
+    -------
+    params : GaussianParameters
+    collapsed : list of int
+        Components that were re-seeded (see :func:`reseed_collapsed`).
+    """
+    kernels = kernels_for(covariance_type)
+    nk = stats.resp_sum
+    if not stats.weight_sum > 0:
+        raise ValueError("the data have zero total weight; give some rows a positive weight")
+    collapsed = [
+        int(k) for k in np.flatnonzero(~(nk > COLLAPSE_FRACTION * stats.weight_sum))
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = stats.first / nk[:, None]
+        if kernels.full_second_moment:
+            scatter = stats.second - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        else:
+            scatter = stats.second - nk[:, None] * delta * delta
+        if collapsed:
+            delta[collapsed] = 0.0
+            scatter[collapsed] = 0.0
+        covariances = kernels.estimate(scatter, nk, reg_covar)
+    weights = nk / nk.sum()
+    means = stats.shift + delta
+    if collapsed:
+        weights = weights.copy()
+        reseed_collapsed(weights, means, covariances, covariance_type, collapsed)
+    return GaussianParameters.from_covariances(weights, means, covariances, covariance_type), collapsed

@@ -1,0 +1,94 @@
+"""The parameters of a Gaussian mixture: a small immutable value type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .covariance import FloatArray, covariance_shape, kernels_for
+
+
+@dataclass(frozen=True)
+class GaussianParameters:
+    """Weights, means and covariances of a K-component mixture in D dimensions.
+
+    Attributes
+    ----------
+    covariance_type : str
+        One of ``full``, ``tied``, ``diag``, ``spherical``.
+    weights : ndarray of shape (K,)
+        Mixing proportions, non-negative, summing to 1.
+    means : ndarray of shape (K, D)
+    covariances : ndarray
+        Shape depends on the type (see :mod:`spark_gmm.kernels.covariance`).
+    precisions_cholesky : ndarray
+        Same shape as ``covariances``; derived from them at construction.
+    """
+
+    covariance_type: str
+    weights: FloatArray
+    means: FloatArray
+    covariances: FloatArray
+    precisions_cholesky: FloatArray
+
+    @classmethod
+    def from_covariances(
+        cls,
+        weights: FloatArray,
+        means: FloatArray,
+        covariances: FloatArray,
+        covariance_type: str,
+    ) -> GaussianParameters:
+        """Validate shapes and derive the precision-Cholesky factors.
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes, non-finite values or weights that are not a distribution.
+        CovarianceError
+            A covariance is not positive definite.
+        """
+        kernels = kernels_for(covariance_type)
+        weights = np.array(weights, dtype=np.float64)
+        means = np.array(means, dtype=np.float64)
+        covariances = np.array(covariances, dtype=np.float64)
+        if weights.ndim != 1 or means.ndim != 2 or means.shape[0] != weights.shape[0]:
+            raise ValueError(
+                f"weights must have shape (K,) and means (K, D); got {weights.shape} and "
+                f"{means.shape}"
+            )
+        n_components, n_features = means.shape
+        expected = covariance_shape(covariance_type, n_components, n_features)
+        if covariances.shape != expected:
+            raise ValueError(
+                f"covariances for covarianceType={covariance_type!r} with K={n_components}, "
+                f"D={n_features} must have shape {expected}; got {covariances.shape}"
+            )
+        for name, array in (("weights", weights), ("means", means), ("covariances", covariances)):
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} contain NaN or infinite values")
+        if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+            raise ValueError(f"weights must be non-negative and sum to 1; got {weights.tolist()}")
+        weights = weights / weights.sum()
+        return cls(
+            covariance_type, weights, means, covariances, kernels.precision_cholesky(covariances)
+        )
+
+    @property
+    def n_components(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.means.shape[1])
+
+    def shifted(self, offset: FloatArray) -> GaussianParameters:
+        """The same mixture with every mean moved by ``offset`` (shape (D,))."""
+        return GaussianParameters(
+            self.covariance_type,
+            self.weights,
+            self.means + offset,
+            self.covariances,
+            self.precisions_cholesky,
+        )

@@ -1,0 +1,162 @@
+"""Sufficient statistics of a block of rows, and their associative merge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .covariance import FloatArray, kernels_for
+from .estep import log_responsibilities
+from .parameters import GaussianParameters
+
+# Rows per inner chunk: chosen so the (chunk, K*D) projection of the full kernel stays near
+# a few MB (cache friendly) whatever K and D are.
+_TARGET_CHUNK_VALUES = 1 << 19
+_MIN_CHUNK_ROWS = 64
+_MAX_CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class SufficientStatistics:
+    """What the M-step needs from a set of rows, for one mixture.
+
+    All sums are weighted by the optional row weights w_n. ``first`` and ``second`` are
+    centred at ``shift`` (the means the E-step was run with) so that data far from the
+    origin loses no precision.
+
+    Attributes
+    ----------
+    shift : ndarray of shape (K, D)
+    resp_sum : ndarray of shape (K,)        Σ w γ_nk
+    first : ndarray of shape (K, D)         Σ w γ_nk (x_n - shift_k)
+    second : ndarray of shape (K, D, D) or (K, D)
+        Σ w γ_nk (x_n - shift_k)(x_n - shift_k)ᵀ, or only its diagonal (diag, spherical).
+    log_likelihood : float                  Σ w log p(x_n)
+    weight_sum : float                      Σ w
+    row_count : int
+    assigned : ndarray of shape (K,)        rows whose argmax responsibility is k
+    """
+
+    shift: FloatArray
+    resp_sum: FloatArray
+    first: FloatArray
+    second: FloatArray
+    log_likelihood: float
+    weight_sum: float
+    row_count: int
+    assigned: np.ndarray
+
+    @classmethod
+    def zeros(cls, params: GaussianParameters) -> SufficientStatistics:
+        """The neutral element of :meth:`merge` for ``params``."""
+        n_components, n_features = params.means.shape
+        full = kernels_for(params.covariance_type).full_second_moment
+        second_shape = (n_components, n_features, n_features) if full else (n_components, n_features)
+        return cls(
+            shift=params.means,
+            resp_sum=np.zeros(n_components),
+            first=np.zeros((n_components, n_features)),
+            second=np.zeros(second_shape),
+            log_likelihood=0.0,
+            weight_sum=0.0,
+            row_count=0,
+            assigned=np.zeros(n_components, dtype=np.int64),
+        )
+
+    def merge(self, other: SufficientStatistics) -> SufficientStatistics:
+        """Sum of two statistics computed with the same parameters (associative)."""
+        if self.shift.shape != other.shift.shape or not np.array_equal(self.shift, other.shift):
+            raise ValueError("cannot merge statistics computed with different parameters")
+        return SufficientStatistics(
+            shift=self.shift,
+            resp_sum=self.resp_sum + other.resp_sum,
+            first=self.first + other.first,
+            second=self.second + other.second,
+            log_likelihood=self.log_likelihood + other.log_likelihood,
+            weight_sum=self.weight_sum + other.weight_sum,
+            row_count=self.row_count + other.row_count,
+            assigned=self.assigned + other.assigned,
+        )
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        """Σ w log p(x) / Σ w: the quantity whose change decides convergence."""
+        return self.log_likelihood / self.weight_sum if self.weight_sum > 0 else float("nan")
+
+
+def merge_all(left: Sequence[SufficientStatistics], right: Sequence[SufficientStatistics]
+              ) -> list[SufficientStatistics]:
+    """Merge two lists of statistics model by model (one entry per mixture)."""
+    if len(left) != len(right):
+        raise ValueError("cannot merge statistics of different numbers of models")
+    return [a.merge(b) for a, b in zip(left, right)]
+
+
+def chunk_rows(n_components: int, n_features: int) -> int:
+    """Rows per inner chunk for a K-component, D-feature mixture."""
+    rows = _TARGET_CHUNK_VALUES // max(1, n_components * n_features)
+    return int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
+
+
+def _chunk_statistics(
+    x: FloatArray, weights: FloatArray | None, params: GaussianParameters
+) -> SufficientStatistics:
+    kernels = kernels_for(params.covariance_type)
+    log_likelihood, log_resp = log_responsibilities(x, params)
+    resp = np.exp(log_resp)
+    row_weights = np.ones(x.shape[0]) if weights is None else weights
+    weighted_resp = resp * row_weights[:, None]
+    assigned = np.bincount(np.argmax(log_resp, axis=1), minlength=params.n_components)
+    first, second = kernels.moments(x, weighted_resp, params.means)
+    return SufficientStatistics(
+        shift=params.means,
+        resp_sum=weighted_resp.sum(axis=0),
+        first=first,
+        second=second,
+        log_likelihood=float(row_weights @ log_likelihood),
+        weight_sum=float(row_weights.sum()),
+        row_count=int(x.shape[0]),
+        assigned=assigned.astype(np.int64),
+    )
+
+
+def block_statistics(
+    x: FloatArray,
+    weights: FloatArray | None,
+    models: Sequence[GaussianParameters],
+    center: FloatArray | None = None,
+) -> list[SufficientStatistics]:
+    """Statistics of one block of rows for several mixtures in a single pass over the rows.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D)
+        Raw feature rows.
+    weights : ndarray of shape (n,) or None
+        Non-negative row weights; None means every row weighs 1.
+    models : sequence of GaussianParameters
+        Mixtures expressed in coordinates centred at ``center``.
+    center : ndarray of shape (D,) or None
+        Subtracted from every row before use (the data mean), so that data far from the
+        origin keeps its precision. None means no centring.
+
+    Returns
+    -------
+    list of SufficientStatistics, one per model.
+    """
+    totals = [SufficientStatistics.zeros(m) for m in models]
+    if x.shape[0] == 0 or not models:
+        return totals
+    step = min(chunk_rows(m.n_components, m.n_features) for m in models)
+    for start in range(0, x.shape[0], step):
+        chunk = x[start : start + step]
+        if center is not None:
+            chunk = chunk - center
+        chunk_weights = None if weights is None else weights[start : start + step]
+        totals = [
+            total.merge(_chunk_statistics(chunk, chunk_weights, model))
+            for total, model in zip(totals, models)
+        ]
+    return totals

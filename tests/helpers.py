@@ -1,0 +1,61 @@
+"""Shared test data and reference helpers (no pyspark here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spark_gmm.em import EMRun, run_em
+from spark_gmm.kernels import GaussianParameters, block_statistics
+
+
+def make_mixture(
+    n: int = 2000, seed: int = 0, offset: float = 0.0, n_features: int = 3, k: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows from a known mixture: (x, labels, true_means, true_weights)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=6.0, size=(k, n_features))
+    weights = np.linspace(1.0, 2.0, k)
+    weights /= weights.sum()
+    labels = rng.choice(k, size=n, p=weights)
+    x = np.empty((n, n_features))
+    for j in range(k):
+        a = rng.normal(size=(n_features, n_features)) * 0.5 + np.eye(n_features)
+        rows = labels == j
+        x[rows] = rng.normal(size=(rows.sum(), n_features)) @ a.T + means[j]
+    return x + offset, labels, means + offset, weights
+
+
+def initial_parameters(x: np.ndarray, k: int, covariance_type: str, seed: int = 1
+                       ) -> GaussianParameters:
+    """Classic start: equal weights, k distinct rows as means, diagonal data variance."""
+    rng = np.random.default_rng(seed)
+    means = x[rng.choice(x.shape[0], size=k, replace=False)]
+    var = x.var(axis=0)
+    covariances = {
+        "full": np.stack([np.diag(var)] * k),
+        "tied": np.diag(var),
+        "diag": np.tile(var, (k, 1)),
+        "spherical": np.full(k, var.mean()),
+    }[covariance_type]
+    return GaussianParameters.from_covariances(np.full(k, 1.0 / k), means, covariances,
+                                               covariance_type)
+
+
+def local_fit(x: np.ndarray, init: GaussianParameters, max_iter: int, tol: float,
+              reg_covar: float = 1e-6, weights: np.ndarray | None = None) -> EMRun:
+    """EM on one machine through the same loop and kernels the Spark fit uses."""
+    center = x.mean(axis=0)
+    run = EMRun(init.shifted(-center))
+    run_em([run], lambda models: block_statistics(x, weights, models, center),
+           reg_covar, max_iter, tol)
+    run.params = run.params.shifted(center)
+    return run
+
+
+def precisions_of(params: GaussianParameters) -> np.ndarray:
+    """Precision matrices in scikit-learn's ``precisions_init`` layout."""
+    if params.covariance_type == "full":
+        return np.stack([np.linalg.inv(c) for c in params.covariances])
+    if params.covariance_type == "tied":
+        return np.linalg.inv(params.covariances)
+    return 1.0 / params.covariances

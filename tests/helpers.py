@@ -59,3 +59,28 @@ def precisions_of(params: GaussianParameters) -> np.ndarray:
     if params.covariance_type == "tied":
         return np.linalg.inv(params.covariances)
     return 1.0 / params.covariances
+
+
+def to_dataframe(spark, x: np.ndarray, partitions: int = 3, kind: str = "vector",
+                 extra: dict[str, np.ndarray] | None = None):
+    """A DataFrame with a ``features`` column of the given kind plus optional extra columns."""
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import (
+        ArrayType,
+        DoubleType,
+        FloatType,
+        LongType,
+        StructField,
+        StructType,
+    )
+
+    extra = extra or {}
+    feature_type = {"vector": VectorUDT(), "array<double>": ArrayType(DoubleType()),
+                    "array<float>": ArrayType(FloatType())}[kind]
+    fields = [StructField("features", feature_type)] + [
+        StructField(name, LongType() if values.dtype.kind == "i" else DoubleType())
+        for name, values in extra.items()
+    ]
+    columns = [[Vectors.dense(r) for r in x] if kind == "vector" else x.tolist()]
+    columns += [values.tolist() for values in extra.values()]
+    return spark.createDataFrame(list(zip(*columns)), StructType(fields)).repartition(partitions)

@@ -58,7 +58,7 @@ def test_log_likelihood_never_decreases(covariance_type: str) -> None:
 
 
 def test_recovers_generating_parameters() -> None:
-    x, labels, means, weights = make_mixture(n=20000, seed=12, k=3)
+    x, _, means, weights = make_mixture(n=20000, seed=12, k=3)
     run = local_fit(x, initial_parameters(x, 3, "full", seed=5), max_iter=300, tol=1e-8)
     order = [int(np.argmin(np.linalg.norm(run.params.means - m, axis=1))) for m in means]
     assert sorted(order) == [0, 1, 2]

@@ -194,7 +194,7 @@ def test_collapsed_component_is_reseeded_not_nan(caplog: pytest.LogCaptureFixtur
 
 def test_singular_covariance_names_component_and_fix() -> None:
     cov = np.stack([np.eye(2), np.array([[1.0, 1.0], [1.0, 1.0]])])
-    with pytest.raises(CovarianceError, match="component 1.*regCovar"):
+    with pytest.raises(CovarianceError, match=r"component 1.*regCovar"):
         GaussianParameters.from_covariances([0.5, 0.5], np.zeros((2, 2)), cov, "full")
 
 

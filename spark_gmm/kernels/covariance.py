@@ -20,8 +20,8 @@ spherical  [K]                   [K]      (1 / σ)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray

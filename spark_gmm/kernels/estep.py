@@ -45,7 +45,9 @@ def log_sum_exp(values: FloatArray) -> FloatArray:
         return np.log(np.sum(np.exp(values - safe_max[:, None]), axis=1)) + safe_max
 
 
-def log_responsibilities(x: FloatArray, params: GaussianParameters) -> tuple[FloatArray, FloatArray]:
+def log_responsibilities(
+    x: FloatArray, params: GaussianParameters
+) -> tuple[FloatArray, FloatArray]:
     """Per-row log-likelihood and log responsibilities.
 
     Returns

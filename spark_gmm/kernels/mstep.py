@@ -118,4 +118,5 @@ def m_step(
     if collapsed:
         weights = weights.copy()
         reseed_collapsed(weights, means, covariances, covariance_type, collapsed)
-    return GaussianParameters.from_covariances(weights, means, covariances, covariance_type), collapsed
+    params = GaussianParameters.from_covariances(weights, means, covariances, covariance_type)
+    return params, collapsed

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class SufficientStatistics:
         """The neutral element of :meth:`merge` for ``params``."""
         n_components, n_features = params.means.shape
         full = kernels_for(params.covariance_type).full_second_moment
-        second_shape = (n_components, n_features, n_features) if full else (n_components, n_features)
+        second_shape = (n_components, n_features) + ((n_features,) if full else ())
         return cls(
             shift=params.means,
             resp_sum=np.zeros(n_components),
@@ -100,25 +100,50 @@ def chunk_rows(n_components: int, n_features: int) -> int:
     return int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
 
 
-def _chunk_statistics(
-    x: FloatArray, weights: FloatArray | None, params: GaussianParameters
+def _statistics_from_responsibilities(
+    x: FloatArray,
+    weights: FloatArray | None,
+    resp: FloatArray,
+    shift: FloatArray,
+    covariance_type: str,
+    row_log_likelihood: FloatArray,
 ) -> SufficientStatistics:
-    kernels = kernels_for(params.covariance_type)
-    log_likelihood, log_resp = log_responsibilities(x, params)
-    resp = np.exp(log_resp)
     row_weights = np.ones(x.shape[0]) if weights is None else weights
     weighted_resp = resp * row_weights[:, None]
-    assigned = np.bincount(np.argmax(log_resp, axis=1), minlength=params.n_components)
-    first, second = kernels.moments(x, weighted_resp, params.means)
+    first, second = kernels_for(covariance_type).moments(x, weighted_resp, shift)
+    assigned = np.bincount(np.argmax(resp, axis=1), minlength=shift.shape[0])
     return SufficientStatistics(
-        shift=params.means,
+        shift=shift,
         resp_sum=weighted_resp.sum(axis=0),
         first=first,
         second=second,
-        log_likelihood=float(row_weights @ log_likelihood),
+        log_likelihood=float(row_weights @ row_log_likelihood),
         weight_sum=float(row_weights.sum()),
         row_count=int(x.shape[0]),
         assigned=assigned.astype(np.int64),
+    )
+
+
+def _chunk_statistics(
+    x: FloatArray, weights: FloatArray | None, params: GaussianParameters
+) -> SufficientStatistics:
+    log_likelihood, log_resp = log_responsibilities(x, params)
+    return _statistics_from_responsibilities(
+        x, weights, np.exp(log_resp), params.means, params.covariance_type, log_likelihood
+    )
+
+
+def _chunk_hard_statistics(
+    x: FloatArray, weights: FloatArray | None, params: GaussianParameters
+) -> SufficientStatistics:
+    distances = (
+        np.einsum("nd,nd->n", x, x)[:, None] - 2.0 * x @ params.means.T
+        + np.einsum("kd,kd->k", params.means, params.means)
+    )
+    resp = np.zeros((x.shape[0], params.n_components))
+    resp[np.arange(x.shape[0]), np.argmin(distances, axis=1)] = 1.0
+    return _statistics_from_responsibilities(
+        x, weights, resp, params.means, params.covariance_type, np.zeros(x.shape[0])
     )
 
 
@@ -127,6 +152,7 @@ def block_statistics(
     weights: FloatArray | None,
     models: Sequence[GaussianParameters],
     center: FloatArray | None = None,
+    hard_assignment: bool = False,
 ) -> list[SufficientStatistics]:
     """Statistics of one block of rows for several mixtures in a single pass over the rows.
 
@@ -141,11 +167,16 @@ def block_statistics(
     center : ndarray of shape (D,) or None
         Subtracted from every row before use (the data mean), so that data far from the
         origin keeps its precision. None means no centring.
+    hard_assignment : bool
+        Give each row wholly to its nearest mean (Euclidean) instead of the soft E-step
+        responsibilities: the statistics that turn k-means centres into a mixture. The
+        log-likelihood is then not computed (reported as 0).
 
     Returns
     -------
     list of SufficientStatistics, one per model.
     """
+    chunk_function = _chunk_hard_statistics if hard_assignment else _chunk_statistics
     totals = [SufficientStatistics.zeros(m) for m in models]
     if x.shape[0] == 0 or not models:
         return totals
@@ -156,7 +187,7 @@ def block_statistics(
             chunk = chunk - center
         chunk_weights = None if weights is None else weights[start : start + step]
         totals = [
-            total.merge(_chunk_statistics(chunk, chunk_weights, model))
+            total.merge(chunk_function(chunk, chunk_weights, model))
             for total, model in zip(totals, models)
         ]
     return totals

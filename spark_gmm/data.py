@@ -1,0 +1,275 @@
+"""Feature columns to validated, cached float64 blocks on the executors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+from pyspark import RDD, StorageLevel
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
+
+logger = logging.getLogger(__name__)
+
+Block = tuple[np.ndarray, "np.ndarray | None"]
+
+
+class InvalidInputError(ValueError):
+    """The input data cannot be used as given; the message says what to change."""
+
+
+def features_array(df: DataFrame, features_col: str) -> Column:
+    """The features column as ``array<double>``, whatever supported type it has.
+
+    Raises
+    ------
+    InvalidInputError
+        The column is missing or of an unsupported type.
+    """
+    if features_col not in df.columns:
+        raise InvalidInputError(
+            f"features column {features_col!r} not found; available columns: "
+            f"{', '.join(df.columns)}. Set featuresCol to the column that holds the features."
+        )
+    data_type = df.schema[features_col].dataType
+    column = F.col(f"`{features_col}`")
+    if isinstance(data_type, VectorUDT):
+        return vector_to_array(column, "float64")
+    if isinstance(data_type, ArrayType) and isinstance(data_type.elementType, DoubleType):
+        return column
+    if isinstance(data_type, ArrayType) and isinstance(
+        data_type.elementType, (FloatType, NumericType)
+    ):
+        return column.cast(ArrayType(DoubleType()))
+    raise InvalidInputError(
+        f"features column {features_col!r} has type {data_type.simpleString()}; expected an "
+        "ml Vector, array<double> or array<float>. Assemble numeric columns with "
+        "pyspark.ml.feature.VectorAssembler or F.array(...)."
+    )
+
+
+def _bad_element(v: Column) -> Column:
+    return v.isNull() | F.isnan(v) | (F.abs(v) == F.lit(float("inf")))
+
+
+@dataclass(frozen=True)
+class InputCounts:
+    """Counts from the single validation pass over the input."""
+
+    n_rows: int
+    n_features: int
+    weight_sum: float
+
+
+def validate_input(df: DataFrame, features: Column, features_col: str,
+                   weight_col: str | None) -> InputCounts:
+    """Check every row in one Spark job; raise before any EM work on bad input.
+
+    Raises
+    ------
+    InvalidInputError
+        Empty input, null or non-finite features, features of unequal length, a weight
+        column that is missing, non-numeric, null, NaN, negative or all zero. The message
+        names the column and the number of offending rows.
+    """
+    aggregations = [
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(features.isNull().cast("long")).alias("null_rows"),
+        F.sum(F.exists(features, _bad_element).cast("long")).alias("bad_rows"),
+        F.min(F.size(features)).alias("min_size"),
+        F.max(F.size(features)).alias("max_size"),
+    ]
+    if weight_col is not None:
+        if weight_col not in df.columns:
+            raise InvalidInputError(
+                f"weight column {weight_col!r} not found; available columns: "
+                f"{', '.join(df.columns)}. Unset weightCol or name an existing column."
+            )
+        if not isinstance(df.schema[weight_col].dataType, NumericType):
+            raise InvalidInputError(
+                f"weight column {weight_col!r} has type "
+                f"{df.schema[weight_col].dataType.simpleString()}; it must be numeric"
+            )
+        w = F.col(f"`{weight_col}`").cast("double")
+        aggregations += [
+            F.sum((w.isNull() | F.isnan(w) | (F.abs(w) == F.lit(float("inf")))).cast("long"))
+            .alias("bad_weights"),
+            F.sum((w < 0).cast("long")).alias("negative_weights"),
+            F.sum(F.when(F.isnan(w), None).otherwise(w)).alias("weight_sum"),
+        ]
+    row = df.agg(*aggregations).first()
+    assert row is not None
+    if row["rows"] == 0:
+        raise InvalidInputError("the input DataFrame is empty; there is nothing to fit")
+    if row["null_rows"]:
+        raise InvalidInputError(
+            f"features column {features_col!r} is null in {row['null_rows']} of {row['rows']} "
+            "rows; drop or impute them before fitting"
+        )
+    if row["bad_rows"]:
+        raise InvalidInputError(
+            f"features column {features_col!r} has NaN, infinite or null values in "
+            f"{row['bad_rows']} of {row['rows']} rows; drop or impute them before fitting"
+        )
+    if row["min_size"] != row["max_size"] or row["max_size"] == 0:
+        raise InvalidInputError(
+            f"features column {features_col!r} has vectors of different or zero lengths "
+            f"(from {row['min_size']} to {row['max_size']}); every row needs the same number "
+            "of features"
+        )
+    weight_sum = float(row["rows"])
+    if weight_col is not None:
+        if row["bad_weights"] or row["negative_weights"]:
+            raise InvalidInputError(
+                f"weight column {weight_col!r} has {row['bad_weights']} null/NaN/infinite and "
+                f"{row['negative_weights']} negative values in {row['rows']} rows; weights "
+                "must be finite and >= 0"
+            )
+        weight_sum = float(row["weight_sum"])
+        if not weight_sum > 0:
+            raise InvalidInputError(
+                f"weight column {weight_col!r} sums to {weight_sum}; at least one row needs a "
+                "positive weight"
+            )
+    return InputCounts(int(row["rows"]), int(row["max_size"]), weight_sum)
+
+
+def _encode_blocks(n_features: int, has_weights: bool,
+                   batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        values = batch.column("x").flatten().to_numpy(zero_copy_only=False)
+        x = np.ascontiguousarray(values, dtype=np.float64).reshape(batch.num_rows, n_features)
+        w = (batch.column("w").to_numpy(zero_copy_only=False).astype(np.float64).tobytes()
+             if has_weights else None)
+        yield pa.RecordBatch.from_pydict(
+            {"x": [x.tobytes()], "w": [w]},
+            schema=pa.schema([("x", pa.binary()), ("w", pa.binary())]),
+        )
+
+
+def _decode_block(n_features: int, row: tuple[bytes, bytes | None]) -> Block:
+    x = np.frombuffer(row[0], dtype=np.float64).reshape(-1, n_features)
+    w = None if row[1] is None else np.frombuffer(row[1], dtype=np.float64)
+    return x, w
+
+
+def cache_blocks(df: DataFrame, features: Column, weight_col: str | None,
+                 n_features: int) -> RDD[Block]:
+    """Convert the features once into contiguous float64 blocks and cache them.
+
+    Each Arrow batch of the input (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows)
+    becomes one ``(x [n, D], w [n] or None)`` block. The RDD keeps the input's partitioning
+    and is persisted MEMORY_AND_DISK; the caller unpersists it.
+    """
+    weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
+    selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
+    encoded = selected.mapInArrow(
+        partial(_encode_blocks, n_features, weight_col is not None), "x binary, w binary"
+    )
+    return encoded.rdd.map(partial(_decode_block, n_features)).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+
+
+# --- partition-invariant random choice of rows ------------------------------------------------
+# Each row gets a pseudo-random key from its own values and the seed, so the rows chosen do
+# not depend on how the data are partitioned or ordered.
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = (z + np.uint64(0x9E3779B97F4A7C15)) & _MASK
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
+        return z ^ (z >> np.uint64(31))
+
+
+def row_keys(x: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit pseudo-random key per row, a pure function of the row's values and ``seed``."""
+    bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+    keys = _splitmix64(np.full(x.shape[0], np.uint64(seed & 0xFFFFFFFFFFFFFFFF)))
+    for column in range(x.shape[1]):
+        keys = _splitmix64(keys ^ bits[:, column])
+    return keys
+
+
+def _smallest_keys(size: int, distinct: bool, keys: np.ndarray, rows: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    if distinct:
+        keys, first = np.unique(keys, return_index=True)
+        rows = rows[first]
+    # Equal keys belong to equal rows (up to 2⁻⁶⁴ collisions), so ties need no order.
+    order = np.argsort(keys, kind="stable")[:size]
+    return keys[order], rows[order]
+
+
+def _partition_sample(seed: int, size: int, distinct: bool, blocks: Iterator[Block]
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    best: tuple[np.ndarray, np.ndarray] | None = None
+    for x, _ in blocks:
+        candidate = _smallest_keys(size, distinct, row_keys(x, seed), x)
+        best = candidate if best is None else _merge_samples(size, distinct, best, candidate)
+    if best is not None:
+        yield best
+
+
+def _merge_samples(size: int, distinct: bool, a: tuple[np.ndarray, np.ndarray],
+                   b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return _smallest_keys(size, distinct, np.concatenate([a[0], b[0]]),
+                          np.concatenate([a[1], b[1]]))
+
+
+def sample_rows(blocks: RDD[Block], size: int, seed: int, distinct: bool, depth: int
+                ) -> np.ndarray:
+    """Up to ``size`` rows chosen pseudo-randomly and identically for any partitioning.
+
+    With ``distinct`` no two returned rows are equal. Memory on the driver and in each
+    reduce step stays at ``size`` rows.
+    """
+    _, rows = blocks.mapPartitions(partial(_partition_sample, seed, size, distinct)).treeReduce(
+        partial(_merge_samples, size, distinct), depth
+    )
+    return rows
+
+
+# --- weighted mean and variance in one pass ---------------------------------------------------
+
+Moments = tuple[float, np.ndarray, np.ndarray]
+
+
+def _block_moments(block: Block) -> Moments:
+    x, w = block
+    weights = np.ones(x.shape[0]) if w is None else w
+    total = float(weights.sum())
+    if total <= 0:
+        return 0.0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    mean = weights @ x / total
+    diff = x - mean
+    return total, mean, weights @ (diff * diff)
+
+
+def _merge_moments(a: Moments, b: Moments) -> Moments:
+    # Chan et al.'s pairwise update: exact for any split, no raw-moment cancellation.
+    total = a[0] + b[0]
+    if total <= 0:
+        return a
+    delta = b[1] - a[1]
+    mean = a[1] + delta * (b[0] / total)
+    return total, mean, a[2] + b[2] + delta * delta * (a[0] * b[0] / total)
+
+
+def feature_moments(blocks: RDD[Block], depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and (biased) variance of every feature, shapes (D,) and (D,)."""
+    total, mean, scatter = blocks.map(_block_moments).treeReduce(_merge_moments, depth)
+    return mean, scatter / total

@@ -1,0 +1,74 @@
+"""The distributed statistics pass: broadcast mixtures, mapPartitions, treeReduce."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from functools import partial
+
+import numpy as np
+from pyspark import RDD
+from pyspark.broadcast import Broadcast
+
+from .data import Block
+from .kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+
+logger = logging.getLogger(__name__)
+
+_blas_limited = False
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread per Python worker: Spark already runs one task per core."""
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+        _blas_limited = True
+
+
+def _partition_statistics(
+    models: Broadcast[list[GaussianParameters]],
+    center: np.ndarray,
+    hard_assignment: bool,
+    blocks: Iterator[Block],
+) -> Iterator[list[SufficientStatistics]]:
+    limit_blas_threads()
+    mixtures = models.value
+    total: list[SufficientStatistics] | None = None
+    for x, w in blocks:
+        stats = block_statistics(x, w, mixtures, center, hard_assignment)
+        total = stats if total is None else merge_all(total, stats)
+    if total is not None:
+        yield total
+
+
+class DistributedStatistics:
+    """Computes merged statistics of cached blocks for a list of mixtures in one Spark job.
+
+    Parameters
+    ----------
+    blocks : RDD of (x [n, D], w [n] or None)
+        Cached feature blocks.
+    center : ndarray of shape (D,)
+        The data mean; mixtures are expressed relative to it.
+    depth : int
+        ``treeReduce`` depth (the ``aggregationDepth`` param).
+    """
+
+    def __init__(self, blocks: RDD[Block], center: np.ndarray, depth: int) -> None:
+        self.blocks = blocks
+        self.center = center
+        self.depth = depth
+
+    def __call__(self, models: Sequence[GaussianParameters], hard_assignment: bool = False
+                 ) -> list[SufficientStatistics]:
+        broadcast = self.blocks.context.broadcast(list(models))
+        try:
+            statistics = self.blocks.mapPartitions(
+                partial(_partition_statistics, broadcast, self.center, hard_assignment)
+            ).treeReduce(merge_all, self.depth)
+        finally:
+            broadcast.destroy()
+        return statistics

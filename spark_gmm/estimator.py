@@ -1,0 +1,163 @@
+"""The public estimator: a drop-in for ``pyspark.ml.clustering.GaussianMixture``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+
+from .data import InvalidInputError, cache_blocks, feature_moments, features_array, validate_input
+from .distributed import DistributedStatistics
+from .em import EMRun, best_run, run_em
+from .initialization import InitialisationInput, from_initial_model, initial_mixtures
+from .model import GaussianMixtureModel, GaussianMixtureSummary
+from .params import GaussianMixtureParams
+
+logger = logging.getLogger(__name__)
+
+
+class GaussianMixture(
+    Estimator[GaussianMixtureModel],
+    GaussianMixtureParams,
+    DefaultParamsWritable,
+    DefaultParamsReadable["GaussianMixture"],
+):
+    """Gaussian mixture fitted by distributed Expectation-Maximization.
+
+    Same parameter names, defaults and output columns as MLlib's ``GaussianMixture`` plus
+    ``covarianceType``, ``regCovar``, ``initMode``, ``nInit``, ``logLikelihoodCol`` and an
+    initial model. ``featuresCol`` may hold ml Vectors, ``array<double>`` or ``array<float>``.
+
+    Examples
+    --------
+    >>> gmm = GaussianMixture(k=3, covarianceType="diag", seed=1)  # doctest: +SKIP
+    >>> model = gmm.fit(df)                                         # doctest: +SKIP
+    >>> model.transform(df).select("prediction", "probability")    # doctest: +SKIP
+    """
+
+    _input_kwargs: dict[str, Any]
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        featuresCol: str = "features",
+        predictionCol: str = "prediction",
+        k: int = 2,
+        probabilityCol: str = "probability",
+        tol: float = 1e-3,
+        maxIter: int = 100,
+        seed: int | None = None,
+        aggregationDepth: int = 2,
+        weightCol: str | None = None,
+        covarianceType: str = "full",
+        regCovar: float = 1e-6,
+        initMode: str = "k-means||",
+        nInit: int = 1,
+        logLikelihoodCol: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._initial_model: GaussianMixtureModel | None = None
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, **kwargs: Any) -> GaussianMixture:
+        """Set any of the constructor's keyword parameters."""
+        kwargs = {name: value for name, value in self._input_kwargs.items() if value is not None}
+        return self._set(**kwargs)
+
+    def setK(self, value: int) -> GaussianMixture:
+        return self._set(k=value)
+
+    def setCovarianceType(self, value: str) -> GaussianMixture:
+        return self._set(covarianceType=value)
+
+    def setRegCovar(self, value: float) -> GaussianMixture:
+        return self._set(regCovar=value)
+
+    def setInitMode(self, value: str) -> GaussianMixture:
+        return self._set(initMode=value)
+
+    def setNInit(self, value: int) -> GaussianMixture:
+        return self._set(nInit=value)
+
+    def setLogLikelihoodCol(self, value: str) -> GaussianMixture:
+        return self._set(logLikelihoodCol=value)
+
+    def setMaxIter(self, value: int) -> GaussianMixture:
+        return self._set(maxIter=value)
+
+    def setTol(self, value: float) -> GaussianMixture:
+        return self._set(tol=value)
+
+    def setSeed(self, value: int) -> GaussianMixture:
+        return self._set(seed=value)
+
+    def setAggregationDepth(self, value: int) -> GaussianMixture:
+        return self._set(aggregationDepth=value)
+
+    def setWeightCol(self, value: str) -> GaussianMixture:
+        return self._set(weightCol=value)
+
+    def setFeaturesCol(self, value: str) -> GaussianMixture:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> GaussianMixture:
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> GaussianMixture:
+        return self._set(probabilityCol=value)
+
+    def setInitialModel(self, model: GaussianMixtureModel) -> GaussianMixture:
+        """Start EM from ``model`` (same k, features and covarianceType) instead of initMode."""
+        self._initial_model = model
+        return self
+
+    def copy(self, extra: dict | None = None) -> GaussianMixture:
+        that = super().copy(extra)
+        that._initial_model = self._initial_model
+        return that
+
+    def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
+        self._validate_params()
+        features_col = self.getFeaturesCol()
+        weight_col = self._weight_col_or_none()
+        features = features_array(dataset, features_col)
+        counts = validate_input(dataset, features, features_col, weight_col)
+        k = self.getK()
+        if k > counts.n_rows:
+            raise InvalidInputError(
+                f"k={k} is larger than the number of rows ({counts.n_rows}); reduce k"
+            )
+        blocks = cache_blocks(dataset, features, weight_col, counts.n_features)
+        try:
+            depth = self.getAggregationDepth()
+            center, variance = feature_moments(blocks, depth)
+            statistics = DistributedStatistics(blocks, center, depth)
+            if self._initial_model is not None:
+                starts = [from_initial_model(self._initial_model.parameters, k,
+                                             counts.n_features, self.getCovarianceType(), center)]
+            else:
+                spec = InitialisationInput(
+                    df=dataset, features=features, weight_col=weight_col, blocks=blocks,
+                    center=center, variance=variance, statistics=statistics, k=k,
+                    covariance_type=self.getCovarianceType(), reg_covar=self.getRegCovar(),
+                    seed=self.getSeed() % (2**31), n_init=self.getNInit(), depth=depth,
+                )
+                starts = initial_mixtures(spec, self.getInitMode())
+            runs = run_em([EMRun(p) for p in starts], statistics, self.getRegCovar(),
+                          self.getMaxIter(), self.getTol())
+            best = best_run(runs)
+            [final] = statistics([best.params])
+        finally:
+            blocks.unpersist()
+        summary = GaussianMixtureSummary.from_fit(best, final, counts.n_features)
+        model = GaussianMixtureModel(best.params.shifted(center), summary)
+        self._copyValues(model)
+        logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",
+                    k, counts.n_rows, best.n_iter, best.converged)
+        return model

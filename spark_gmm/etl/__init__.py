@@ -1,0 +1,1 @@
+"""The ETL layer: configuration, input/output and the job entry points."""

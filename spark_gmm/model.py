@@ -1,0 +1,317 @@
+"""The fitted model: parameters, training summary, batch and single-row scoring."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.broadcast import Broadcast
+from pyspark.ml import Model
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector, Vectors
+from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
+
+from .data import features_array
+from .distributed import limit_blas_threads
+from .em import EMRun
+from .kernels import (
+    GaussianParameters,
+    SufficientStatistics,
+    log_responsibilities,
+    n_free_parameters,
+)
+from .params import GaussianMixtureParams
+from .persistence import GaussianMixtureModelReader, GaussianMixtureModelWriter
+
+_SCORE_FEATURES = "__spark_gmm_features"
+_SCORE_PROBABILITY = "__spark_gmm_probability"
+
+
+@dataclass(frozen=True)
+class GaussianMixtureSummary:
+    """Training summary (MLlib's names where MLlib has the quantity).
+
+    Attributes
+    ----------
+    logLikelihood : float
+        Total (weighted) log-likelihood of the final model on the training data.
+    logLikelihoodHistory : list of float
+        Total log-likelihood at each EM iteration's E-step.
+    numIter : int
+    converged : bool
+    clusterSizes : list of int
+        Training rows per component (argmax responsibility).
+    weightSum : float
+        Σ w (the row count when unweighted).
+    numFeatures : int
+    iterationSeconds : list of float
+    """
+
+    logLikelihood: float
+    logLikelihoodHistory: list[float]
+    numIter: int
+    converged: bool
+    clusterSizes: list[int]
+    weightSum: float
+    numFeatures: int
+    covarianceType: str
+    iterationSeconds: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_fit(cls, run: EMRun, final: SufficientStatistics, n_features: int
+                 ) -> GaussianMixtureSummary:
+        return cls(
+            logLikelihood=final.log_likelihood,
+            logLikelihoodHistory=[m * final.weight_sum for m in run.history],
+            numIter=run.n_iter,
+            converged=run.converged,
+            clusterSizes=[int(c) for c in final.assigned],
+            weightSum=final.weight_sum,
+            numFeatures=n_features,
+            covarianceType=run.params.covariance_type,
+            iterationSeconds=list(run.iteration_seconds),
+        )
+
+    @property
+    def k(self) -> int:
+        return len(self.clusterSizes)
+
+    @property
+    def numParameters(self) -> int:
+        return n_free_parameters(self.covarianceType, self.k, self.numFeatures)
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, -2 log L + p log N (lower is better)."""
+        return -2.0 * self.logLikelihood + self.numParameters * math.log(self.weightSum)
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion, -2 log L + 2 p (lower is better)."""
+        return -2.0 * self.logLikelihood + 2.0 * self.numParameters
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "logLikelihood": self.logLikelihood,
+            "logLikelihoodHistory": self.logLikelihoodHistory,
+            "numIter": self.numIter,
+            "converged": self.converged,
+            "clusterSizes": self.clusterSizes,
+            "weightSum": self.weightSum,
+            "numFeatures": self.numFeatures,
+            "covarianceType": self.covarianceType,
+            "iterationSeconds": self.iterationSeconds,
+        }
+
+
+def _score_batches(
+    params: Broadcast[GaussianParameters],
+    with_log_likelihood: bool,
+    output_schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    limit_blas_threads()
+    mixture = params.value
+    d, k = mixture.n_features, mixture.n_components
+    for batch in batches:
+        features = batch.column(_SCORE_FEATURES)
+        lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
+        valid = lengths == d
+        x = np.full((batch.num_rows, d), np.nan)
+        if valid.any():
+            x[valid] = pc.filter(features, pa.array(valid)).flatten().to_numpy(
+                zero_copy_only=False).reshape(-1, d)
+        valid &= np.all(np.isfinite(x), axis=1)
+        prediction = np.zeros(batch.num_rows, dtype=np.int32)
+        probability = np.zeros((batch.num_rows, k))
+        log_likelihood = np.zeros(batch.num_rows)
+        if valid.any():
+            row_ll, log_resp = log_responsibilities(x[valid], mixture)
+            prediction[valid] = np.argmax(log_resp, axis=1)
+            probability[valid] = np.exp(log_resp)
+            log_likelihood[valid] = row_ll
+        invalid = pa.array(~valid)
+        columns = [batch.column(name) for name in batch.schema.names if name != _SCORE_FEATURES]
+        columns.append(pa.array(prediction, mask=~valid))
+        offsets = pa.array(np.arange(batch.num_rows + 1, dtype=np.int32) * k)
+        columns.append(pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
+                                                mask=invalid))
+        if with_log_likelihood:
+            columns.append(pa.array(log_likelihood, mask=~valid))
+        yield pa.RecordBatch.from_arrays(columns, schema=output_schema)
+
+
+class GaussianMixtureModel(
+    Model, GaussianMixtureParams, MLWritable, MLReadable["GaussianMixtureModel"]
+):
+    """A fitted Gaussian mixture (MLlib-compatible ``transform`` and accessors).
+
+    Parameters
+    ----------
+    parameters : GaussianParameters
+        Weights, means and covariances in the original feature units.
+    summary : GaussianMixtureSummary or None
+        Training summary; None for models built with :meth:`fromArrays`.
+    """
+
+    def __init__(self, parameters: GaussianParameters | None = None,
+                 summary: GaussianMixtureSummary | None = None) -> None:
+        super().__init__()
+        self._parameters = parameters
+        self._summary = summary
+        self._broadcast: Broadcast[GaussianParameters] | None = None
+
+    @classmethod
+    def fromArrays(cls, weights: Sequence[float] | np.ndarray, means: np.ndarray,
+                   covariances: np.ndarray, covarianceType: str = "full"
+                   ) -> GaussianMixtureModel:
+        """A model from explicit parameters (weights [K], means [K, D], covariances by type)."""
+        model = cls(GaussianParameters.from_covariances(weights, means, covariances,
+                                                        covarianceType))
+        model._set(k=len(model.weights), covarianceType=covarianceType)
+        return model
+
+    @property
+    def parameters(self) -> GaussianParameters:
+        if self._parameters is None:
+            raise ValueError("this model has no parameters; fit or load it first")
+        return self._parameters
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Mixing weights, shape (K,)."""
+        return self.parameters.weights.copy()
+
+    @property
+    def means(self) -> np.ndarray:
+        """Component means, shape (K, D)."""
+        return self.parameters.means.copy()
+
+    @property
+    def covariances(self) -> np.ndarray:
+        """Covariances: full (K, D, D), tied (D, D), diag (K, D), spherical (K,)."""
+        return self.parameters.covariances.copy()
+
+    @property
+    def numFeatures(self) -> int:
+        return self.parameters.n_features
+
+    @property
+    def gaussiansDF(self) -> DataFrame:
+        """MLlib's layout: one row per component with ``mean`` (Vector) and ``cov`` (Matrix)."""
+        p = self.parameters
+        dense = _dense_covariances(p)
+        rows = [(DenseVector(p.means[j]), DenseMatrix(p.n_features, p.n_features,
+                                                      dense[j].ravel(order="F").tolist()))
+                for j in range(p.n_components)]
+        return SparkSession.active().createDataFrame(rows, ["mean", "cov"])
+
+    @property
+    def hasSummary(self) -> bool:
+        return self._summary is not None
+
+    @property
+    def summary(self) -> GaussianMixtureSummary:
+        if self._summary is None:
+            raise RuntimeError("no training summary is available for this model")
+        return self._summary
+
+    def setFeaturesCol(self, value: str) -> GaussianMixtureModel:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> GaussianMixtureModel:
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> GaussianMixtureModel:
+        return self._set(probabilityCol=value)
+
+    def setLogLikelihoodCol(self, value: str) -> GaussianMixtureModel:
+        return self._set(logLikelihoodCol=value)
+
+    def _row(self, value: Vector | Sequence[float] | np.ndarray) -> np.ndarray:
+        x = np.asarray(value.toArray() if isinstance(value, Vector) else value, dtype=float)
+        if x.shape != (self.numFeatures,) or not np.all(np.isfinite(x)):
+            raise ValueError(
+                f"expected {self.numFeatures} finite feature values; got shape {x.shape}"
+            )
+        return x[None, :]
+
+    def predict(self, value: Vector | Sequence[float] | np.ndarray) -> int:
+        """Index of the most responsible component for one feature vector."""
+        return int(np.argmax(log_responsibilities(self._row(value), self.parameters)[1][0]))
+
+    def predictProbability(self, value: Vector | Sequence[float] | np.ndarray) -> DenseVector:
+        """Responsibilities (summing to 1) of every component for one feature vector."""
+        return Vectors.dense(np.exp(log_responsibilities(self._row(value), self.parameters)[1][0]))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        spark = dataset.sparkSession
+        if self._broadcast is None:
+            self._broadcast = spark.sparkContext.broadcast(self.parameters)
+        ll_col = self._log_likelihood_col_or_none()
+        prediction_col, probability_col = self.getPredictionCol(), self.getProbabilityCol()
+        new_fields = [StructField(prediction_col, IntegerType()),
+                      StructField(_SCORE_PROBABILITY, ArrayType(DoubleType()))]
+        if ll_col:
+            new_fields.append(StructField(ll_col, DoubleType()))
+        for name in [f.name for f in new_fields[:1]] + [probability_col] + ([ll_col] if ll_col
+                                                                           else []):
+            if name in dataset.columns:
+                raise ValueError(f"output column {name!r} already exists in the input; "
+                                 "rename it or set a different output column name")
+        out_schema = StructType(list(dataset.schema.fields) + new_fields)
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        arrow_schema = to_arrow_schema(out_schema)
+        with_features = dataset.withColumn(
+            _SCORE_FEATURES, features_array(dataset, self.getFeaturesCol()))
+        scored = with_features.mapInArrow(
+            partial(_score_batches, self._broadcast, ll_col is not None, arrow_schema),
+            out_schema,
+        )
+        probability = F.col(_SCORE_PROBABILITY)
+        # array_to_vector fails on null arrays: rows with invalid features keep a null.
+        as_vector = F.when(probability.isNotNull(), array_to_vector(probability))
+        return scored.withColumn(probability_col, as_vector).select(
+            *[F.col(f"`{c}`") for c in dataset.columns], prediction_col, probability_col,
+            *([ll_col] if ll_col else []),
+        )
+
+    def copy(self, extra: dict | None = None) -> GaussianMixtureModel:
+        that = super().copy(extra)
+        that._broadcast = None
+        return that
+
+    def write(self) -> GaussianMixtureModelWriter:
+        return GaussianMixtureModelWriter(self)
+
+    def save(self, path: str) -> None:
+        self.write().save(path)
+
+    @classmethod
+    def read(cls) -> GaussianMixtureModelReader:
+        return GaussianMixtureModelReader(cls)
+
+    @classmethod
+    def load(cls, path: str) -> GaussianMixtureModel:
+        return cls.read().load(path)
+
+
+def _dense_covariances(p: GaussianParameters) -> np.ndarray:
+    k, d = p.n_components, p.n_features
+    c = p.covariances
+    return {
+        "full": lambda: c,
+        "tied": lambda: np.repeat(c[None], k, axis=0),
+        "diag": lambda: np.stack([np.diag(row) for row in c]),
+        "spherical": lambda: np.stack([np.eye(d) * v for v in c]),
+    }[p.covariance_type]()

@@ -6,42 +6,70 @@ Exit codes: 0 success; 2 bad configuration or bad input; 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _print_model(model) -> None:
-    import numpy as np
+def _print_report(report: dict[str, Any]) -> None:
+    units = report["original_units"]
+    print(f"model {report['model_id']}: k={len(report['weights'])}, "
+          f"{report['num_iter']} iterations (converged: {report['converged']})")
+    print(f"log-likelihood {report['log_likelihood']:.4f}, BIC {report['bic']:.2f}, "
+          f"AIC {report['aic']:.2f}")
+    for j, (weight, mean) in enumerate(zip(report["weights"], units["means"])):
+        print(f"  component {j}: weight {weight:.4f}, "
+              f"mean [{', '.join(f'{v:.3f}' for v in mean)}]")
+    print(f"cluster sizes: {report['cluster_sizes']}")
+    print(f"rows: {report['rows_read']} read, {report['rows_labelled']} labelled, "
+          f"{report['rows_quarantined']} quarantined")
 
-    np.set_printoptions(precision=4, suppress=True, linewidth=100)
-    summary = model.summary
-    print(f"spark-gmm model: k={len(model.weights)}, covarianceType={model.getCovarianceType()}, "
-          f"{model.numFeatures} features")
-    print(f"iterations: {summary.numIter} (converged: {summary.converged}); "
-          f"log-likelihood {summary.logLikelihood:.4f}; BIC {summary.bic:.2f}; "
-          f"AIC {summary.aic:.2f}")
-    for j, (weight, mean) in enumerate(zip(model.weights, model.means)):
-        print(f"  component {j}: weight {weight:.4f}, size {summary.clusterSizes[j]}, "
-              f"mean {mean}")
+
+def _session(config: Any, master: str | None) -> Any:
+    from .etl.session import build_session
+
+    return build_session(config.spark.app_name, master or config.spark.master or None,
+                         config.spark.conf)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from .etl.demo import run_demo
-    from .etl.session import build_session
+    from .etl.demo import demo_config, run_demo
 
-    spark = build_session("spark-gmm-demo", master=args.master)
-    result = run_demo(spark, output_path=args.output)
-    _print_model(result.model)
-    k = len(result.model.weights)
-    print("\ncluster sizes:", result.model.summary.clusterSizes)
+    spark = _session(demo_config(), args.master)
+    report = run_demo(spark, args.output)
+    _print_report(report)
     print("\nspecies vs cluster:")
+    k = len(report["weights"])
     print(f"  {'species':<12}" + "".join(f"{'c' + str(j):>6}" for j in range(k)))
-    for species, counts in result.crosstab:
+    for species, counts in report["crosstab"]:
         print(f"  {species:<12}" + "".join(f"{c:>6}" for c in counts))
-    print(f"\nwrote {result.rows_written} labelled rows to {result.output_path}")
+    print(f"\nlabelled Parquet: {args.output}/labelled; model: {args.output}/model")
+    return EXIT_OK
+
+
+def run_job_command(args: argparse.Namespace) -> int:
+    from .etl.config import load_config
+    from .etl.jobs import run_fit, run_score
+
+    config = load_config(args.config, args.set or [])
+    spark = _session(config, args.master)
+    if args.command == "fit":
+        report = run_fit(spark, config)
+        _print_report(report)
+    else:
+        report = run_score(spark, config)
+        print(json.dumps(report, indent=2))
+    return EXIT_OK
+
+
+def run_package_command(args: argparse.Namespace) -> int:
+    from .etl.package import build_archive
+
+    print(build_archive(args.output))
     return EXIT_OK
 
 
@@ -49,15 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spark-gmm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="fit the embedded Iris data and print the model")
-    demo.add_argument("--output", default="output/demo", help="labelled Parquet output path")
+    demo.add_argument("--output", default="output/demo", help="output directory")
     demo.add_argument("--master", default=None, help="Spark master (default: local[*])")
     demo.set_defaults(handler=run_demo_command)
+    for name, text in (("fit", "fit a model as configured"),
+                       ("score", "label new rows with a saved model")):
+        job = commands.add_parser(name, help=text)
+        job.add_argument("--config", required=True, help="TOML config file")
+        job.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                         help="override a config value (repeatable)")
+        job.add_argument("--master", default=None, help="Spark master (default: config)")
+        job.set_defaults(handler=run_job_command)
+    package = commands.add_parser("package", help="zip spark_gmm for spark-submit --py-files")
+    package.add_argument("--output", default="dist/spark_gmm.zip")
+    package.set_defaults(handler=run_package_command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``spark-gmm`` console script."""
+    """Entry point of the ``spark-gmm`` console script and of ``jobs/*.py``."""
     from .data import InvalidInputError
+    from .etl.config import ConfigError
     from .kernels import CovarianceError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
@@ -66,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (InvalidInputError, CovarianceError, ValueError) as error:
+    except (ConfigError, InvalidInputError, CovarianceError) as error:
         print(f"spark-gmm: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:

@@ -41,7 +41,8 @@ def features_array(df: DataFrame, features_col: str) -> Column:
     data_type = df.schema[features_col].dataType
     column = F.col(f"`{features_col}`")
     if isinstance(data_type, VectorUDT):
-        return vector_to_array(column, "float64")
+        # vector_to_array fails on null vectors instead of returning null.
+        return F.when(column.isNotNull(), vector_to_array(column, "float64"))
     if isinstance(data_type, ArrayType) and isinstance(data_type.elementType, DoubleType):
         return column
     if isinstance(data_type, ArrayType) and isinstance(

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from pyspark import keyword_only
+import numpy as np
+from pyspark import RDD, keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 
+from .checkpoint import read_checkpoint, write_checkpoint
 from .data import InvalidInputError, cache_blocks, feature_moments, features_array, validate_input
 from .distributed import DistributedStatistics
 from .em import EMRun, best_run, run_em
 from .initialization import InitialisationInput, from_initial_model, initial_mixtures
+from .kernels import GaussianParameters
 from .model import GaussianMixtureModel, GaussianMixtureSummary
 from .params import GaussianMixtureParams
 
@@ -59,6 +63,7 @@ class GaussianMixture(
         initMode: str = "k-means||",
         nInit: int = 1,
         logLikelihoodCol: str | None = None,
+        checkpointPath: str | None = None,
     ) -> None:
         super().__init__()
         self._initial_model: GaussianMixtureModel | None = None
@@ -112,6 +117,9 @@ class GaussianMixture(
     def setProbabilityCol(self, value: str) -> GaussianMixture:
         return self._set(probabilityCol=value)
 
+    def setCheckpointPath(self, value: str) -> GaussianMixture:
+        return self._set(checkpointPath=value)
+
     def setInitialModel(self, model: GaussianMixtureModel) -> GaussianMixture:
         """Start EM from ``model`` (same k, features and covarianceType) instead of initMode."""
         self._initial_model = model
@@ -121,6 +129,33 @@ class GaussianMixture(
         that = super().copy(extra)
         that._initial_model = self._initial_model
         return that
+
+    def _fingerprint(self, n_rows: int, n_features: int, weight_sum: float) -> dict[str, Any]:
+        # What must match for a checkpoint to belong to this fit.
+        return {
+            "k": self.getK(), "covarianceType": self.getCovarianceType(),
+            "regCovar": self.getRegCovar(), "initMode": self.getInitMode(),
+            "nInit": self.getNInit(), "seed": self.getSeed(),
+            "initialModel": self._initial_model is not None,
+            "rows": n_rows, "features": n_features, "weightSum": weight_sum,
+        }
+
+    def _starts(self, dataset: DataFrame, features: Column, weight_col: str | None,
+                blocks: RDD, center: np.ndarray, variance: np.ndarray,
+                statistics: DistributedStatistics, n_features: int
+                ) -> list[GaussianParameters]:
+        k = self.getK()
+        if self._initial_model is not None:
+            return [from_initial_model(self._initial_model.parameters, k, n_features,
+                                       self.getCovarianceType(), center)]
+        spec = InitialisationInput(
+            df=dataset, features=features, weight_col=weight_col, blocks=blocks,
+            center=center, variance=variance, statistics=statistics, k=k,
+            covariance_type=self.getCovarianceType(), reg_covar=self.getRegCovar(),
+            seed=self.getSeed() % (2**31), n_init=self.getNInit(),
+            depth=self.getAggregationDepth(),
+        )
+        return initial_mixtures(spec, self.getInitMode())
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
         self._validate_params()
@@ -134,23 +169,26 @@ class GaussianMixture(
                 f"k={k} is larger than the number of rows ({counts.n_rows}); reduce k"
             )
         blocks = cache_blocks(dataset, features, weight_col, counts.n_features)
+        checkpoint_path = self._checkpoint_path_or_none()
+        fingerprint = self._fingerprint(counts.n_rows, counts.n_features, counts.weight_sum)
         try:
             depth = self.getAggregationDepth()
-            center, variance = feature_moments(blocks, depth)
-            statistics = DistributedStatistics(blocks, center, depth)
-            if self._initial_model is not None:
-                starts = [from_initial_model(self._initial_model.parameters, k,
-                                             counts.n_features, self.getCovarianceType(), center)]
+            resumed = read_checkpoint(checkpoint_path, fingerprint) if checkpoint_path else None
+            if resumed is not None:
+                center, runs = resumed
+                statistics = DistributedStatistics(blocks, center, depth)
             else:
-                spec = InitialisationInput(
-                    df=dataset, features=features, weight_col=weight_col, blocks=blocks,
-                    center=center, variance=variance, statistics=statistics, k=k,
-                    covariance_type=self.getCovarianceType(), reg_covar=self.getRegCovar(),
-                    seed=self.getSeed() % (2**31), n_init=self.getNInit(), depth=depth,
-                )
-                starts = initial_mixtures(spec, self.getInitMode())
-            runs = run_em([EMRun(p) for p in starts], statistics, self.getRegCovar(),
-                          self.getMaxIter(), self.getTol())
+                center, variance = feature_moments(blocks, depth)
+                statistics = DistributedStatistics(blocks, center, depth)
+                runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, blocks,
+                                                        center, variance, statistics,
+                                                        counts.n_features)]
+            save = None
+            if checkpoint_path:
+                def save(_: int, current: Sequence[EMRun]) -> None:
+                    write_checkpoint(checkpoint_path, fingerprint, center, current)
+            run_em(runs, statistics, self.getRegCovar(), self.getMaxIter(), self.getTol(),
+                   on_iteration=save)
             best = best_run(runs)
             [final] = statistics([best.params])
         finally:

@@ -65,6 +65,13 @@ class GaussianMixtureParams(
         typeConverter=TypeConverters.toString,
     )
 
+    checkpointPath: Param[str] = Param(
+        Params._dummy(), "checkpointPath",
+        "Driver-local file for the EM state, rewritten atomically after every iteration; a fit "
+        "that finds a matching checkpoint resumes from it. Unset: no checkpoints.",
+        typeConverter=TypeConverters.toString,
+    )
+
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
@@ -95,6 +102,15 @@ class GaussianMixtureParams(
     def getLogLikelihoodCol(self) -> str:
         """Column name for the per-row log density."""
         return self.getOrDefault(self.logLikelihoodCol)
+
+    def getCheckpointPath(self) -> str:
+        """File of the EM checkpoint."""
+        return self.getOrDefault(self.checkpointPath)
+
+    def _checkpoint_path_or_none(self) -> str | None:
+        if self.isDefined(self.checkpointPath) and self.getCheckpointPath():
+            return self.getCheckpointPath()
+        return None
 
     def _weight_col_or_none(self) -> str | None:
         if self.isDefined(self.weightCol) and self.getWeightCol():

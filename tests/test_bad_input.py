@@ -111,3 +111,14 @@ def test_constant_feature_does_not_crash(spark, covariance_type) -> None:
     model = _fit(to_dataframe(spark, x), k=3, covarianceType=covariance_type)
     assert np.all(np.isfinite(model.covariances))
     assert np.all(np.isfinite(model.summary.logLikelihoodHistory))
+
+
+def test_null_vectors_are_reported_not_crashed(spark) -> None:
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import StructField, StructType
+
+    schema = StructType([StructField("features", VectorUDT())])
+    df = spark.createDataFrame([(Vectors.dense([1.0]),), (None,), (Vectors.dense([2.0]),)],
+                               schema)
+    with pytest.raises(InvalidInputError, match=r"null in 1 of 3 rows"):
+        _fit(df)

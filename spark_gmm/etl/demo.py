@@ -1,64 +1,44 @@
-"""The embedded demo: Fisher's Iris measurements, fitted and labelled end to end."""
+"""The embedded demo: Fisher's Iris measurements (shipped in the package), fit and labelled."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
-import numpy as np
-from pyspark.ml.feature import VectorAssembler
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
-from ..estimator import GaussianMixture
-from ..model import GaussianMixtureModel
-
-logger = logging.getLogger(__name__)
+from .config import JobConfig, build_config
+from .jobs import run_fit
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def iris_path() -> str:
-    """Path of the Iris CSV shipped inside the package (150 rows, 4 features, species)."""
+    """Path of the Iris CSV inside the package (150 rows, 4 features, species)."""
     return str(resources.files("spark_gmm") / "data" / "iris.csv")
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    model: GaussianMixtureModel
-    crosstab: list[tuple[str, list[int]]]
-    output_path: str
-    rows_written: int
+def demo_config(output_dir: str = "output/demo") -> JobConfig:
+    """The demo's config; ``conf/demo.toml`` is the same with a repository-relative path."""
+    return build_config({
+        "input": {"path": iris_path(), "format": "csv", "features": IRIS_FEATURES},
+        "model": {"k": 3, "covariance_type": "full", "tol": 1e-6, "n_init": 3, "seed": 7,
+                  "path": f"{output_dir}/model"},
+        "output": {"path": f"{output_dir}/labelled", "outlier_quantile": 0.02},
+    })
 
 
-def load_iris(spark: SparkSession) -> DataFrame:
-    schema = ", ".join([f"{c} double" for c in IRIS_FEATURES] + ["species string"])
-    return spark.read.csv(iris_path(), header=True, schema=schema)
+def crosstab(spark: SparkSession, labelled_path: str, k: int) -> list[tuple[str, list[int]]]:
+    """Species × cluster counts read back from the written output."""
+    counts = {(r.species, r.prediction): r["count"] for r in
+              spark.read.parquet(labelled_path).groupBy("species", "prediction").count()
+              .collect()}
+    return [(s, [int(counts.get((s, j), 0)) for j in range(k)])
+            for s in sorted({s for s, _ in counts})]
 
 
-def run_demo(spark: SparkSession, output_path: str = "output/demo", k: int = 3,
-             seed: int = 7) -> DemoResult:
-    """Fit a k-component full-covariance mixture to Iris and write labelled Parquet.
-
-    Returns the model, the species × cluster cross-table and the output location.
-    """
-    iris = load_iris(spark)
-    assembled = VectorAssembler(inputCols=IRIS_FEATURES, outputCol="features").transform(iris)
-    model = GaussianMixture(k=k, seed=seed, tol=1e-6, nInit=3).fit(assembled)
-    labelled = model.transform(assembled).select(
-        *IRIS_FEATURES, "species", "prediction",
-        F.col("probability").alias("probability_vector"),
-    )
-    from pyspark.ml.functions import vector_to_array
-
-    labelled = labelled.withColumn("probability", vector_to_array("probability_vector")).drop(
-        "probability_vector")
-    labelled.write.mode("overwrite").parquet(output_path)
-    written = spark.read.parquet(output_path)
-    counts = {(r.species, r.prediction): r["count"]
-              for r in written.groupBy("species", "prediction").count().collect()}
-    species = sorted({s for s, _ in counts})
-    table = [(s, [int(counts.get((s, j), 0)) for j in range(k)]) for s in species]
-    logger.info("demo wrote %d rows to %s", written.count(), output_path)
-    return DemoResult(model, table, output_path, int(np.sum([sum(c) for _, c in table])))
+def run_demo(spark: SparkSession, output_dir: str = "output/demo") -> dict[str, Any]:
+    config = demo_config(output_dir)
+    report = run_fit(spark, config)
+    report["crosstab"] = crosstab(spark, config.output.path, config.model.k)
+    return report

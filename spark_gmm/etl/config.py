@@ -1,0 +1,214 @@
+"""Job configuration: TOML (stdlib ``tomllib``) into frozen dataclasses, strictly validated.
+
+Unknown keys, wrong types and impossible values raise :class:`ConfigError` naming the key.
+``--set section.key=value`` overrides are parsed as TOML values (strings may be bare).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, get_origin, get_type_hints
+
+from ..kernels import COVARIANCE_TYPES
+from ..params import INIT_MODES
+
+INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
+INPUT_FORMATS = ("parquet", "csv", "table")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where rows come from and which columns are features."""
+
+    path: str = ""
+    format: str = "parquet"
+    table: str = ""
+    features: tuple[str, ...] = ()
+    features_column: str = ""
+    weight_column: str = ""
+    passthrough: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Estimator parameters (snake_case here, camelCase on the Spark API)."""
+
+    k: int = 2
+    covariance_type: str = "full"
+    max_iter: int = 100
+    tol: float = 1e-3
+    reg_covar: float = 1e-6
+    init_mode: str = "k-means||"
+    n_init: int = 1
+    seed: int = 20240531
+    aggregation_depth: int = 2
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What happens to rows before fitting."""
+
+    invalid_rows: str = "error"
+    quarantine_path: str = ""
+    standardize: bool = False
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Labelled Parquet output."""
+
+    path: str = ""
+    partition_by: tuple[str, ...] = ()
+    model_id: str = ""
+    outlier_quantile: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """EM checkpoint file (driver-local); empty path disables checkpoints."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """Session settings for jobs run without spark-submit (spark-submit's win otherwise)."""
+
+    master: str = ""
+    app_name: str = "spark-gmm"
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _convert(key: str, value: Any, annotation: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings; got {value!r}")
+        return tuple(value)
+    if (origin is not None and origin.__name__ == "Mapping") or annotation is Mapping:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table of strings; got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    expected = annotation
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
+        raise ConfigError(f"{key} must be of type {expected.__name__}; got {value!r}")
+    return value
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table; got {raw!r}")
+    hints = get_type_hints(cls)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {name}.{unknown[0]}; valid keys in [{name}]: {', '.join(sorted(hints))}"
+        )
+    values = {k: _convert(f"{name}.{k}", v, hints[k]) for k, v in raw.items()}
+    return cls(**values)
+
+
+def _check(config: JobConfig) -> None:
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise ConfigError(message)
+
+    m, p, o, i = config.model, config.preprocess, config.output, config.input
+    require(m.k >= 1, f"model.k must be at least 1; got {m.k}")
+    require(m.covariance_type in COVARIANCE_TYPES,
+            f"model.covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
+            f"got {m.covariance_type!r}")
+    require(m.init_mode in INIT_MODES,
+            f"model.init_mode must be one of {', '.join(INIT_MODES)}; got {m.init_mode!r}")
+    require(m.max_iter >= 1, f"model.max_iter must be at least 1; got {m.max_iter}")
+    require(m.tol >= 0, f"model.tol must be >= 0; got {m.tol}")
+    require(m.reg_covar >= 0, f"model.reg_covar must be >= 0; got {m.reg_covar}")
+    require(m.n_init >= 1, f"model.n_init must be at least 1; got {m.n_init}")
+    require(m.aggregation_depth >= 1,
+            f"model.aggregation_depth must be at least 1; got {m.aggregation_depth}")
+    require(p.invalid_rows in INVALID_ROW_POLICIES,
+            f"preprocess.invalid_rows must be one of {', '.join(INVALID_ROW_POLICIES)}; "
+            f"got {p.invalid_rows!r}")
+    require(p.invalid_rows != "quarantine" or bool(p.quarantine_path),
+            "preprocess.invalid_rows = 'quarantine' needs preprocess.quarantine_path")
+    require(0.0 <= o.outlier_quantile < 1.0,
+            f"output.outlier_quantile must be in [0, 1); got {o.outlier_quantile}")
+    require(i.format in INPUT_FORMATS,
+            f"input.format must be one of {', '.join(INPUT_FORMATS)}; got {i.format!r}")
+    require(bool(i.features) != bool(i.features_column),
+            "set exactly one of input.features (list of numeric columns) or "
+            "input.features_column (one Vector/array column)")
+    require(bool(i.table) if i.format == "table" else bool(i.path),
+            "input.table is required when input.format = 'table'" if i.format == "table"
+            else "input.path is required (a Parquet/CSV file, directory or glob)")
+    require(len(set(i.features)) == len(i.features),
+            f"input.features lists a column twice: {list(i.features)}")
+
+
+def _parse_override(assignment: str) -> tuple[list[str], Any]:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects section.key=value; got {assignment!r}")
+    key, text = assignment.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) < 2:
+        raise ConfigError(f"--set key must be section.key; got {key!r}")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare string such as output.path=/data/out
+    return path, value
+
+
+def build_config(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> JobConfig:
+    """A validated :class:`JobConfig` from parsed TOML plus ``--set`` overrides."""
+    data: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for assignment in overrides:
+        path, value = _parse_override(assignment)
+        table = data.setdefault(path[0], {})
+        for part in path[1:-1]:
+            table = table.setdefault(part, {})
+        table[path[-1]] = value
+    sections = get_type_hints(JobConfig)
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: "
+                          f"{', '.join(sorted(sections))}")
+    config = JobConfig(**{name: _section(name, sections[name], data.get(name, {}))
+                          for name in sections})
+    _check(config)
+    return config
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> JobConfig:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path!r} is not valid TOML: {error}") from None
+    return build_config(raw, overrides)

@@ -1,0 +1,149 @@
+"""Features for the jobs: one array column, a reason for every invalid row, standardisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType, StringType
+
+from ..data import InvalidInputError, features_array
+from .config import InputConfig
+
+FEATURES = "__spark_gmm_x"
+REASON = "invalid_reason"
+_INF = float("inf")
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What a model was fitted on; the score job refuses input that does not match."""
+
+    columns: tuple[str, ...]
+    vector_column: str
+    n_features: int
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "vector_column": self.vector_column,
+                "n_features": self.n_features, "standardize_mean": list(self.mean),
+                "standardize_scale": list(self.scale)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSchema:
+        return cls(tuple(d["columns"]), d["vector_column"], int(d["n_features"]),
+                   tuple(d["standardize_mean"]), tuple(d["standardize_scale"]))
+
+
+def _value_reason(v: Column) -> Column:
+    return (F.when(v.isNull(), "null").when(F.isnan(v), "nan")
+            .when(F.abs(v) == F.lit(_INF), "infinite"))
+
+
+def _column_value(df: DataFrame, name: str) -> tuple[Column, Column]:
+    """(value as double, reason or null) for one named feature column."""
+    if name not in df.columns:
+        raise InvalidInputError(f"feature column {name!r} not found; available columns: "
+                                f"{', '.join(df.columns)}")
+    data_type = df.schema[name].dataType
+    column = F.col(f"`{name}`")
+    if isinstance(data_type, NumericType):
+        value = column.cast("double")
+        return value, _value_reason(value)
+    if isinstance(data_type, StringType):
+        # CSV columns with stray text arrive as strings: unparsable values are invalid rows.
+        value = column.try_cast("double")
+        return value, (F.when(column.isNotNull() & value.isNull(), "non_numeric")
+                       .otherwise(_value_reason(value)))
+    raise InvalidInputError(f"feature column {name!r} has type {data_type.simpleString()}; "
+                            "feature columns must be numeric")
+
+
+def with_features(df: DataFrame, config: InputConfig, n_features: int | None = None
+                  ) -> tuple[DataFrame, dict[str, Column]]:
+    """Add the features array and the per-row invalid reason (null when valid).
+
+    Returns the frame and, per feature column, the expression of its reason (for counts).
+    """
+    if config.features:
+        parts = {name: _column_value(df, name) for name in config.features}
+        features = F.array(*[value for value, _ in parts.values()])
+        reasons = {name: reason for name, (_, reason) in parts.items()}
+    else:
+        name = config.features_column
+        features = features_array(df, name)
+        bad = F.exists(features, lambda v: v.isNull() | F.isnan(v) | (F.abs(v) == F.lit(_INF)))
+        size_reason = (F.when(F.size(features) != F.lit(n_features), "wrong_length")
+                       if n_features else F.when(F.size(features) == 0, "wrong_length"))
+        reasons = {name: F.when(features.isNull(), "null").when(bad, "non_finite")
+                   .otherwise(size_reason)}
+    reason = F.coalesce(*reasons.values()) if len(reasons) > 1 else next(iter(reasons.values()))
+    return df.withColumn(FEATURES, features).withColumn(REASON, reason), reasons
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    rows: int
+    invalid: int
+    by_reason: dict[str, int]
+    by_column: dict[str, int]
+    n_features: int
+
+
+def count_rows(prepared: DataFrame, reasons: dict[str, Column]) -> RowCounts:
+    """Rows, invalid rows by reason and by column, and the feature count: one Spark job."""
+    reason = F.col(REASON)
+    aggregates = [F.count(F.lit(1)).alias("rows"),
+                  F.sum(reason.isNotNull().cast("long")).alias("invalid"),
+                  F.max(F.when(reason.isNull(), F.size(FEATURES))).alias("n_features"),
+                  F.collect_set(reason).alias("reasons")]
+    aggregates += [F.sum(r.isNotNull().cast("long")).alias(f"c{i}")
+                   for i, r in enumerate(reasons.values())]
+    row = prepared.agg(*aggregates).first()
+    assert row is not None
+    by_reason: dict[str, int] = {}
+    if row["invalid"]:
+        by_reason = {r[REASON]: int(r["count"]) for r in
+                     prepared.where(reason.isNotNull()).groupBy(REASON).count().collect()}
+    return RowCounts(
+        rows=int(row["rows"]), invalid=int(row["invalid"] or 0), by_reason=by_reason,
+        by_column={name: int(row[f"c{i}"] or 0) for i, name in enumerate(reasons)},
+        n_features=int(row["n_features"] or 0),
+    )
+
+
+def invalid_rows_error(counts: RowCounts) -> InvalidInputError:
+    columns = ", ".join(f"{name!r}: {n}" for name, n in counts.by_column.items() if n)
+    reasons = ", ".join(f"{r}: {n}" for r, n in sorted(counts.by_reason.items()))
+    return InvalidInputError(
+        f"{counts.invalid} of {counts.rows} rows have invalid features (by column {columns}; "
+        f"by reason {reasons}). Fix the data, or set preprocess.invalid_rows = 'skip' (not "
+        "fitted, labelled null) or 'quarantine' (written to preprocess.quarantine_path)"
+    )
+
+
+def standardisation(valid: DataFrame) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean and (sample) standard deviation over the valid rows, in one pass.
+
+    A constant feature gets scale 1 so that it stays constant instead of dividing by zero.
+    """
+    summary = valid.select(Summarizer.metrics("mean", "std").summary(
+        array_to_vector(FEATURES)).alias("s")).first()
+    assert summary is not None
+    mean = tuple(float(v) for v in summary["s"]["mean"])
+    scale = tuple(float(v) if v > 0 else 1.0 for v in summary["s"]["std"])
+    return mean, scale
+
+
+def apply_standardisation(df: DataFrame, mean: tuple[float, ...], scale: tuple[float, ...]
+                          ) -> DataFrame:
+    if not mean:
+        return df
+    x = F.col(FEATURES)
+    scaled = [(x[i] - F.lit(m)) / F.lit(s) for i, (m, s) in enumerate(zip(mean, scale))]
+    return df.withColumn(FEATURES, F.when(x.isNotNull(), F.array(*scaled)))

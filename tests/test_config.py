@@ -1,0 +1,66 @@
+"""Job configuration: strict TOML parsing, overrides, and the shipped config files."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from spark_gmm.etl.config import ConfigError, build_config, load_config
+
+CONF = pathlib.Path(__file__).resolve().parents[1] / "conf"
+BASE = {"input": {"path": "x.parquet", "features": ["a", "b"]}}
+
+
+def test_shipped_configs_parse() -> None:
+    example = load_config(str(CONF / "example.toml"))
+    assert example.model.k == 8 and example.input.features == ("amount", "duration", "latency_ms")
+    demo = load_config(str(CONF / "demo.toml"))
+    from spark_gmm.etl.demo import demo_config
+
+    embedded = demo_config()
+    assert demo.model == embedded.model and demo.output == embedded.output
+    assert demo.input.features == embedded.input.features
+    assert pathlib.Path(CONF.parent / demo.input.path).read_text().startswith("sepal_length")
+
+
+@pytest.mark.parametrize(("raw", "pattern"), [
+    ({**BASE, "model": {"kk": 3}}, r"unknown key model\.kk; valid keys in \[model\]"),
+    ({**BASE, "modle": {}}, r"unknown section \[modle\]"),
+    ({**BASE, "model": {"k": "three"}}, r"model\.k must be of type int; got 'three'"),
+    ({**BASE, "model": {"k": True}}, r"model\.k must be of type int"),
+    ({**BASE, "model": {"k": 0}}, r"model\.k must be at least 1"),
+    ({**BASE, "model": {"tol": -1}}, r"model\.tol must be >= 0"),
+    ({**BASE, "model": {"covariance_type": "round"}}, r"model\.covariance_type must be one of"),
+    ({**BASE, "preprocess": {"invalid_rows": "drop"}}, r"preprocess\.invalid_rows must be one"),
+    ({**BASE, "preprocess": {"invalid_rows": "quarantine"}}, r"needs preprocess\.quarantine_path"),
+    ({**BASE, "output": {"outlier_quantile": 1.5}}, r"output\.outlier_quantile must be in"),
+    ({"input": {"path": "x", "features": ["a"], "features_column": "v"}}, "exactly one of"),
+    ({"input": {"features": ["a"]}}, r"input\.path is required"),
+    ({"input": {"path": "x", "features": "a"}}, r"input\.features must be a list of strings"),
+    ({"input": {"path": "x", "features": ["a", "a"]}}, "lists a column twice"),
+])
+def test_invalid_configs_name_the_key(raw, pattern) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        build_config(raw)
+
+
+def test_overrides() -> None:
+    config = build_config(BASE, ["model.k=5", "model.tol=1e-5", "output.path=/data/out",
+                                 "preprocess.standardize=true", 'input.features=["c"]'])
+    assert config.model.k == 5 and config.model.tol == 1e-5
+    assert config.output.path == "/data/out" and config.preprocess.standardize
+    assert config.input.features == ("c",)
+    with pytest.raises(ConfigError, match="model.k must be of type int"):
+        build_config(BASE, ["model.k=abc"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        build_config(BASE, ["model.k"])
+
+
+def test_bad_toml_file(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\nk = 2\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(str(bad))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.toml"))

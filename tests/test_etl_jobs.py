@@ -1,0 +1,176 @@
+"""Fit and score jobs end to end on real Parquet/CSV files with a local[2] session."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_gmm.cli import EXIT_BAD_INPUT, main
+from spark_gmm.data import InvalidInputError
+from spark_gmm.etl.config import build_config
+from spark_gmm.etl.jobs import run_fit, run_score
+from tests.helpers import make_mixture
+
+
+def _write_parquet(path, x: np.ndarray, ids=None, bad_rows: dict[int, float] | None = None):
+    a, b, c = (x[:, i].copy() for i in range(3))
+    for row, value in (bad_rows or {}).items():
+        b[row] = value
+    table = pa.table({
+        "id": ids if ids is not None else np.arange(len(x)),
+        "a": a, "b": b, "c": c,
+        "region": np.where(np.arange(len(x)) % 2 == 0, "north", "south"),
+    })
+    pq.write_table(table, str(path))
+    return str(path)
+
+
+def _config(tmp_path, data_path, **sections):
+    raw = {
+        "input": {"path": data_path, "features": ["a", "b", "c"]},
+        "model": {"k": 3, "seed": 3, "max_iter": 30, "tol": 1e-6,
+                  "path": str(tmp_path / "model")},
+        "output": {"path": str(tmp_path / "labelled")},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return build_config(raw)
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    x, labels, means, _ = make_mixture(n=900, seed=41)
+    return x, labels, means
+
+
+def test_fit_then_score(spark, tmp_path, mixture) -> None:
+    x, _, means = mixture
+    data = _write_parquet(tmp_path / "in.parquet", x)
+    config = _config(tmp_path, data, output={"outlier_quantile": 0.05})
+    report = run_fit(spark, config)
+    assert report["rows_read"] == report["rows_labelled"] == len(x)
+    # output is plain Parquet: pyarrow reads it without Spark, no Vector structs
+    table = pq.read_table(config.output.path)
+    assert set(table.column_names) == {"id", "a", "b", "c", "region", "prediction",
+                                       "probability", "log_likelihood", "model_id",
+                                       "is_outlier"}
+    probability_type = table.schema.field("probability").type
+    assert pa.types.is_list(probability_type) and probability_type.value_type == pa.float64()
+    assert table.schema.field("prediction").type == pa.int32()
+    frame = table.to_pandas().sort_values("id")
+    np.testing.assert_array_equal(frame["a"].to_numpy(), x[:, 0])  # pass-through unchanged
+    np.testing.assert_allclose(np.stack(frame["probability"]).sum(axis=1), 1.0, rtol=1e-12)
+    assert 0.02 < frame["is_outlier"].mean() < 0.08
+    fitted_means = np.array(report["original_units"]["means"])
+    order = [int(np.argmin(np.linalg.norm(fitted_means - m, axis=1))) for m in means]
+    np.testing.assert_allclose(fitted_means[order], means, atol=0.3)
+    diagnostics = json.load(open(os.path.join(config.model.path, "diagnostics.json")))
+    for key in ("config", "spark_gmm_version", "feature_schema", "log_likelihood_history",
+                "seconds_per_iteration", "converged", "cluster_sizes", "bic", "aic",
+                "invalid_rows"):
+        assert key in diagnostics
+    assert len(diagnostics["log_likelihood_history"]) == diagnostics["num_iter"]
+    # scoring the same rows with the saved artifact reproduces the fit's labels
+    score_config = build_config({**config.to_dict(), "output": {
+        "path": str(tmp_path / "scored")}, "spark": {}})
+    run_score(spark, score_config)
+    scored = pq.read_table(score_config.output.path).to_pandas().sort_values("id")
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(), frame["prediction"])
+    np.testing.assert_array_equal(scored["is_outlier"].to_numpy(), frame["is_outlier"])
+    assert (scored["model_id"] == report["model_id"]).all()
+
+
+def test_invalid_row_policies(spark, tmp_path, mixture) -> None:
+    x = mixture[0][:400]
+    bad = {3: float("nan"), 10: float("inf"), 11: -float("inf")}
+    data = _write_parquet(tmp_path / "bad.parquet", x, bad_rows=bad)
+    with pytest.raises(InvalidInputError, match=r"3 of 400 rows .*'b': 3.*nan: 1"):
+        run_fit(spark, _config(tmp_path, data))
+    skip = run_fit(spark, _config(tmp_path, data, preprocess={"invalid_rows": "skip"}))
+    assert skip["rows_labelled"] == 400 and skip["rows_with_null_prediction"] == 3
+    assert skip["rows_skipped"] == 3 and sum(skip["cluster_sizes"]) == 397
+    quarantine_path = str(tmp_path / "quarantine")
+    quarantined = run_fit(spark, _config(tmp_path, data, preprocess={
+        "invalid_rows": "quarantine", "quarantine_path": quarantine_path}))
+    assert quarantined["rows_labelled"] == 397 and quarantined["rows_quarantined"] == 3
+    q = pq.read_table(quarantine_path).to_pandas().sort_values("id")
+    assert q["id"].tolist() == [3, 10, 11]
+    assert q["invalid_reason"].tolist() == ["nan", "infinite", "infinite"]
+
+
+def test_csv_with_non_numeric_values(spark, tmp_path) -> None:
+    lines = ["id,a,b,c"] + [f"{i},{i % 7}.5,{(i * 3) % 11}.25,{i % 5}" for i in range(60)]
+    lines[5] = "4,oops,1.0,2.0"
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join(lines) + "\n")
+    config = _config(tmp_path, str(path), input={"format": "csv"},
+                     preprocess={"invalid_rows": "skip"}, model={"k": 2})
+    report = run_fit(spark, config)
+    assert report["invalid_rows"]["by_reason"] == {"non_numeric": 1}
+    assert report["rows_labelled"] == 60
+
+
+def test_standardisation_stored_and_applied(spark, tmp_path, mixture) -> None:
+    x = mixture[0] * [1.0, 1000.0, 0.001]
+    data = _write_parquet(tmp_path / "scaled.parquet", x)
+    config = _config(tmp_path, data, preprocess={"standardize": True})
+    report = run_fit(spark, config)
+    schema = report["feature_schema"]
+    np.testing.assert_allclose(schema["standardize_mean"], x.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(schema["standardize_scale"], x.std(axis=0, ddof=1), rtol=1e-10)
+    # original-unit means are a weighted average that recovers the data mean
+    means = np.array(report["original_units"]["means"])
+    np.testing.assert_allclose(np.array(report["weights"]) @ means, x.mean(axis=0), rtol=1e-6)
+
+
+def test_failed_write_keeps_previous_output(spark, tmp_path, mixture) -> None:
+    data = _write_parquet(tmp_path / "in.parquet", mixture[0][:300])
+    config = _config(tmp_path, data)
+    run_fit(spark, config)
+    before = pq.read_table(config.output.path).to_pandas().sort_values("id")
+    broken = build_config({**config.to_dict(), "output": {
+        "path": config.output.path, "partition_by": ["no_such_column"]}})
+    with pytest.raises(Exception, match="no_such_column"):
+        run_fit(spark, broken)
+    after = pq.read_table(config.output.path).to_pandas().sort_values("id")
+    assert before.equals(after)
+    leftovers = [n for n in os.listdir(tmp_path) if "_staging-" in n or "_previous-" in n]
+    assert leftovers == []
+
+
+def test_rerun_is_idempotent(spark, tmp_path, mixture) -> None:
+    data = _write_parquet(tmp_path / "in.parquet", mixture[0][:300])
+    config = _config(tmp_path, data, output={"partition_by": ["region"]})
+    first = run_fit(spark, config)
+    a = pq.read_table(config.output.path).to_pandas().sort_values("id").reset_index(drop=True)
+    second = run_fit(spark, config)
+    b = pq.read_table(config.output.path).to_pandas().sort_values("id").reset_index(drop=True)
+    assert first["model_id"] == second["model_id"]
+    assert a.drop(columns="probability").equals(b.drop(columns="probability"))
+    np.testing.assert_array_equal(np.stack(a["probability"]), np.stack(b["probability"]))
+    partitions = sorted(n for n in os.listdir(config.output.path) if n.startswith("region="))
+    assert partitions == ["region=north", "region=south"]
+
+
+def test_cli_exit_codes(spark, tmp_path, mixture, capsys) -> None:
+    data = _write_parquet(tmp_path / "in.parquet", mixture[0][:200])
+    conf = tmp_path / "job.toml"
+    conf.write_text(f'[input]\npath = "{data}"\nfeatures = ["a", "b", "c"]\n'
+                    f'[model]\nk = 2\nmax_iter = 5\npath = "{tmp_path / "m"}"\n'
+                    f'[output]\npath = "{tmp_path / "o"}"\n')
+    assert main(["fit", "--config", str(conf), "--set", "model.k=0"]) == EXIT_BAD_INPUT
+    assert "model.k must be at least 1" in capsys.readouterr().err
+    assert main(["fit", "--config", str(conf), "--set", 'input.features=["a", "zz"]']) == 2
+    assert "'zz' not found" in capsys.readouterr().err
+    assert main(["fit", "--config", str(conf)]) == 0
+    mismatch = ["score", "--config", str(conf), "--set", 'input.features=["c", "b", "a"]',
+                "--set", f"output.path={tmp_path / 's'}"]
+    assert main(mismatch) == EXIT_BAD_INPUT
+    assert "feature schema mismatch" in capsys.readouterr().err
+    missing = ["fit", "--config", str(conf), "--set", f"input.path={tmp_path / 'nothing'}"]
+    assert main(missing) == 1

@@ -51,9 +51,9 @@ def test_overrides() -> None:
     assert config.model.k == 5 and config.model.tol == 1e-5
     assert config.output.path == "/data/out" and config.preprocess.standardize
     assert config.input.features == ("c",)
-    with pytest.raises(ConfigError, match="model.k must be of type int"):
+    with pytest.raises(ConfigError, match=r"model\.k must be of type int"):
         build_config(BASE, ["model.k=abc"])
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         build_config(BASE, ["model.k"])
 
 

@@ -3,6 +3,7 @@ submitted with spark-submit, and is stopped by PID whatever happens."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -98,7 +99,7 @@ def _submit(master: str, archive: str, job: str, *args: str) -> subprocess.Compl
 
 
 def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
-    x, labels, means, _ = make_mixture(n=4000, seed=23, k=3)
+    x, labels, _, _ = make_mixture(n=4000, seed=23, k=3)
     data = tmp_path / "events"
     data.mkdir()
     for part in range(4):  # a directory of Parquet files, as a scheduler would leave it
@@ -119,7 +120,7 @@ def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
     assert len(labelled) == 4000
     # clusters agree with the generating labels up to a permutation
     agreement = max(np.mean(labelled["prediction"].to_numpy() == perm[labels])
-                    for perm in map(np.array, __import__("itertools").permutations(range(3))))
+                    for perm in map(np.array, itertools.permutations(range(3))))
     assert agreement > 0.95
 
     score = _submit(cluster, archive, "score_gmm.py", "--config", str(conf),

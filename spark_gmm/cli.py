@@ -73,6 +73,20 @@ def run_package_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_bench_command(args: argparse.Namespace) -> int:
+    from .etl.benchmark import BenchmarkSpec, format_table, run_benchmark
+    from .etl.session import build_session
+
+    spec = BenchmarkSpec(n=args.n, d=args.d, k=args.k, partitions=args.partitions,
+                         iterations=args.iterations, seed=args.seed, input_path=args.input,
+                         work_dir=args.work_dir, run_mllib=not args.skip_mllib,
+                         run_sklearn=not args.skip_sklearn)
+    spark = build_session("spark-gmm-benchmark", args.master)
+    print(format_table(run_benchmark(spark, spec)))
+    print(f"results: {args.work_dir}/benchmark.json")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spark-gmm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a config value (repeatable)")
         job.add_argument("--master", default=None, help="Spark master (default: config)")
         job.set_defaults(handler=run_job_command)
+    bench = commands.add_parser("bench", help="benchmark against MLlib and scikit-learn")
+    for flag, default in (("--n", 100_000), ("--d", 10), ("--k", 8), ("--partitions", 2),
+                          ("--iterations", 10), ("--seed", 0)):
+        bench.add_argument(flag, type=int, default=default)
+    bench.add_argument("--input", default="", help="existing Parquet (numeric columns)")
+    bench.add_argument("--work-dir", default="output/benchmark")
+    bench.add_argument("--master", default=None, help="Spark master (default: local[*])")
+    bench.add_argument("--skip-mllib", action="store_true")
+    bench.add_argument("--skip-sklearn", action="store_true")
+    bench.set_defaults(handler=run_bench_command)
     package = commands.add_parser("package", help="zip spark_gmm for spark-submit --py-files")
     package.add_argument("--output", default="dist/spark_gmm.zip")
     package.set_defaults(handler=run_package_command)

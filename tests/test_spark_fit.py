@@ -143,28 +143,28 @@ def test_weights(spark, mixture_data) -> None:
 
 
 def test_aggregation_depth_is_used_and_broadcasts_destroyed(mixture_df, monkeypatch) -> None:
-    from pyspark import RDD
-    from pyspark.broadcast import Broadcast
+    from pyspark import RDD, SparkContext
 
     depths: list[int] = []
-    destroyed: list[int] = []
-    original_tree_reduce, original_destroy = RDD.treeReduce, Broadcast.destroy
+    created: list = []  # kept alive, so every broadcast stays a distinct object
+    original_tree_reduce, original_broadcast = RDD.treeReduce, SparkContext.broadcast
 
     def spy_tree_reduce(self, f, depth=2):
         depths.append(depth)
         return original_tree_reduce(self, f, depth)
 
-    def spy_destroy(self, blocking=False):
-        destroyed.append(id(self))
-        return original_destroy(self, blocking)
+    def spy_broadcast(self, value):
+        created.append(original_broadcast(self, value))
+        return created[-1]
 
     monkeypatch.setattr(RDD, "treeReduce", spy_tree_reduce)
-    monkeypatch.setattr(Broadcast, "destroy", spy_destroy)
+    monkeypatch.setattr(SparkContext, "broadcast", spy_broadcast)
     model = GaussianMixture(k=3, seed=1, initMode="random", maxIter=4, tol=0.0,
                             aggregationDepth=3).fit(mixture_df)
     assert depths and set(depths) == {3}
     # one broadcast per statistics pass (4 iterations + the final pass), each destroyed
-    assert len(set(destroyed)) >= model.summary.numIter + 1
+    assert len(created) >= model.summary.numIter + 1
+    assert all(not broadcast._jbroadcast.isValid() for broadcast in created)
 
 
 def test_fit_releases_its_cache(spark, mixture_df) -> None:

@@ -1,0 +1,215 @@
+"""Benchmark: spark-gmm vs Spark MLlib vs scikit-learn, measured in one run and one session.
+
+Per-iteration seconds are medians: ours from the fit's own per-iteration timings; MLlib's
+from two fits of different lengths, (T(n) − T(m)) / (n − m), since it reports none; sklearn's
+from timing its own E and M steps one iteration at a time. The floor is the FLOPs of one E+M
+iteration divided by the dense GEMM rate of numpy measured here, on blocks shaped like the
+kernel's, times the number of cores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ..estimator import GaussianMixture
+from ..kernels import GaussianParameters
+from ..kernels.statistics import chunk_rows
+from ..model import GaussianMixtureModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    n: int = 100_000
+    d: int = 10
+    k: int = 8
+    partitions: int = 4
+    iterations: int = 10
+    seed: int = 0
+    input_path: str = ""
+    work_dir: str = "output/benchmark"
+    run_mllib: bool = True
+    run_sklearn: bool = True
+
+
+def generate(spec: BenchmarkSpec, path: str) -> None:
+    """A seeded full-covariance mixture written as ``spec.partitions`` Parquet files."""
+    rng = np.random.default_rng(spec.seed)
+    means = rng.normal(scale=4.0, size=(spec.k, spec.d))
+    factors = rng.normal(scale=0.4, size=(spec.k, spec.d, spec.d)) + np.eye(spec.d)
+    os.makedirs(path, exist_ok=True)
+    bounds = np.linspace(0, spec.n, spec.partitions + 1).astype(int)
+    for part, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        labels = rng.integers(spec.k, size=stop - start)
+        noise = rng.normal(size=(stop - start, spec.d))
+        x = np.einsum("nd,nde->ne", noise, factors[labels].transpose(0, 2, 1)) + means[labels]
+        pq.write_table(pa.table({f"f{j}": x[:, j] for j in range(spec.d)}),
+                       os.path.join(path, f"part-{part:05d}.parquet"))
+
+
+def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
+    """FLOPs of one E+M iteration and the seconds they take at the measured GEMM rate."""
+    from threadpoolctl import threadpool_limits
+
+    n, d, k = spec.n, spec.d, spec.k
+    flops = 2.0 * n * d * k * d + 2.0 * k * n * d * d  # projections + second moments
+    rows = chunk_rows(k, d)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(rows, d)), rng.normal(size=(d, k * d))
+    with threadpool_limits(limits=1):
+        a @ b
+        repeats = max(3, int(2e8 / (2.0 * rows * d * k * d)))
+        seconds, _ = _timed(lambda: [a @ b for _ in range(repeats)])
+    rate = repeats * 2.0 * rows * d * k * d / seconds
+    return {"flops_per_iteration": flops, "gemm_flops_per_second_per_core": rate,
+            "cores": cores, "floor_seconds": flops / (rate * cores)}
+
+
+def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
+          ) -> tuple[dict[str, Any], GaussianMixtureModel]:
+    features = F.array(*[F.col(c) for c in df.columns]).alias("features")
+    estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
+    seconds, model = _timed(lambda: estimator.setInitialModel(init).fit(df.select(features)))
+    summary = model.summary
+    return {"seconds_per_iteration": statistics.median(summary.iterationSeconds),
+            "end_to_end_seconds": seconds,
+            "mean_log_likelihood": summary.logLikelihood / summary.weightSum}, model
+
+
+def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
+    from pyspark.ml.clustering import GaussianMixture as MLlibGaussianMixture
+    from pyspark.ml.feature import VectorAssembler
+
+    def fit(iterations: int) -> tuple[float, Any]:
+        assembled = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
+        gmm = MLlibGaussianMixture(k=spec.k, maxIter=iterations, tol=0.0, seed=spec.seed)
+        return _timed(lambda: gmm.fit(assembled))
+
+    short = max(1, spec.iterations // 4)
+    short_seconds, _ = fit(short)
+    long_seconds, model = fit(spec.iterations)
+    return {"seconds_per_iteration": (long_seconds - short_seconds) / (spec.iterations - short),
+            "end_to_end_seconds": long_seconds,
+            "mean_log_likelihood": model.summary.logLikelihood / spec.n, "_model": model}
+
+
+def _sklearn(x: np.ndarray, spec: BenchmarkSpec, init: GaussianParameters) -> dict[str, Any]:
+    import warnings
+
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    precisions = np.stack([np.linalg.inv(c) for c in init.covariances])
+    gm = SkGaussianMixture(spec.k, max_iter=1, tol=0.0, weights_init=init.weights,
+                           means_init=init.means, precisions_init=precisions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        started = time.perf_counter()
+        gm._initialize_parameters(x, np.random.RandomState(spec.seed))
+        times = []
+        log_likelihood = 0.0
+        for _ in range(spec.iterations):
+            t0 = time.perf_counter()
+            log_likelihood, log_resp = gm._e_step(x)
+            gm._m_step(x, log_resp)
+            times.append(time.perf_counter() - t0)
+        total = time.perf_counter() - started
+    final = float(gm.score(x))
+    return {"seconds_per_iteration": statistics.median(times), "end_to_end_seconds": total,
+            "mean_log_likelihood": final, "last_iteration_log_likelihood": log_likelihood}
+
+
+def _scoring(spark: SparkSession, df: DataFrame, ours: GaussianMixtureModel, mllib: Any,
+             work_dir: str) -> dict[str, float]:
+    from pyspark.ml.feature import VectorAssembler
+
+    vectors = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
+    ours_seconds, _ = _timed(lambda: ours.transform(vectors).write.mode("overwrite").parquet(
+        os.path.join(work_dir, "scored_ours")))
+    result = {"ours_seconds": ours_seconds}
+    if mllib is not None:
+        result["mllib_seconds"], _ = _timed(lambda: mllib.transform(vectors).write.mode(
+            "overwrite").parquet(os.path.join(work_dir, "scored_mllib")))
+    return result
+
+
+def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
+    """Run every measurement in ``spark``; return the results (also written as JSON)."""
+    path = spec.input_path or os.path.join(spec.work_dir, f"data_{spec.n}x{spec.d}x{spec.k}")
+    if not spec.input_path and not os.path.exists(path):
+        generate(spec, path)
+    # No cache: each system reads the Parquet files itself (one split per file).
+    df = spark.read.parquet(path)
+    x = np.column_stack([pq.read_table(path).column(c).to_numpy() for c in df.columns])
+    rng = np.random.default_rng(spec.seed)
+    start = x[rng.choice(len(x), spec.k, replace=False)]
+    cov = np.stack([np.diag(x.var(axis=0))] * spec.k)
+    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start, cov)
+    results: dict[str, Any] = {"spec": spec.__dict__, "spark_version": spark.version}
+    results["ours"], ours_model = _ours(df, spec, init)
+    mllib_model = None
+    if spec.run_mllib:
+        results["mllib"] = _mllib(df, spec)
+        mllib_model = results["mllib"].pop("_model")
+    if spec.run_sklearn:
+        results["sklearn"] = _sklearn(x, spec, init.parameters)
+    cores = spark.sparkContext.defaultParallelism
+    results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
+    results["scoring"] = _scoring(spark, df, ours_model, mllib_model, spec.work_dir)
+    ours = results["ours"]["seconds_per_iteration"]
+    ratios = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
+    for peer in ("mllib", "sklearn"):
+        if peer in results:
+            ratios[f"{peer}_over_ours_per_iteration"] = (
+                results[peer]["seconds_per_iteration"] / ours)
+    if "mllib" in results:
+        ratios["mllib_over_ours_end_to_end"] = (results["mllib"]["end_to_end_seconds"]
+                                                / results["ours"]["end_to_end_seconds"])
+        ratios["mllib_over_ours_scoring"] = (results["scoring"]["mllib_seconds"]
+                                             / results["scoring"]["ours_seconds"])
+    if "sklearn" in results:
+        ratios["log_likelihood_relative_difference_vs_sklearn"] = abs(
+            results["ours"]["mean_log_likelihood"] - results["sklearn"]["mean_log_likelihood"]
+        ) / abs(results["sklearn"]["mean_log_likelihood"])
+    results["ratios"] = ratios
+    os.makedirs(spec.work_dir, exist_ok=True)
+    with open(os.path.join(spec.work_dir, "benchmark.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A plain-text table of the results."""
+    lines = [f"{'system':<10}{'s/iter':>10}{'end-to-end s':>14}{'mean loglik':>16}"]
+    for name in ("ours", "mllib", "sklearn"):
+        if name in results:
+            r = results[name]
+            lines.append(f"{name:<10}{r['seconds_per_iteration']:>10.4f}"
+                         f"{r['end_to_end_seconds']:>14.2f}{r['mean_log_likelihood']:>16.6f}")
+    floor = results["floor"]
+    lines.append(f"{'floor':<10}{floor['floor_seconds']:>10.4f}")
+    scoring = results["scoring"]
+    lines.append("scoring (transform + Parquet write): " + ", ".join(
+        f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))
+    lines += [f"{k}: {v:.4g}" for k, v in results["ratios"].items()]
+    return "\n".join(lines)

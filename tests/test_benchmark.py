@@ -1,0 +1,29 @@
+"""The benchmark job runs end to end on tiny sizes (its timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from spark_gmm.etl.benchmark import BenchmarkSpec, format_table, run_benchmark
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
+    spec = BenchmarkSpec(n=3000, d=3, k=2, partitions=2, iterations=5,
+                         work_dir=str(tmp_path / "bench"))
+    results = run_benchmark(spark, spec)
+    for system in ("ours", "mllib", "sklearn"):
+        assert results[system]["seconds_per_iteration"] > 0
+        assert results[system]["end_to_end_seconds"] > 0
+    # same initial model, same iterations: the same final log-likelihood as scikit-learn
+    assert results["ratios"]["log_likelihood_relative_difference_vs_sklearn"] < 1e-6
+    assert results["floor"]["flops_per_iteration"] == 2 * 3000 * 3 * 2 * 3 * 2
+    assert results["scoring"]["ours_seconds"] > 0 and results["scoring"]["mllib_seconds"] > 0
+    written = json.load(open(os.path.join(spec.work_dir, "benchmark.json")))
+    assert written["ratios"] == results["ratios"]
+    table = format_table(results)
+    assert "mllib_over_ours_per_iteration" in table and "floor" in table

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector, Vectors
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
 from .data import features_array
 from .distributed import limit_blas_threads
@@ -32,8 +30,7 @@ from .kernels import (
 from .params import GaussianMixtureParams
 from .persistence import GaussianMixtureModelReader, GaussianMixtureModelWriter
 
-_SCORE_FEATURES = "__spark_gmm_features"
-_SCORE_PROBABILITY = "__spark_gmm_probability"
+_SCORE_COLUMN = "__spark_gmm_score"
 
 
 @dataclass(frozen=True)
@@ -113,41 +110,45 @@ class GaussianMixtureSummary:
         }
 
 
-def _score_batches(
-    params: Broadcast[GaussianParameters],
-    with_log_likelihood: bool,
-    output_schema: pa.Schema,
-    batches: Iterator[pa.RecordBatch],
-) -> Iterator[pa.RecordBatch]:
+def _score_features(
+    params: Broadcast[GaussianParameters], features: pa.Array
+) -> pa.StructArray:
+    """Prediction, responsibilities and log density for a batch of feature arrays.
+
+    Rows whose features are null, of the wrong length or not finite get null fields.
+    """
     limit_blas_threads()
     mixture = params.value
-    d, k = mixture.n_features, mixture.n_components
-    for batch in batches:
-        features = batch.column(_SCORE_FEATURES)
-        lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
-        valid = lengths == d
-        x = np.full((batch.num_rows, d), np.nan)
-        if valid.any():
-            x[valid] = pc.filter(features, pa.array(valid)).flatten().to_numpy(
-                zero_copy_only=False).reshape(-1, d)
-        valid &= np.all(np.isfinite(x), axis=1)
-        prediction = np.zeros(batch.num_rows, dtype=np.int32)
-        probability = np.zeros((batch.num_rows, k))
-        log_likelihood = np.zeros(batch.num_rows)
-        if valid.any():
-            row_ll, log_resp = log_responsibilities(x[valid], mixture)
-            prediction[valid] = np.argmax(log_resp, axis=1)
-            probability[valid] = np.exp(log_resp)
-            log_likelihood[valid] = row_ll
-        invalid = pa.array(~valid)
-        columns = [batch.column(name) for name in batch.schema.names if name != _SCORE_FEATURES]
-        columns.append(pa.array(prediction, mask=~valid))
-        offsets = pa.array(np.arange(batch.num_rows + 1, dtype=np.int32) * k)
-        columns.append(pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
-                                                mask=invalid))
-        if with_log_likelihood:
-            columns.append(pa.array(log_likelihood, mask=~valid))
-        yield pa.RecordBatch.from_arrays(columns, schema=output_schema)
+    d, k, n = mixture.n_features, mixture.n_components, len(features)
+    if isinstance(features, pa.ChunkedArray):
+        features = features.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
+    valid = lengths == d
+    x = np.full((n, d), np.nan)
+    if valid.any():
+        x[valid] = pc.filter(features, pa.array(valid)).flatten().to_numpy(
+            zero_copy_only=False).reshape(-1, d)
+    valid &= np.all(np.isfinite(x), axis=1)
+    prediction = np.zeros(n, dtype=np.int32)
+    probability = np.zeros((n, k))
+    log_likelihood = np.zeros(n)
+    if valid.any():
+        row_ll, log_resp = log_responsibilities(x[valid], mixture)
+        prediction[valid] = np.argmax(log_resp, axis=1)
+        probability[valid] = np.exp(log_resp)
+        log_likelihood[valid] = row_ll
+    invalid = ~valid
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
+    return pa.StructArray.from_arrays(
+        [pa.array(prediction, mask=invalid),
+         pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
+                                  mask=pa.array(invalid)),
+         pa.array(log_likelihood, mask=invalid)],
+        names=["prediction", "probability", "log_likelihood"],
+    )
+
+
+_SCORE_TYPE = "prediction int, probability array<double>, log_likelihood double"
 
 
 class GaussianMixtureModel(
@@ -254,37 +255,36 @@ class GaussianMixtureModel(
         return Vectors.dense(np.exp(log_responsibilities(self._row(value), self.parameters)[1][0]))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        spark = dataset.sparkSession
-        if self._broadcast is None:
-            self._broadcast = spark.sparkContext.broadcast(self.parameters)
-        ll_col = self._log_likelihood_col_or_none()
-        prediction_col, probability_col = self.getPredictionCol(), self.getProbabilityCol()
-        new_fields = [StructField(prediction_col, IntegerType()),
-                      StructField(_SCORE_PROBABILITY, ArrayType(DoubleType()))]
-        if ll_col:
-            new_fields.append(StructField(ll_col, DoubleType()))
-        for name in [f.name for f in new_fields[:1]] + [probability_col] + ([ll_col] if ll_col
-                                                                           else []):
-            if name in dataset.columns:
-                raise ValueError(f"output column {name!r} already exists in the input; "
-                                 "rename it or set a different output column name")
-        out_schema = StructType(list(dataset.schema.fields) + new_fields)
-        from pyspark.sql.pandas.types import to_arrow_schema
+        from pyspark.sql.functions import arrow_udf
 
-        arrow_schema = to_arrow_schema(out_schema)
-        with_features = dataset.withColumn(
-            _SCORE_FEATURES, features_array(dataset, self.getFeaturesCol()))
-        scored = with_features.mapInArrow(
-            partial(_score_batches, self._broadcast, ll_col is not None, arrow_schema),
-            out_schema,
-        )
-        probability = F.col(_SCORE_PROBABILITY)
+        if self._broadcast is None:
+            self._broadcast = dataset.sparkSession.sparkContext.broadcast(self.parameters)
+        ll_col = self._log_likelihood_col_or_none()
+        outputs = [self.getPredictionCol(), self.getProbabilityCol()] + ([ll_col] if ll_col
+                                                                        else [])
+        clashes = [name for name in outputs if name in dataset.columns]
+        if clashes:
+            raise ValueError(f"output column {clashes[0]!r} already exists in the input; "
+                             "rename it or set a different output column name")
+        # A scalar Arrow UDF sees only the features; every other column stays in the JVM.
+        broadcast = self._broadcast
+
+        def score_batch(features: pa.Array) -> pa.Array:
+            return _score_features(broadcast, features)
+
+        score = arrow_udf(score_batch, _SCORE_TYPE)
+        scored = dataset.withColumn(_SCORE_COLUMN, score(
+            features_array(dataset, self.getFeaturesCol())))
+        result = F.col(_SCORE_COLUMN)
+        probability = result["probability"]
         # array_to_vector fails on null arrays: rows with invalid features keep a null.
-        as_vector = F.when(probability.isNotNull(), array_to_vector(probability))
-        return scored.withColumn(probability_col, as_vector).select(
-            *[F.col(f"`{c}`") for c in dataset.columns], prediction_col, probability_col,
-            *([ll_col] if ll_col else []),
-        )
+        columns = [F.col(f"`{c}`") for c in dataset.columns] + [
+            result["prediction"].alias(outputs[0]),
+            F.when(probability.isNotNull(), array_to_vector(probability)).alias(outputs[1]),
+        ]
+        if ll_col:
+            columns.append(result["log_likelihood"].alias(ll_col))
+        return scored.select(*columns)
 
     def copy(self, extra: dict | None = None) -> GaussianMixtureModel:
         that = super().copy(extra)

@@ -79,9 +79,10 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
     a, b = rng.normal(size=(rows, d)), rng.normal(size=(d, k * d))
     with threadpool_limits(limits=1):
         a @ b
-        repeats = max(3, int(2e8 / (2.0 * rows * d * k * d)))
-        seconds, _ = _timed(lambda: [a @ b for _ in range(repeats)])
-    rate = repeats * 2.0 * rows * d * k * d / seconds
+        # about a second of GEMMs per sample; the median of 5 samples resists noise
+        repeats = max(3, int(2e9 / (2.0 * rows * d * k * d)))
+        samples = [_timed(lambda: [a @ b for _ in range(repeats)])[0] for _ in range(5)]
+    rate = repeats * 2.0 * rows * d * k * d / statistics.median(samples)
     return {"flops_per_iteration": flops, "gemm_flops_per_second_per_core": rate,
             "cores": cores, "floor_seconds": flops / (rate * cores)}
 
@@ -106,7 +107,8 @@ def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
         gmm = MLlibGaussianMixture(k=spec.k, maxIter=iterations, tol=0.0, seed=spec.seed)
         return _timed(lambda: gmm.fit(assembled))
 
-    short = max(1, spec.iterations // 4)
+    # MLlib reports no per-iteration times: difference of a short and a long fit.
+    short = max(1, spec.iterations // 5)
     short_seconds, _ = fit(short)
     long_seconds, model = fit(spec.iterations)
     return {"seconds_per_iteration": (long_seconds - short_seconds) / (spec.iterations - short),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from functools import partial
 
@@ -16,6 +17,22 @@ from .kernels import GaussianParameters, SufficientStatistics, block_statistics,
 logger = logging.getLogger(__name__)
 
 _blas_limited = False
+
+# Test-only fault injection, off unless set in the executors' environment: the index of a
+# partition whose statistics task fails on its first attempt (Spark then retries it).
+FAULT_INJECTION_ENV = "SPARK_GMM_TEST_FAIL_FIRST_ATTEMPT_OF_PARTITION"
+
+
+def _inject_test_fault() -> None:
+    target = os.environ.get(FAULT_INJECTION_ENV)
+    if target is None:
+        return
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if (context is not None and context.partitionId() == int(target)
+            and context.attemptNumber() == 0):
+        raise RuntimeError(f"injected test fault in partition {target} (first attempt)")
 
 
 def limit_blas_threads() -> None:
@@ -35,6 +52,7 @@ def _partition_statistics(
     blocks: Iterator[Block],
 ) -> Iterator[list[SufficientStatistics]]:
     limit_blas_threads()
+    _inject_test_fault()
     mixtures = models.value
     total: list[SufficientStatistics] | None = None
     for x, w in blocks:

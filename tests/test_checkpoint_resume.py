@@ -24,7 +24,7 @@ def _job_config(tmp_path, data: str, name: str, checkpoint: str = "") -> str:
     conf = tmp_path / f"{name}.toml"
     conf.write_text(
         f'[input]\npath = "{data}"\nfeatures = ["a", "b", "c"]\n'
-        f'[model]\nk = 4\nmax_iter = 40\ntol = 0.0\ninit_mode = "random"\nseed = 5\n'
+        f'[model]\nk = 4\nmax_iter = 24\ntol = 0.0\ninit_mode = "random"\nseed = 5\n'
         f'path = "{tmp_path / name / "model"}"\n'
         f'[output]\npath = "{tmp_path / name / "labelled"}"\n'
         f'[checkpoint]\npath = "{checkpoint}"\n'
@@ -57,12 +57,12 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
 
     job = _run(interrupted)
     deadline = time.monotonic() + 240
-    while _iterations(checkpoint) < 5 and job.poll() is None and time.monotonic() < deadline:
+    while _iterations(checkpoint) < 4 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     killed_at = _iterations(checkpoint)
     os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, no chance to clean up
     job.wait()
-    assert 5 <= killed_at < 40, f"the job was not killed mid-fit ({killed_at} iterations)"
+    assert 4 <= killed_at < 24, f"the job was not killed mid-fit ({killed_at} iterations)"
     assert not os.path.exists(str(tmp_path / "resumed" / "model"))
 
     resumed = _run(interrupted)
@@ -80,5 +80,5 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
     np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(a.means, b.means)
     np.testing.assert_array_equal(a.covariances, b.covariances)
-    assert a.summary.numIter == b.summary.numIter == 40
+    assert a.summary.numIter == b.summary.numIter == 24
     np.testing.assert_array_equal(a.summary.logLikelihoodHistory, b.summary.logLikelihoodHistory)

@@ -33,7 +33,7 @@ def _write_parquet(path, x: np.ndarray, ids=None, bad_rows: dict[int, float] | N
 def _config(tmp_path, data_path, **sections):
     raw = {
         "input": {"path": data_path, "features": ["a", "b", "c"]},
-        "model": {"k": 3, "seed": 3, "max_iter": 30, "tol": 1e-6,
+        "model": {"k": 3, "seed": 3, "max_iter": 30, "tol": 1e-5, "init_mode": "k-means++",
                   "path": str(tmp_path / "model")},
         "output": {"path": str(tmp_path / "labelled")},
     }
@@ -161,7 +161,8 @@ def test_cli_exit_codes(spark, tmp_path, mixture, capsys) -> None:
     data = _write_parquet(tmp_path / "in.parquet", mixture[0][:200])
     conf = tmp_path / "job.toml"
     conf.write_text(f'[input]\npath = "{data}"\nfeatures = ["a", "b", "c"]\n'
-                    f'[model]\nk = 2\nmax_iter = 5\npath = "{tmp_path / "m"}"\n'
+                    f'[model]\nk = 2\nmax_iter = 5\ninit_mode = "random"\n'
+                    f'path = "{tmp_path / "m"}"\n'
                     f'[output]\npath = "{tmp_path / "o"}"\n')
     assert main(["fit", "--config", str(conf), "--set", "model.k=0"]) == EXIT_BAD_INPUT
     assert "model.k must be at least 1" in capsys.readouterr().err

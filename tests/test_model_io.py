@@ -79,7 +79,7 @@ def test_summary_and_information_criteria(data, fitted) -> None:
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_save_load_round_trip(spark, data, tmp_path, covariance_type: str) -> None:
     model = GaussianMixture(k=2, covarianceType=covariance_type, seed=1, maxIter=5,
-                            predictionCol="cluster").fit(data[1])
+                            initMode="random", predictionCol="cluster").fit(data[1])
     path = str(tmp_path / "model")
     model.save(path)
     loaded = GaussianMixtureModel.load(path)
@@ -103,7 +103,7 @@ def test_pipeline_round_trip(spark, tmp_path) -> None:
     df = spark.createDataFrame([tuple(map(float, r)) for r in x], ["a", "b", "c"])
     pipeline = Pipeline(stages=[
         VectorAssembler(inputCols=["a", "b", "c"], outputCol="features"),
-        GaussianMixture(k=3, seed=4, maxIter=10),
+        GaussianMixture(k=3, seed=4, maxIter=10, initMode="random"),
     ])
     fitted = pipeline.fit(df)
     fitted.write().save(str(tmp_path / "pipeline_model"))

@@ -32,10 +32,10 @@ def test_spark_fit_matches_sklearn_from_same_start(spark, mixture_data, mixture_
                                                    covariance_type: str) -> None:
     x = mixture_data[0]
     start = _start(x, covariance_type)
-    model = (GaussianMixture(k=3, covarianceType=covariance_type, maxIter=25, tol=0.0)
+    model = (GaussianMixture(k=3, covarianceType=covariance_type, maxIter=12, tol=0.0)
              .setInitialModel(start).fit(mixture_df))
-    ref = sklearn_fit(x, start.parameters, max_iter=25, tol=0.0)
-    assert model.summary.numIter == 25
+    ref = sklearn_fit(x, start.parameters, max_iter=12, tol=0.0)
+    assert model.summary.numIter == 12
     np.testing.assert_allclose(model.weights, ref.weights_, rtol=1e-6)
     np.testing.assert_allclose(model.means, ref.means_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(model.covariances, ref.covariances_, rtol=1e-6, atol=1e-8)
@@ -46,8 +46,8 @@ def test_spark_fit_matches_sklearn_from_same_start(spark, mixture_data, mixture_
 def test_spark_fit_equals_kernel_fit(mixture_data, mixture_df) -> None:
     x = mixture_data[0]
     start = _start(x, "full")
-    model = (GaussianMixture(k=3, maxIter=20, tol=0.0).setInitialModel(start).fit(mixture_df))
-    local = local_fit(x, start.parameters, max_iter=20, tol=0.0)
+    model = (GaussianMixture(k=3, maxIter=10, tol=0.0).setInitialModel(start).fit(mixture_df))
+    local = local_fit(x, start.parameters, max_iter=10, tol=0.0)
     np.testing.assert_allclose(model.means, local.params.means, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.covariances, local.params.covariances, rtol=1e-10,
                                atol=1e-12)
@@ -56,9 +56,9 @@ def test_spark_fit_equals_kernel_fit(mixture_data, mixture_df) -> None:
 
 
 def test_log_likelihood_never_decreases_on_spark(mixture_df) -> None:
-    model = GaussianMixture(k=4, seed=3, initMode="random", maxIter=30, tol=0.0).fit(mixture_df)
+    model = GaussianMixture(k=4, seed=3, initMode="random", maxIter=15, tol=0.0).fit(mixture_df)
     history = np.array(model.summary.logLikelihoodHistory)
-    assert len(history) == 30
+    assert len(history) == 15
     assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
     # The summary's final value is that of the returned model: at least the last E-step's.
     assert model.summary.logLikelihood >= history[-1] - 1e-9 * abs(history[-1])
@@ -68,7 +68,7 @@ def test_log_likelihood_never_decreases_on_spark(mixture_df) -> None:
 def test_same_model_whatever_the_partitioning(spark, mixture_data, init_mode: str) -> None:
     x = mixture_data[0]
     models = [
-        GaussianMixture(k=3, seed=11, initMode=init_mode, maxIter=15, tol=0.0)
+        GaussianMixture(k=3, seed=11, initMode=init_mode, maxIter=8, tol=0.0)
         .fit(to_dataframe(spark, x, partitions=p))
         for p in (1, 3, 16)
     ]
@@ -82,7 +82,8 @@ def test_same_model_whatever_the_partitioning(spark, mixture_data, init_mode: st
 @pytest.mark.parametrize("init_mode", ["k-means||", "k-means++", "random"])
 def test_recovers_generating_means(mixture_data, mixture_df, init_mode: str) -> None:
     _, labels, means = mixture_data
-    model = GaussianMixture(k=3, seed=2, initMode=init_mode, tol=1e-6, nInit=2).fit(mixture_df)
+    model = GaussianMixture(k=3, seed=2, initMode=init_mode, tol=1e-4,
+                            nInit=2 if init_mode == "random" else 1).fit(mixture_df)
     assert model.summary.converged
     order = [int(np.argmin(np.linalg.norm(model.means - m, axis=1))) for m in means]
     assert sorted(order) == [0, 1, 2]
@@ -95,7 +96,7 @@ def test_classic_one_dimensional_example(spark) -> None:
     rng = np.random.default_rng(7)
     means, sds = np.array([-0.5, -0.1, 0.2]), np.array([0.2, 0.07, 0.13])
     x = np.concatenate([rng.normal(m, s, 4000) for m, s in zip(means, sds)])[:, None]
-    model = GaussianMixture(k=3, seed=5, tol=1e-9, maxIter=1000).fit(
+    model = GaussianMixture(k=3, seed=5, tol=1e-7, maxIter=1000).fit(
         to_dataframe(spark, x, partitions=4, kind="array<double>"))
     order = np.argsort(model.means[:, 0])
     np.testing.assert_allclose(model.means[order, 0], means, atol=0.03)
@@ -116,7 +117,7 @@ def test_feature_column_kinds_give_the_same_model(spark) -> None:
     # Values exactly representable in float32, so array<float> carries the same numbers.
     x, *_ = make_mixture(n=1200, seed=4)
     x = (np.round(x * 64) / 64).astype(np.float32).astype(np.float64)
-    fits = [GaussianMixture(k=3, seed=1, maxIter=10, tol=0.0)
+    fits = [GaussianMixture(k=3, seed=1, maxIter=6, tol=0.0, initMode="random")
             .fit(to_dataframe(spark, x, partitions=3, kind=kind))
             for kind in ("vector", "array<double>", "array<float>")]
     for other in fits[1:]:

@@ -1,0 +1,124 @@
+"""Real failures injected into real Spark runs: task retries and cache spill to disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_gmm.distributed import FAULT_INJECTION_ENV
+from tests.helpers import make_mixture
+
+pytestmark = pytest.mark.slow
+
+
+def _data(tmp_path, n: int = 3000) -> str:
+    x, *_ = make_mixture(n=n, seed=29, k=3)
+    path = tmp_path / "in"
+    path.mkdir()
+    for part in range(3):
+        rows = slice(part * n // 3, (part + 1) * n // 3)
+        pq.write_table(pa.table({"a": x[rows, 0], "b": x[rows, 1], "c": x[rows, 2]}),
+                       str(path / f"part-{part}.parquet"))
+    return str(path)
+
+
+def _config(tmp_path, data: str, name: str, master: str = "local[2]") -> dict:
+    return {"input": {"path": data, "features": ["a", "b", "c"]},
+            "model": {"k": 3, "seed": 4, "max_iter": 5, "tol": 0.0, "init_mode": "random",
+                      "path": str(tmp_path / name / "model")},
+            "output": {"path": str(tmp_path / name / "labelled")},
+            "spark": {"master": master}}
+
+
+def _diagnostics(tmp_path, name: str) -> dict:
+    return json.load(open(tmp_path / name / "model" / "diagnostics.json"))
+
+
+def _fit_job(tmp_path, data: str, name: str, fault: bool) -> subprocess.CompletedProcess:
+    conf = tmp_path / f"{name}.toml"
+    values = _config(tmp_path, data, name, master="local[2,4]")  # up to 4 attempts per task
+    conf.write_text("\n".join(
+        [f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in entries.items())
+         for section, entries in values.items()]))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop(FAULT_INJECTION_ENV, None)
+    if fault:
+        env[FAULT_INJECTION_ENV] = "1"
+    job = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", str(conf)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, job.stderr[-3000:]
+    return job
+
+
+def test_failed_statistics_task_is_retried_without_double_counting(tmp_path) -> None:
+    data = _data(tmp_path)
+    clean_job = _fit_job(tmp_path, data, "clean", fault=False)
+    faulty_job = _fit_job(tmp_path, data, "faulty", fault=True)
+    assert "injected test fault" not in clean_job.stderr
+    # the failures really happened: every statistics pass lost its partition-1 task once
+    assert faulty_job.stderr.count("injected test fault in partition 1") >= 5
+    clean, retried = _diagnostics(tmp_path, "clean"), _diagnostics(tmp_path, "faulty")
+    assert retried["num_iter"] == clean["num_iter"] == 5
+    # statistics are pure functions of (data, broadcast): a retry recomputes, never adds
+    assert retried["log_likelihood_history"] == clean["log_likelihood_history"]
+    assert retried["original_units"] == clean["original_units"]
+    assert retried["cluster_sizes"] == clean["cluster_sizes"]
+
+
+SPILL_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pyspark.sql import SparkSession, functions as F
+    from spark_gmm import GaussianMixture
+    from spark_gmm import distributed
+
+    spark = (SparkSession.builder.master("local[2]")
+             .config("spark.ui.enabled", "false")
+             .config("spark.driver.memory", "1g")
+             .config("spark.memory.fraction", sys.argv[2])
+             .getOrCreate())
+    disk = []
+    original = distributed.DistributedStatistics.__call__
+
+    def spy(self, models, hard_assignment=False):
+        result = original(self, models, hard_assignment)
+        info = [r for r in spark.sparkContext._jsc.sc().getRDDStorageInfo()
+                if r.id() == self.blocks.id()]
+        disk.append(int(info[0].diskSize()) if info else 0)
+        return result
+
+    distributed.DistributedStatistics.__call__ = spy
+    df = spark.read.parquet(sys.argv[1])
+    model = GaussianMixture(k=3, seed=4, maxIter=4, tol=0.0, initMode="random").fit(
+        df.select(F.array("a", "b", "c").alias("features")))
+    print(json.dumps({"disk": max(disk), "means": model.means.tolist(),
+                      "covariances": model.covariances.tolist(),
+                      "history": model.summary.logLikelihoodHistory}))
+""")
+
+
+def test_cached_blocks_spill_to_disk_and_give_the_same_model(tmp_path) -> None:
+    data = _data(tmp_path, n=150_000)  # 3.6 MB of features; more than the storage below
+    script = tmp_path / "spill.py"
+    script.write_text(SPILL_SCRIPT)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+
+    def run(memory_fraction: str) -> dict:
+        job = subprocess.run([sys.executable, str(script), data, memory_fraction], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert job.returncode == 0, job.stderr[-3000:]
+        return json.loads(job.stdout.strip().splitlines()[-1])
+
+    in_memory, spilled = run("0.6"), run("0.001")
+    feature_bytes = 150_000 * 3 * 8
+    assert in_memory["disk"] == 0 and spilled["disk"] > feature_bytes // 2
+    assert spilled["history"] == in_memory["history"]
+    np.testing.assert_array_equal(spilled["means"], in_memory["means"])
+    np.testing.assert_array_equal(spilled["covariances"], in_memory["covariances"])

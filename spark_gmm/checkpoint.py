@@ -23,6 +23,9 @@ from .kernels import GaussianParameters
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+# Test-only: seconds to pause between writing the temporary file and renaming it, so a test
+# can kill the process in the middle of a checkpoint write.
+WRITE_PAUSE_ENV = "SPARK_GMM_TEST_CHECKPOINT_WRITE_PAUSE"
 
 
 class CheckpointMismatchError(ValueError):
@@ -63,6 +66,11 @@ def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,
             json.dump(state, out)
             out.flush()
             os.fsync(out.fileno())
+        pause = float(os.environ.get(WRITE_PAUSE_ENV, "0") or 0)
+        if pause:
+            import time
+
+            time.sleep(pause)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

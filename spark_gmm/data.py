@@ -38,6 +38,11 @@ def features_array(df: DataFrame, features_col: str) -> Column:
             f"features column {features_col!r} not found; available columns: "
             f"{', '.join(df.columns)}. Set featuresCol to the column that holds the features."
         )
+    if df.columns.count(features_col) > 1:
+        raise InvalidInputError(
+            f"features column {features_col!r} appears {df.columns.count(features_col)} times "
+            "in the input; rename or drop the duplicates"
+        )
     data_type = df.schema[features_col].dataType
     column = F.col(f"`{features_col}`")
     if isinstance(data_type, VectorUDT):

@@ -77,6 +77,26 @@ class GaussianMixtureModelWriter(MLWriter):
         )
 
 
+def _unexpected_files(spark: Any, path: str) -> list[str]:
+    """Files under ``path`` that ``save`` never writes (a pickle, say): reason to refuse."""
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(path)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(root):
+        return []
+    prefix = fs.makeQualified(root).toString().rstrip("/") + "/"
+    found, files = [], fs.listFiles(root, True)
+    while files.hasNext():
+        relative = files.next().getPath().toString()[len(prefix):]
+        folder, _, name = relative.rpartition("/")
+        expected = folder in ("metadata", "data") and (
+            name.startswith("part-") or name == "_SUCCESS"
+            or (name.startswith(".") and name.endswith(".crc")))
+        if not expected:
+            found.append(relative)
+    return found
+
+
 class GaussianMixtureModelReader(MLReader["GaussianMixtureModel"]):
     """Reads a model saved by :class:`GaussianMixtureModelWriter`, validating everything."""
 
@@ -88,6 +108,13 @@ class GaussianMixtureModelReader(MLReader["GaussianMixtureModel"]):
         from .model import GaussianMixtureModel, GaussianMixtureSummary
 
         expected_class = f"{GaussianMixtureModel.__module__}.{GaussianMixtureModel.__name__}"
+        unexpected = _unexpected_files(self.sparkSession, path)
+        if unexpected:
+            raise ModelFormatError(
+                f"{path!r} contains files a saved spark-gmm model never has ({unexpected[:3]}); "
+                "refusing to load it. Models are JSON metadata and Parquet data only, and "
+                "nothing is ever unpickled"
+            )
         try:
             metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)
         except Exception as error:

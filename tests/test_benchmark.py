@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from spark_gmm.etl.benchmark import BenchmarkSpec, format_table, run_benchmark
@@ -17,8 +18,11 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
                          work_dir=str(tmp_path / "bench"))
     results = run_benchmark(spark, spec)
     for system in ("ours", "mllib", "sklearn"):
-        assert results[system]["seconds_per_iteration"] > 0
         assert results[system]["end_to_end_seconds"] > 0
+    assert results["ours"]["seconds_per_iteration"] > 0
+    assert results["sklearn"]["seconds_per_iteration"] > 0
+    mllib = results["mllib"]["seconds_per_iteration"]
+    assert mllib > 0 or np.isnan(mllib)  # a difference of two fits: noise at this size
     # same initial model, same iterations: the same final log-likelihood as scikit-learn
     assert results["ratios"]["log_likelihood_relative_difference_vs_sklearn"] < 1e-6
     assert results["floor"]["flops_per_iteration"] == 2 * 3000 * 3 * 2 * 3 * 2

@@ -142,6 +142,20 @@ def _break(path: str, what: str) -> None:
     elif what == "missing-data":
         import shutil
         shutil.rmtree(data_dir)
+    elif what == "pickle":
+        import pickle
+
+        with open(os.path.join(data_dir, "weights.pkl"), "wb") as handle:
+            pickle.dump({"weights": [1.0]}, handle)
+    elif what == "wrong-shape":
+        import shutil
+
+        from pyspark.sql import SparkSession
+
+        from spark_gmm.persistence import _DATA_SCHEMA
+        shutil.rmtree(data_dir)
+        rows = [(j, 1 / 3, [0.0, 1.0], [1.0, 0.0, 0.0, 1.0]) for j in range(3)]
+        SparkSession.active().createDataFrame(rows, _DATA_SCHEMA).write.parquet(data_dir)
     elif what == "wrong-class":
         meta = os.path.join(path, "metadata")
         for name in os.listdir(meta):
@@ -155,7 +169,8 @@ def _break(path: str, what: str) -> None:
                         os.remove(os.path.join(meta, crc))
 
 
-@pytest.mark.parametrize("what", ["truncated", "missing-data", "wrong-class"])
+@pytest.mark.parametrize("what", ["truncated", "missing-data", "wrong-class", "pickle",
+                                  "wrong-shape"])
 def test_corrupted_model_directory_is_refused(data, fitted, tmp_path, what: str) -> None:
     path = str(tmp_path / "model")
     fitted.save(path)

@@ -1,0 +1,71 @@
+"""Checkpoint files: atomic replacement, even when the writer is killed mid-write."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from spark_gmm.checkpoint import (
+    WRITE_PAUSE_ENV,
+    CheckpointMismatchError,
+    read_checkpoint,
+    write_checkpoint,
+)
+from spark_gmm.em import EMRun
+from spark_gmm.kernels import GaussianParameters
+
+FINGERPRINT = {"k": 2, "rows": 10}
+
+
+def _run(shift: float) -> EMRun:
+    params = GaussianParameters.from_covariances([0.4, 0.6], [[0.0 + shift], [3.0]],
+                                                 [1.0, 2.0], "spherical")
+    return EMRun(params, history=[-3.0, -2.5 + shift], iteration_seconds=[0.1, 0.1])
+
+
+def test_round_trip_is_exact(tmp_path) -> None:
+    path = str(tmp_path / "em.json")
+    assert read_checkpoint(path, FINGERPRINT) is None
+    run = _run(0.1)
+    write_checkpoint(path, FINGERPRINT, np.array([1e12 + 0.5]), [run])
+    center, [loaded] = read_checkpoint(path, FINGERPRINT)
+    assert center.tolist() == [1e12 + 0.5]
+    assert loaded.history == run.history
+    np.testing.assert_array_equal(loaded.params.means, run.params.means)
+    np.testing.assert_array_equal(loaded.params.precisions_cholesky,
+                                  run.params.precisions_cholesky)
+    with pytest.raises(CheckpointMismatchError, match="different fit"):
+        read_checkpoint(path, {**FINGERPRINT, "rows": 11})
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tests.test_checkpoint_file import FINGERPRINT, _run
+    from spark_gmm.checkpoint import write_checkpoint
+    write_checkpoint(sys.argv[1], FINGERPRINT, np.zeros(1), [_run(0.9)])
+""")
+
+
+def test_kill_during_write_keeps_the_previous_checkpoint(tmp_path) -> None:
+    path = str(tmp_path / "em.json")
+    write_checkpoint(path, FINGERPRINT, np.zeros(1), [_run(0.1)])
+    env = {**os.environ, WRITE_PAUSE_ENV: "30"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, path], env=env, cwd=root)
+    deadline = time.monotonic() + 60
+    while not glob.glob(str(tmp_path / ".checkpoint-*")):  # new state written, not yet renamed
+        assert writer.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    _, [survivor] = read_checkpoint(path, FINGERPRINT)
+    assert survivor.history == [-3.0, -2.5 + 0.1]  # the previous state, intact and usable

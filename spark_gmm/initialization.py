@@ -128,6 +128,8 @@ def initial_mixtures(spec: InitialisationInput, init_mode: str) -> list[Gaussian
     """``spec.n_init`` starting mixtures, in coordinates centred at ``spec.center``."""
     if init_mode == "random":
         return _random_rows(spec)
+    if spec.k == 1:  # one cluster: its k-means centre is the data mean (MLlib needs k > 1)
+        return _from_centres(spec, [spec.center[None, :]] * spec.n_init)
     if init_mode == "k-means++":
         return _from_centres(spec, _kmeans_plus_plus_centres(spec))
     if init_mode == "k-means||":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 
 from spark_gmm.etl.benchmark import BenchmarkSpec, format_table, run_benchmark
@@ -22,7 +21,7 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert results["ours"]["seconds_per_iteration"] > 0
     assert results["sklearn"]["seconds_per_iteration"] > 0
     mllib = results["mllib"]["seconds_per_iteration"]
-    assert mllib > 0 or np.isnan(mllib)  # a difference of two fits: noise at this size
+    assert mllib is None or mllib > 0  # a difference of two fits: may drown in noise here
     # same initial model, same iterations: the same final log-likelihood as scikit-learn
     assert results["ratios"]["log_likelihood_relative_difference_vs_sklearn"] < 1e-6
     assert results["floor"]["flops_per_iteration"] == 2 * 3000 * 3 * 2 * 3 * 2

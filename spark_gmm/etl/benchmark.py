@@ -113,7 +113,7 @@ def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
     long_seconds, model = fit(spec.iterations)
     per_iteration = (long_seconds - short_seconds) / (spec.iterations - short)
     # At tiny sizes the difference drowns in job-scheduling noise: report it as unmeasurable.
-    return {"seconds_per_iteration": per_iteration if per_iteration > 0 else float("nan"),
+    return {"seconds_per_iteration": per_iteration if per_iteration > 0 else None,
             "end_to_end_seconds": long_seconds,
             "mean_log_likelihood": model.summary.logLikelihood / spec.n, "_model": model}
 
@@ -184,8 +184,8 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     ratios = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
     for peer in ("mllib", "sklearn"):
         if peer in results:
-            ratios[f"{peer}_over_ours_per_iteration"] = (
-                results[peer]["seconds_per_iteration"] / ours)
+            theirs = results[peer]["seconds_per_iteration"]
+            ratios[f"{peer}_over_ours_per_iteration"] = None if theirs is None else theirs / ours
     if "mllib" in results:
         ratios["mllib_over_ours_end_to_end"] = (results["mllib"]["end_to_end_seconds"]
                                                 / results["ours"]["end_to_end_seconds"])
@@ -208,12 +208,14 @@ def format_table(results: dict[str, Any]) -> str:
     for name in ("ours", "mllib", "sklearn"):
         if name in results:
             r = results[name]
-            lines.append(f"{name:<10}{r['seconds_per_iteration']:>10.4f}"
+            per_iteration = r["seconds_per_iteration"]
+            shown = "n/a" if per_iteration is None else f"{per_iteration:.4f}"
+            lines.append(f"{name:<10}{shown:>10}"
                          f"{r['end_to_end_seconds']:>14.2f}{r['mean_log_likelihood']:>16.6f}")
     floor = results["floor"]
     lines.append(f"{'floor':<10}{floor['floor_seconds']:>10.4f}")
     scoring = results["scoring"]
     lines.append("scoring (transform + Parquet write): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))
-    lines += [f"{k}: {v:.4g}" for k, v in results["ratios"].items()]
+    lines += [f"{k}: {'n/a' if v is None else f'{v:.4g}'}" for k, v in results["ratios"].items()]
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from spark_gmm.em import EMRun, run_em
@@ -84,3 +86,19 @@ def to_dataframe(spark, x: np.ndarray, partitions: int = 3, kind: str = "vector"
     columns = [[Vectors.dense(r) for r in x] if kind == "vector" else x.tolist()]
     columns += [values.tolist() for values in extra.values()]
     return spark.createDataFrame(list(zip(*columns)), StructType(fields)).repartition(partitions)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def write_job_config(path: str, sections: dict[str, dict[str, object]]) -> str:
+    """Write a job config dict as TOML (strings, numbers, lists and inline tables suffice)."""
+    text = "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in values.items())
+                     for name, values in sections.items())
+    with open(path, "w") as handle:
+        handle.write(text + "\n")
+    return str(path)

@@ -13,6 +13,7 @@ import pytest
 from spark_gmm.cli import EXIT_BAD_INPUT, main
 from spark_gmm.data import InvalidInputError
 from spark_gmm.etl.config import build_config
+from spark_gmm.etl.io import atomic_publish
 from spark_gmm.etl.jobs import run_fit, run_score
 from tests.helpers import make_mixture
 
@@ -141,6 +142,35 @@ def test_failed_write_keeps_previous_output(spark, tmp_path, mixture) -> None:
     assert before.equals(after)
     leftovers = [n for n in os.listdir(tmp_path) if "_staging-" in n or "_previous-" in n]
     assert leftovers == []
+
+
+def test_task_failure_mid_write_keeps_previous_output(spark, tmp_path) -> None:
+    from pyspark import TaskContext
+    from pyspark.sql import functions as F
+
+    final = str(tmp_path / "labelled")
+    atomic_publish(spark, final, lambda path: spark.range(400).repartition(4)
+                   .write.parquet(path))
+    before = sorted(pq.read_table(final).column("id").to_pylist())
+
+    @F.udf("long")
+    def fail_in_last_partition(value):  # no hints: pyspark would read them as a pandas UDF
+        context = TaskContext.get()
+        if context.partitionId() == 3:
+            raise RuntimeError("injected write failure")
+        return value
+
+    def write(path: str) -> None:
+        # partitions 0-2 write their files; partition 3 fails mid-job
+        spark.range(1000, 1400).repartition(4).select(
+            fail_in_last_partition("id").alias("id")).write.parquet(path)
+
+    with pytest.raises(Exception, match="injected write failure"):
+        atomic_publish(spark, final, write)
+    assert sorted(pq.read_table(final).column("id").to_pylist()) == before
+    visible = sorted(os.listdir(tmp_path))
+    assert visible == ["labelled"], visible  # no staging or retired copies left around
+    assert not [n for n in os.listdir(final) if n.startswith("_temporary")]
 
 
 def test_rerun_is_idempotent(spark, tmp_path, mixture) -> None:

@@ -16,7 +16,7 @@ import pytest
 from spark_gmm.distributed import FAULT_INJECTION_ENV
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
-from tests.helpers import make_mixture
+from tests.helpers import make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
 
@@ -45,23 +45,14 @@ def _diagnostics(tmp_path, name: str) -> dict:
     return json.load(open(tmp_path / name / "model" / "diagnostics.json"))
 
 
-def _toml(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
 def _fit_job(tmp_path, data: str, name: str, fault: bool) -> subprocess.CompletedProcess:
-    conf = tmp_path / f"{name}.toml"
     values = _config(tmp_path, data, name, master="local[2,4]")  # up to 4 attempts per task
-    conf.write_text("\n".join(
-        [f"[{section}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in entries.items())
-         for section, entries in values.items()]))
+    conf = write_job_config(str(tmp_path / f"{name}.toml"), values)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     env.pop(FAULT_INJECTION_ENV, None)
     if fault:
         env[FAULT_INJECTION_ENV] = "1"
-    job = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", str(conf)],
+    job = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", conf],
                          env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, job.stderr[-3000:]
     return job

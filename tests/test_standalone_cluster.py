@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -21,10 +23,13 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
+from spark_gmm.etl.config import build_config
+from spark_gmm.etl.jobs import run_fit
 from spark_gmm.etl.package import build_archive
-from tests.helpers import make_mixture
+from tests.helpers import make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPARK_HOME = pathlib.Path(pyspark.__file__).parent
 
@@ -48,8 +53,14 @@ def _alive_workers(ui_port: int) -> int:
         return 0
 
 
+@dataclass
+class Cluster:
+    master: str
+    workers: list[subprocess.Popen]
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[str]:
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
     logs = tmp_path_factory.mktemp("cluster")
     port, ui_port = _free_port(), _free_port()
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
@@ -73,7 +84,7 @@ def cluster(tmp_path_factory) -> Iterator[str]:
             assert time.monotonic() < deadline, (logs / "master.log").read_text()[-3000:]
             assert all(p.poll() is None for p in processes), "a cluster process died"
             time.sleep(0.5)
-        yield master
+        yield Cluster(master, processes[1:])
     finally:
         for process in processes:  # stop exactly what we started, by PID
             try:
@@ -88,25 +99,34 @@ def cluster(tmp_path_factory) -> Iterator[str]:
                 process.wait()
 
 
+def _submit_command(master: str, archive: str, job: str, *args: str) -> list[str]:
+    return [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
+            "--py-files", archive, "--conf", "spark.executor.cores=1",
+            "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2",
+            "--driver-java-options",
+            f"-Dlog4j2.configurationFile={ROOT / 'conf' / 'log4j2.properties'}",
+            str(ROOT / "jobs" / job), *args]
+
+
 def _submit(master: str, archive: str, job: str, *args: str) -> subprocess.CompletedProcess:
-    command = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
-               "--py-files", archive, "--conf", "spark.executor.cores=1",
-               "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2",
-               "--driver-java-options",
-               f"-Dlog4j2.configurationFile={ROOT / 'conf' / 'log4j2.properties'}",
-               str(ROOT / "jobs" / job), *args]
-    return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(_submit_command(master, archive, job, *args), env=_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _write_events(directory: pathlib.Path, x: np.ndarray, files: int = 4) -> None:
+    directory.mkdir()
+    rows_per_file = len(x) // files
+    for part in range(files):  # a directory of Parquet files, as a scheduler would leave it
+        rows = slice(part * rows_per_file, (part + 1) * rows_per_file)
+        pq.write_table(pa.table({"event_id": np.arange(len(x))[rows], "a": x[rows, 0],
+                                 "b": x[rows, 1], "c": x[rows, 2]}),
+                       str(directory / f"part-{part}.parquet"))
 
 
 def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
     x, labels, _, _ = make_mixture(n=4000, seed=23, k=3)
     data = tmp_path / "events"
-    data.mkdir()
-    for part in range(4):  # a directory of Parquet files, as a scheduler would leave it
-        rows = slice(part * 1000, (part + 1) * 1000)
-        pq.write_table(pa.table({"event_id": np.arange(4000)[rows], "a": x[rows, 0],
-                                 "b": x[rows, 1], "c": x[rows, 2]}),
-                       str(data / f"part-{part}.parquet"))
+    _write_events(data, x)
     conf = tmp_path / "job.toml"
     conf.write_text(f'[input]\npath = "{data}"\nfeatures = ["a", "b", "c"]\n'
                     f'[model]\nk = 3\nseed = 2\ntol = 1e-4\ninit_mode = "k-means++"\n'
@@ -114,7 +134,7 @@ def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
                     f'[output]\npath = "{tmp_path / "labelled"}"\n')
     archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
 
-    fit = _submit(cluster, archive, "fit_gmm.py", "--config", str(conf))
+    fit = _submit(cluster.master, archive, "fit_gmm.py", "--config", str(conf))
     assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-5000:]
     assert "rows: 4000 read, 4000 labelled" in fit.stdout
     labelled = pq.read_table(str(tmp_path / "labelled")).to_pandas().sort_values("event_id")
@@ -124,9 +144,74 @@ def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
                     for perm in map(np.array, itertools.permutations(range(3))))
     assert agreement > 0.95
 
-    score = _submit(cluster, archive, "score_gmm.py", "--config", str(conf),
+    score = _submit(cluster.master, archive, "score_gmm.py", "--config", str(conf),
                     "--set", f"output.path={tmp_path / 'scored'}")
     assert score.returncode == 0, score.stderr[-5000:]
     scored = pq.read_table(str(tmp_path / "scored")).to_pandas().sort_values("event_id")
     np.testing.assert_array_equal(scored["prediction"].to_numpy(),
                                   labelled["prediction"].to_numpy())
+
+
+def _checkpointed_iterations(path: pathlib.Path) -> int:
+    try:
+        return max(len(run["history"]) for run in json.loads(path.read_text())["runs"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+# Runs last in this module: it kills one of the cluster's two workers.
+def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
+    x, *_ = make_mixture(n=40_000, seed=37, k=4)
+    data = tmp_path / "events"
+    _write_events(data, x)
+    checkpoint = tmp_path / "state" / "em.json"
+    values = {"input": {"path": str(data), "features": ["a", "b", "c"]},
+              "model": {"k": 4, "seed": 9, "max_iter": 40, "tol": 0.0, "init_mode": "random",
+                        "path": str(tmp_path / "model")},
+              "output": {"path": str(tmp_path / "labelled")},
+              "checkpoint": {"path": str(checkpoint)}}
+    conf = write_job_config(str(tmp_path / "job.toml"), values)
+    archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
+    job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
+                                           "--config", conf),
+                           env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    submitted = time.monotonic()
+    deadline = time.monotonic() + 300
+    while (_checkpointed_iterations(checkpoint) < 3 and job.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    killed_at = _checkpointed_iterations(checkpoint)
+    logger.warning("lost worker: iteration %d reached %.1f s after submission", killed_at,
+                   time.monotonic() - submitted)
+    victim = cluster.workers[1]
+    os.killpg(victim.pid, signal.SIGKILL)  # the worker, its executor and Python workers
+    victim.wait()
+    killed = time.monotonic()
+    _, stderr = job.communicate(timeout=600)
+    logger.warning("lost worker: killed at iteration %d; the job ended %.1f s later with "
+                   "exit code %d", killed_at, time.monotonic() - killed, job.returncode)
+    assert 3 <= killed_at < 40, f"the worker was not killed mid-fit ({killed_at} iterations)"
+    if job.returncode != 0:
+        # the declared fallback: exit code 1, then the same job resumes from its checkpoint
+        assert job.returncode == 1, stderr[-5000:]
+        assert _checkpointed_iterations(checkpoint) >= killed_at
+        retry = _submit(cluster.master, archive, "fit_gmm.py", "--config", conf)
+        assert retry.returncode == 0, retry.stderr[-5000:]
+    else:
+        assert "Lost executor" in stderr, stderr[-5000:]  # the kill reached the running job
+
+    # the same fit, undisturbed, in the local session (the fit is partition-invariant)
+    reference = run_fit(spark, build_config({
+        **values, "model": {**values["model"], "path": str(tmp_path / "reference")},
+        "output": {"path": str(tmp_path / "reference_labelled")}, "checkpoint": {}}))
+    with open(tmp_path / "model" / "diagnostics.json") as handle:
+        diagnostics = json.load(handle)
+    assert diagnostics["num_iter"] == reference["num_iter"] == 40
+    np.testing.assert_allclose(diagnostics["log_likelihood_history"],
+                               reference["log_likelihood_history"], rtol=1e-8)
+    for key in ("means", "covariances"):
+        np.testing.assert_allclose(diagnostics["original_units"][key],
+                                   reference["original_units"][key], rtol=1e-8, atol=1e-10)
+    labelled = pq.read_table(str(tmp_path / "labelled"))
+    assert labelled.num_rows == len(x)

@@ -1,0 +1,155 @@
+"""Load: concurrent jobs on one machine, and thousands of tiny partitions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_gmm import GaussianMixture, GaussianMixtureModel
+from spark_gmm.data import cache_blocks, features_array
+from spark_gmm.distributed import DistributedStatistics
+from spark_gmm.etl.config import build_config
+from spark_gmm.etl.jobs import run_fit
+from tests.helpers import make_mixture, to_dataframe, write_job_config
+
+pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
+
+
+def _parquet(path, x: np.ndarray) -> str:
+    pq.write_table(pa.table({"id": np.arange(len(x)), "a": x[:, 0], "b": x[:, 1],
+                             "c": x[:, 2]}), str(path))
+    return str(path)
+
+
+def _job(tmp_path, name: str, data: str, k: int, model_path: str | None = None) -> dict:
+    return {"input": {"path": data, "features": ["a", "b", "c"]},
+            "model": {"k": k, "seed": 8, "max_iter": 15, "tol": 0.0, "init_mode": "random",
+                      "path": model_path or str(tmp_path / name / "model")},
+            "output": {"path": str(tmp_path / name / "labelled")},
+            "checkpoint": {"path": str(tmp_path / name / "em.json")},
+            "spark": {"master": "local[2]", "conf": {"spark.default.parallelism": "4"}}}
+
+
+def _java_children(pid: int) -> bool:
+    """Whether the process ``pid`` has a running JVM child (its Spark driver gateway)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/comm") as handle:
+                command = handle.read().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and command == "java":
+            return True
+    return False
+
+
+def _labels(path: str) -> np.ndarray:
+    return pq.read_table(path).to_pandas().sort_values("id")["prediction"].to_numpy()
+
+
+def test_two_fits_and_a_score_at_the_same_time(spark, tmp_path) -> None:
+    data_a = _parquet(tmp_path / "a.parquet", make_mixture(n=3000, seed=51, k=3)[0])
+    data_b = _parquet(tmp_path / "b.parquet", make_mixture(n=3000, seed=52, k=4)[0])
+    # references, one at a time in this process
+    reference_a = run_fit(spark, build_config(_job(tmp_path, "reference_a", data_a, 3)))
+    reference_b = run_fit(spark, build_config(_job(tmp_path, "reference_b", data_b, 4)))
+
+    jobs = {
+        "fit_a": ("fit", _job(tmp_path, "fit_a", data_a, 3)),
+        "fit_b": ("fit", _job(tmp_path, "fit_b", data_b, 4)),
+        # scores data_a with the reference model while the fits run
+        "score": ("score", _job(tmp_path, "score", data_a, 3,
+                                model_path=str(tmp_path / "reference_a" / "model"))),
+    }
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "spark_gmm.cli", command, "--config",
+             write_job_config(str(tmp_path / f"{name}.toml"), values)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, (command, values) in jobs.items()
+    }
+    most_jvms_at_once = 0
+    while any(p.poll() is None for p in running.values()):
+        most_jvms_at_once = max(most_jvms_at_once,
+                                sum(_java_children(p.pid) for p in running.values()))
+        time.sleep(0.2)
+    outputs = {name: p.communicate()[0] for name, p in running.items()}
+    for name, process in running.items():
+        assert process.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
+    assert most_jvms_at_once == 3, "the three jobs did not overlap"
+
+    for name, reference in (("fit_a", reference_a), ("fit_b", reference_b)):
+        artifact = jobs[name][1]["model"]["path"]
+        with open(os.path.join(artifact, "diagnostics.json")) as handle:
+            diagnostics = json.load(handle)
+        np.testing.assert_allclose(diagnostics["log_likelihood_history"],
+                                   reference["log_likelihood_history"], rtol=1e-10)
+        fitted = GaussianMixtureModel.load(os.path.join(artifact, "model"))
+        np.testing.assert_allclose(fitted.means, reference["original_units"]["means"],
+                                   rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fitted.covariances,
+                                   reference["original_units"]["covariances"],
+                                   rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(_labels(str(tmp_path / "fit_a" / "labelled")),
+                                  _labels(str(tmp_path / "reference_a" / "labelled")))
+    np.testing.assert_array_equal(_labels(str(tmp_path / "score" / "labelled")),
+                                  _labels(str(tmp_path / "reference_a" / "labelled")))
+
+
+def _driver_peak_bytes(action) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        result = action()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_two_thousand_partitions(spark) -> None:
+    x, *_ = make_mixture(n=4000, seed=61, k=8, n_features=30)
+    params = {"k": 8, "seed": 7, "maxIter": 2, "tol": 0.0, "initMode": "random"}
+    few = GaussianMixture(**params).fit(to_dataframe(spark, x, partitions=2))
+    many_df = to_dataframe(spark, x, partitions=2000)
+    assert many_df.rdd.getNumPartitions() == 2000
+    many, fit_peak = _driver_peak_bytes(lambda: GaussianMixture(**params).fit(many_df))
+    np.testing.assert_allclose(many.summary.logLikelihoodHistory,
+                               few.summary.logLikelihoodHistory, rtol=1e-10)
+    np.testing.assert_allclose(many.means, few.means, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(many.covariances, few.covariances, rtol=1e-8, atol=1e-10)
+
+    # One statistics pass over the 2000 partitions: a flat reduce (depth 1) brings every
+    # partition's statistics to the driver at once; treeReduce (depth 2) brings ~sqrt(2000).
+    blocks = cache_blocks(many_df, features_array(many_df, "features"), None, 30)
+    try:
+        center = x.mean(axis=0)
+        mixture = [many.parameters.shifted(-center)]
+        peaks = {}
+        for depth in (1, 2):
+            statistics = DistributedStatistics(blocks, center, depth)
+            merged, peaks[depth] = _driver_peak_bytes(lambda s=statistics: s(mixture))
+            assert merged[0].row_count == 4000
+    finally:
+        blocks.unpersist()
+    one_partial = 8 * 30 * 30 * 8  # the second moments of one partition's statistics
+    logger.warning("2000 partitions: driver Python peak %.1f MB during the fit; one "
+                   "statistics pass %.1f MB flat vs %.1f MB treeReduce",
+                   fit_peak / 1e6, peaks[1] / 1e6, peaks[2] / 1e6)
+    assert peaks[1] > 1000 * one_partial  # the flat reduce holds them all ...
+    assert peaks[2] < 200 * one_partial  # ... the tree only a few dozen
+    assert fit_peak < 200 * one_partial

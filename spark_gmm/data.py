@@ -16,6 +16,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
 
+from .worker import prepare_python_worker
+
 logger = logging.getLogger(__name__)
 
 Block = tuple[np.ndarray, "np.ndarray | None"]
@@ -149,6 +151,7 @@ def validate_input(df: DataFrame, features: Column, features_col: str,
 
 def _encode_blocks(n_features: int, has_weights: bool,
                    batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    prepare_python_worker()
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -163,6 +166,7 @@ def _encode_blocks(n_features: int, has_weights: bool,
 
 
 def _decode_block(n_features: int, row: tuple[bytes, bytes | None]) -> Block:
+    prepare_python_worker()
     x = np.frombuffer(row[0], dtype=np.float64).reshape(-1, n_features)
     w = None if row[1] is None else np.frombuffer(row[1], dtype=np.float64)
     return x, w
@@ -222,6 +226,7 @@ def _smallest_keys(size: int, distinct: bool, keys: np.ndarray, rows: np.ndarray
 
 def _partition_sample(seed: int, size: int, distinct: bool, blocks: Iterator[Block]
                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    prepare_python_worker()
     best: tuple[np.ndarray, np.ndarray] | None = None
     for x, _ in blocks:
         candidate = _smallest_keys(size, distinct, row_keys(x, seed), x)
@@ -255,6 +260,7 @@ Moments = tuple[float, np.ndarray, np.ndarray]
 
 
 def _block_moments(block: Block) -> Moments:
+    prepare_python_worker()
     x, w = block
     weights = np.ones(x.shape[0]) if w is None else w
     total = float(weights.sum())

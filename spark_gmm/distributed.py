@@ -13,10 +13,9 @@ from pyspark.broadcast import Broadcast
 
 from .data import Block
 from .kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
-
-_blas_limited = False
 
 # Test-only fault injection, off unless set in the executors' environment: the index of a
 # partition whose statistics task fails on its first attempt (Spark then retries it).
@@ -35,23 +34,13 @@ def _inject_test_fault() -> None:
         raise RuntimeError(f"injected test fault in partition {target} (first attempt)")
 
 
-def limit_blas_threads() -> None:
-    """One BLAS thread per Python worker: Spark already runs one task per core."""
-    global _blas_limited
-    if not _blas_limited:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)
-        _blas_limited = True
-
-
 def _partition_statistics(
     models: Broadcast[list[GaussianParameters]],
     center: np.ndarray,
     hard_assignment: bool,
     blocks: Iterator[Block],
 ) -> Iterator[list[SufficientStatistics]]:
-    limit_blas_threads()
+    prepare_python_worker()
     _inject_test_fault()
     mixtures = models.value
     total: list[SufficientStatistics] | None = None

@@ -19,7 +19,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .data import features_array
-from .distributed import limit_blas_threads
 from .em import EMRun
 from .kernels import (
     GaussianParameters,
@@ -29,6 +28,7 @@ from .kernels import (
 )
 from .params import GaussianMixtureParams
 from .persistence import GaussianMixtureModelReader, GaussianMixtureModelWriter
+from .worker import prepare_python_worker
 
 _SCORE_COLUMN = "__spark_gmm_score"
 
@@ -117,7 +117,7 @@ def _score_features(
 
     Rows whose features are null, of the wrong length or not finite get null fields.
     """
-    limit_blas_threads()
+    prepare_python_worker()
     mixture = params.value
     d, k, n = mixture.n_features, mixture.n_components, len(features)
     if isinstance(features, pa.ChunkedArray):

@@ -15,22 +15,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_gmm import GaussianMixtureModel
-from tests.helpers import make_mixture
+from spark_gmm.etl.config import build_config
+from spark_gmm.etl.jobs import run_fit
+from tests.helpers import make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
 
 
-def _job_config(tmp_path, data: str, name: str, checkpoint: str = "") -> str:
-    conf = tmp_path / f"{name}.toml"
-    conf.write_text(
-        f'[input]\npath = "{data}"\nfeatures = ["a", "b", "c"]\n'
-        f'[model]\nk = 4\nmax_iter = 24\ntol = 0.0\ninit_mode = "random"\nseed = 5\n'
-        f'path = "{tmp_path / name / "model"}"\n'
-        f'[output]\npath = "{tmp_path / name / "labelled"}"\n'
-        f'[checkpoint]\npath = "{checkpoint}"\n'
-        '[spark]\nmaster = "local[2]"\n'
-    )
-    return str(conf)
+def _job(tmp_path, data: str, name: str, checkpoint: str | None = None) -> dict:
+    return {"input": {"path": data, "features": ["a", "b", "c"]},
+            "model": {"k": 4, "max_iter": 24, "tol": 0.0, "init_mode": "random", "seed": 5,
+                      "path": str(tmp_path / name / "model")},
+            "output": {"path": str(tmp_path / name / "labelled")},
+            "checkpoint": {"path": checkpoint} if checkpoint else {},
+            "spark": {"master": "local[2]"}}
 
 
 def _run(config: str, **popen) -> subprocess.Popen:
@@ -53,7 +51,8 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
     data = str(tmp_path / "in.parquet")
     pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2]}), data)
     checkpoint = str(tmp_path / "state" / "em.json")
-    interrupted = _job_config(tmp_path, data, "resumed", checkpoint)
+    interrupted = write_job_config(str(tmp_path / "resumed.toml"),
+                                   _job(tmp_path, data, "resumed", checkpoint))
 
     job = _run(interrupted)
     deadline = time.monotonic() + 240
@@ -71,9 +70,8 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
     assert "resuming from checkpoint" in output
     assert not os.path.exists(checkpoint)  # removed once the fit completed
 
-    reference = _run(_job_config(tmp_path, data, "uninterrupted"))
-    output, _ = reference.communicate(timeout=600)
-    assert reference.returncode == 0, output
+    # the same job, uninterrupted, in this process's session (one input file: one partition)
+    run_fit(spark, build_config(_job(tmp_path, data, "uninterrupted")))
 
     a = GaussianMixtureModel.load(str(tmp_path / "resumed" / "model" / "model"))
     b = GaussianMixtureModel.load(str(tmp_path / "uninterrupted" / "model" / "model"))

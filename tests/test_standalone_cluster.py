@@ -166,7 +166,7 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
     _write_events(data, x)
     checkpoint = tmp_path / "state" / "em.json"
     values = {"input": {"path": str(data), "features": ["a", "b", "c"]},
-              "model": {"k": 4, "seed": 9, "max_iter": 40, "tol": 0.0, "init_mode": "random",
+              "model": {"k": 4, "seed": 9, "max_iter": 25, "tol": 0.0, "init_mode": "random",
                         "path": str(tmp_path / "model")},
               "output": {"path": str(tmp_path / "labelled")},
               "checkpoint": {"path": str(checkpoint)}}
@@ -191,7 +191,7 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
     _, stderr = job.communicate(timeout=600)
     logger.warning("lost worker: killed at iteration %d; the job ended %.1f s later with "
                    "exit code %d", killed_at, time.monotonic() - killed, job.returncode)
-    assert 3 <= killed_at < 40, f"the worker was not killed mid-fit ({killed_at} iterations)"
+    assert 3 <= killed_at < 25, f"the worker was not killed mid-fit ({killed_at} iterations)"
     if job.returncode != 0:
         # the declared fallback: exit code 1, then the same job resumes from its checkpoint
         assert job.returncode == 1, stderr[-5000:]
@@ -207,7 +207,7 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
         "output": {"path": str(tmp_path / "reference_labelled")}, "checkpoint": {}}))
     with open(tmp_path / "model" / "diagnostics.json") as handle:
         diagnostics = json.load(handle)
-    assert diagnostics["num_iter"] == reference["num_iter"] == 40
+    assert diagnostics["num_iter"] == reference["num_iter"] == 25
     np.testing.assert_allclose(diagnostics["log_likelihood_history"],
                                reference["log_likelihood_history"], rtol=1e-8)
     for key in ("means", "covariances"):

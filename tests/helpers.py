@@ -102,3 +102,26 @@ def write_job_config(path: str, sections: dict[str, dict[str, object]]) -> str:
     with open(path, "w") as handle:
         handle.write(text + "\n")
     return str(path)
+
+
+def job_sections(directory, data: str, model: dict[str, object],
+                 **sections: dict[str, object]) -> dict[str, dict[str, object]]:
+    """A job config over features a, b, c of ``data``; model and labelled output in ``directory``.
+
+    ``model`` adds to (or overrides) tol 0, random init and the model path; ``sections`` adds
+    whole sections such as ``checkpoint`` or ``spark``.
+    """
+    return {"input": {"path": data, "features": ["a", "b", "c"]},
+            "model": {"tol": 0.0, "init_mode": "random", "path": str(directory / "model"),
+                      **model},
+            "output": {"path": str(directory / "labelled")},
+            **sections}
+
+
+def checkpointed_iterations(path) -> int:
+    """Iterations recorded in an EM checkpoint file (the longest run), 0 while there is none."""
+    try:
+        with open(path) as handle:
+            return max(len(run["history"]) for run in json.load(handle)["runs"])
+    except (OSError, ValueError, KeyError):
+        return 0

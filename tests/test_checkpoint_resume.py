@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,18 +16,15 @@ import pytest
 from spark_gmm import GaussianMixtureModel
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
-from tests.helpers import make_mixture, write_job_config
+from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
 
 
 def _job(tmp_path, data: str, name: str, checkpoint: str | None = None) -> dict:
-    return {"input": {"path": data, "features": ["a", "b", "c"]},
-            "model": {"k": 4, "max_iter": 24, "tol": 0.0, "init_mode": "random", "seed": 5,
-                      "path": str(tmp_path / name / "model")},
-            "output": {"path": str(tmp_path / name / "labelled")},
-            "checkpoint": {"path": checkpoint} if checkpoint else {},
-            "spark": {"master": "local[2]"}}
+    return job_sections(tmp_path / name, data, {"k": 4, "max_iter": 24, "seed": 5},
+                        checkpoint={"path": checkpoint} if checkpoint else {},
+                        spark={"master": "local[2]"})
 
 
 def _run(config: str, **popen) -> subprocess.Popen:
@@ -36,14 +32,6 @@ def _run(config: str, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", config],
                             env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def _iterations(checkpoint: str) -> int:
-    try:
-        with open(checkpoint) as handle:
-            return max(len(r["history"]) for r in json.load(handle)["runs"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
@@ -56,9 +44,10 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
 
     job = _run(interrupted)
     deadline = time.monotonic() + 240
-    while _iterations(checkpoint) < 4 and job.poll() is None and time.monotonic() < deadline:
+    while (checkpointed_iterations(checkpoint) < 4 and job.poll() is None
+           and time.monotonic() < deadline):
         time.sleep(0.05)
-    killed_at = _iterations(checkpoint)
+    killed_at = checkpointed_iterations(checkpoint)
     os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, no chance to clean up
     job.wait()
     assert 4 <= killed_at < 24, f"the job was not killed mid-fit ({killed_at} iterations)"

@@ -17,7 +17,7 @@ import pytest
 from spark_gmm.distributed import FAULT_INJECTION_ENV
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
-from tests.helpers import make_mixture, write_job_config
+from tests.helpers import job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,9 @@ def _data(tmp_path, n: int = 3000) -> str:
 
 
 def _config(tmp_path, data: str, name: str, master: str = "local[2]") -> dict:
-    return {"input": {"path": data, "features": ["a", "b", "c"]},
-            "model": {"k": 3, "seed": 4, "max_iter": 5, "tol": 0.0, "init_mode": "random",
-                      "path": str(tmp_path / name / "model")},
-            "output": {"path": str(tmp_path / name / "labelled")},
-            # the fixture's parallelism, so files pack into the same partitions everywhere
-            "spark": {"master": master, "conf": {"spark.default.parallelism": "4"}}}
+    # the fixture's parallelism, so files pack into the same partitions everywhere
+    return job_sections(tmp_path / name, data, {"k": 3, "seed": 4, "max_iter": 5},
+                        spark={"master": master, "conf": {"spark.default.parallelism": "4"}})
 
 
 def _diagnostics(tmp_path, name: str) -> dict:

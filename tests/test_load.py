@@ -18,7 +18,7 @@ import pytest
 from spark_gmm import GaussianMixture, GaussianMixtureModel
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
-from tests.helpers import make_mixture, to_dataframe, write_job_config
+from tests.helpers import job_sections, make_mixture, to_dataframe, write_job_config
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -31,12 +31,11 @@ def _parquet(path, x: np.ndarray) -> str:
 
 
 def _job(tmp_path, name: str, data: str, k: int, model_path: str | None = None) -> dict:
-    return {"input": {"path": data, "features": ["a", "b", "c"]},
-            "model": {"k": k, "seed": 8, "max_iter": 8, "tol": 0.0, "init_mode": "random",
-                      "path": model_path or str(tmp_path / name / "model")},
-            "output": {"path": str(tmp_path / name / "labelled")},
-            "checkpoint": {"path": str(tmp_path / name / "em.json")},
-            "spark": {"master": "local[2]", "conf": {"spark.default.parallelism": "4"}}}
+    model = {"k": k, "seed": 8, "max_iter": 8, **({"path": model_path} if model_path else {})}
+    return job_sections(tmp_path / name, data, model,
+                        checkpoint={"path": str(tmp_path / name / "em.json")},
+                        spark={"master": "local[2]",
+                               "conf": {"spark.default.parallelism": "4"}})
 
 
 def _java_children(pid: int) -> bool:

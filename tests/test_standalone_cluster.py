@@ -26,7 +26,7 @@ import pytest
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
 from spark_gmm.etl.package import build_archive
-from tests.helpers import make_mixture, write_job_config
+from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -127,14 +127,11 @@ def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
     x, labels, _, _ = make_mixture(n=4000, seed=23, k=3)
     data = tmp_path / "events"
     _write_events(data, x)
-    conf = tmp_path / "job.toml"
-    conf.write_text(f'[input]\npath = "{data}"\nfeatures = ["a", "b", "c"]\n'
-                    f'[model]\nk = 3\nseed = 2\ntol = 1e-4\ninit_mode = "k-means++"\n'
-                    f'path = "{tmp_path / "model"}"\n'
-                    f'[output]\npath = "{tmp_path / "labelled"}"\n')
+    conf = write_job_config(str(tmp_path / "job.toml"), job_sections(
+        tmp_path, str(data), {"k": 3, "seed": 2, "tol": 1e-4, "init_mode": "k-means++"}))
     archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
 
-    fit = _submit(cluster.master, archive, "fit_gmm.py", "--config", str(conf))
+    fit = _submit(cluster.master, archive, "fit_gmm.py", "--config", conf)
     assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-5000:]
     assert "rows: 4000 read, 4000 labelled" in fit.stdout
     labelled = pq.read_table(str(tmp_path / "labelled")).to_pandas().sort_values("event_id")
@@ -144,19 +141,12 @@ def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
                     for perm in map(np.array, itertools.permutations(range(3))))
     assert agreement > 0.95
 
-    score = _submit(cluster.master, archive, "score_gmm.py", "--config", str(conf),
+    score = _submit(cluster.master, archive, "score_gmm.py", "--config", conf,
                     "--set", f"output.path={tmp_path / 'scored'}")
     assert score.returncode == 0, score.stderr[-5000:]
     scored = pq.read_table(str(tmp_path / "scored")).to_pandas().sort_values("event_id")
     np.testing.assert_array_equal(scored["prediction"].to_numpy(),
                                   labelled["prediction"].to_numpy())
-
-
-def _checkpointed_iterations(path: pathlib.Path) -> int:
-    try:
-        return max(len(run["history"]) for run in json.loads(path.read_text())["runs"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 # Runs last in this module: it kills one of the cluster's two workers.
@@ -165,11 +155,8 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
     data = tmp_path / "events"
     _write_events(data, x)
     checkpoint = tmp_path / "state" / "em.json"
-    values = {"input": {"path": str(data), "features": ["a", "b", "c"]},
-              "model": {"k": 4, "seed": 9, "max_iter": 25, "tol": 0.0, "init_mode": "random",
-                        "path": str(tmp_path / "model")},
-              "output": {"path": str(tmp_path / "labelled")},
-              "checkpoint": {"path": str(checkpoint)}}
+    values = job_sections(tmp_path, str(data), {"k": 4, "seed": 9, "max_iter": 25},
+                          checkpoint={"path": str(checkpoint)})
     conf = write_job_config(str(tmp_path / "job.toml"), values)
     archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
     job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
@@ -178,10 +165,10 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
                            text=True)
     submitted = time.monotonic()
     deadline = time.monotonic() + 300
-    while (_checkpointed_iterations(checkpoint) < 3 and job.poll() is None
+    while (checkpointed_iterations(checkpoint) < 3 and job.poll() is None
            and time.monotonic() < deadline):
         time.sleep(0.05)
-    killed_at = _checkpointed_iterations(checkpoint)
+    killed_at = checkpointed_iterations(checkpoint)
     logger.warning("lost worker: iteration %d reached %.1f s after submission", killed_at,
                    time.monotonic() - submitted)
     victim = cluster.workers[1]
@@ -195,7 +182,7 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
     if job.returncode != 0:
         # the declared fallback: exit code 1, then the same job resumes from its checkpoint
         assert job.returncode == 1, stderr[-5000:]
-        assert _checkpointed_iterations(checkpoint) >= killed_at
+        assert checkpointed_iterations(checkpoint) >= killed_at
         retry = _submit(cluster.master, archive, "fit_gmm.py", "--config", conf)
         assert retry.returncode == 0, retry.stderr[-5000:]
     else:

@@ -9,6 +9,15 @@ import numpy as np
 
 from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
+from .packed import (
+    density_weights,
+    is_exact_enough,
+    n_packed_features,
+    packed_chunk_rows,
+    packed_features,
+    packed_log_responsibilities,
+    unpack_moments,
+)
 from .parameters import GaussianParameters
 
 # Rows per inner chunk: chosen so the (chunk, K*D) projection of the full kernel stays near
@@ -147,6 +156,72 @@ def _chunk_hard_statistics(
     )
 
 
+def _exact_block_statistics(
+    x: FloatArray,
+    weights: FloatArray | None,
+    model: GaussianParameters,
+    center: FloatArray | None,
+    hard_assignment: bool,
+) -> SufficientStatistics:
+    chunk_function = _chunk_hard_statistics if hard_assignment else _chunk_statistics
+    total = SufficientStatistics.zeros(model)
+    step = chunk_rows(model.n_components, model.n_features)
+    for start in range(0, x.shape[0], step):
+        chunk = x[start : start + step]
+        if center is not None:
+            chunk = chunk - center
+        chunk_weights = None if weights is None else weights[start : start + step]
+        total = total.merge(chunk_function(chunk, chunk_weights, model))
+    return total
+
+
+def _packed_block_statistics(
+    x: FloatArray,
+    weights: FloatArray | None,
+    models: Sequence[GaussianParameters],
+    center: FloatArray | None,
+) -> list[SufficientStatistics]:
+    covariance_type = models[0].covariance_type
+    n_features = x.shape[1]
+    step = packed_chunk_rows(covariance_type, n_features)
+    features = np.empty((n_packed_features(covariance_type, n_features), step))
+    densities = [density_weights(m) for m in models]
+    with np.errstate(divide="ignore"):
+        log_weights = [np.log(m.weights) for m in models]
+    sums = [np.zeros((m.n_components, features.shape[0])) for m in models]
+    log_likelihoods = [0.0] * len(models)
+    assigned = [np.zeros(m.n_components, dtype=np.int64) for m in models]
+    for start in range(0, x.shape[0], step):
+        chunk = x[start : start + step]
+        if center is not None:
+            chunk = chunk - center
+        phi = packed_features(chunk, covariance_type, features)
+        chunk_weights = None if weights is None else weights[start : start + step]
+        for index, (density, log_weight) in enumerate(zip(densities, log_weights)):
+            resp, row_log_likelihood, best = packed_log_responsibilities(
+                phi, density, log_weight
+            )
+            assigned[index] += np.bincount(best, minlength=resp.shape[0])
+            if chunk_weights is None:
+                log_likelihoods[index] += float(row_log_likelihood.sum())
+            else:
+                log_likelihoods[index] += float(chunk_weights @ row_log_likelihood)
+                resp *= chunk_weights
+            sums[index] += resp @ phi.T
+    weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
+    totals = []
+    for model, model_sums, log_likelihood, counts in zip(
+        models, sums, log_likelihoods, assigned
+    ):
+        resp_sum, first, second = unpack_moments(model_sums, model.means, covariance_type)
+        totals.append(SufficientStatistics(
+            shift=model.means, resp_sum=resp_sum, first=first, second=second,
+            log_likelihood=log_likelihood, weight_sum=weight_sum,
+            row_count=int(x.shape[0]), assigned=counts,
+        ))
+    return totals
+
+
 def block_statistics(
     x: FloatArray,
     weights: FloatArray | None,
@@ -156,6 +231,11 @@ def block_statistics(
 ) -> list[SufficientStatistics]:
     """Statistics of one block of rows for several mixtures in a single pass over the rows.
 
+    Mixtures that pass :func:`~spark_gmm.kernels.packed.is_exact_enough` share one packed
+    feature matrix per chunk and take the two-GEMM path; the others (components so tight and
+    far from the data mean that the expansion would lose precision) and hard assignments use
+    the exact centred kernels.
+
     Parameters
     ----------
     x : ndarray of shape (n, D)
@@ -163,7 +243,7 @@ def block_statistics(
     weights : ndarray of shape (n,) or None
         Non-negative row weights; None means every row weighs 1.
     models : sequence of GaussianParameters
-        Mixtures expressed in coordinates centred at ``center``.
+        Mixtures expressed in coordinates centred at ``center``, all of one covariance type.
     center : ndarray of shape (D,) or None
         Subtracted from every row before use (the data mean), so that data far from the
         origin keeps its precision. None means no centring.
@@ -176,18 +256,14 @@ def block_statistics(
     -------
     list of SufficientStatistics, one per model.
     """
-    chunk_function = _chunk_hard_statistics if hard_assignment else _chunk_statistics
-    totals = [SufficientStatistics.zeros(m) for m in models]
     if x.shape[0] == 0 or not models:
-        return totals
-    step = min(chunk_rows(m.n_components, m.n_features) for m in models)
-    for start in range(0, x.shape[0], step):
-        chunk = x[start : start + step]
-        if center is not None:
-            chunk = chunk - center
-        chunk_weights = None if weights is None else weights[start : start + step]
-        totals = [
-            total.merge(chunk_function(chunk, chunk_weights, model))
-            for total, model in zip(totals, models)
-        ]
-    return totals
+        return [SufficientStatistics.zeros(m) for m in models]
+    packed = [not hard_assignment and is_exact_enough(m) for m in models]
+    packed_totals = iter(_packed_block_statistics(
+        x, weights, [m for m, p in zip(models, packed) if p], center
+    ) if any(packed) else [])
+    return [
+        next(packed_totals) if use_packed
+        else _exact_block_statistics(x, weights, model, center, hard_assignment)
+        for model, use_packed in zip(models, packed)
+    ]

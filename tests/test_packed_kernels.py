@@ -1,0 +1,94 @@
+"""The two-GEMM packed-feature kernel against scipy, direct sums and the exact kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics
+from spark_gmm.kernels.packed import (
+    density_weights,
+    is_exact_enough,
+    packed_chunk_rows,
+    packed_features,
+    packed_log_responsibilities,
+)
+from spark_gmm.kernels.statistics import _exact_block_statistics, _packed_block_statistics
+from tests.test_kernels import _dense_covariance, _random_params
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_packed_log_density_matches_scipy(covariance_type: str) -> None:
+    params = _random_params(covariance_type, k=3, d=5, seed=3)
+    x = np.random.default_rng(0).normal(size=(400, 5)) * 3
+    ours = density_weights(params) @ packed_features(x, covariance_type)
+    for k in range(params.n_components):
+        reference = multivariate_normal(params.means[k], _dense_covariance(params, k)).logpdf(x)
+        np.testing.assert_allclose(ours[k], reference, rtol=1e-11)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
+    rng = np.random.default_rng(5)
+    d = 4
+    # More rows than one chunk, and not a multiple of it, so chunk edges are crossed.
+    n = packed_chunk_rows(covariance_type, d) + 1237
+    x = rng.normal(size=(n, d)) * 2 + 0.5
+    weights = rng.uniform(0.0, 3.0, size=n)
+    models = [_random_params(covariance_type, k=3, d=d, seed=s) for s in (1, 2)]
+    center = x.mean(axis=0)
+    packed = _packed_block_statistics(x, weights, models, center)
+    for model, fast in zip(models, packed):
+        exact = _exact_block_statistics(x, weights, model, center, False)
+        for name in ("resp_sum", "first", "second"):
+            np.testing.assert_allclose(getattr(fast, name), getattr(exact, name),
+                                       rtol=1e-10, atol=1e-9 * n, err_msg=name)
+        assert fast.log_likelihood == pytest.approx(exact.log_likelihood, rel=1e-12)
+        assert fast.weight_sum == pytest.approx(exact.weight_sum, rel=1e-15)
+        assert fast.row_count == exact.row_count == n
+        np.testing.assert_array_equal(fast.assigned, exact.assigned)
+
+
+def test_zero_weight_component_gets_no_responsibility_and_no_nan() -> None:
+    params = GaussianParameters.from_covariances(
+        [0.0, 1.0], [[0.0, 0.0], [1.0, 1.0]], np.stack([np.eye(2)] * 2), "full")
+    x = np.random.default_rng(2).normal(size=(50, 2))
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    resp, log_likelihood, best = packed_log_responsibilities(
+        packed_features(x, "full"), density_weights(params), log_weights)
+    assert np.all(resp[0] == 0.0) and np.allclose(resp[1], 1.0)
+    np.testing.assert_allclose(
+        log_likelihood, multivariate_normal([1.0, 1.0], np.eye(2)).logpdf(x), rtol=1e-12)
+    assert np.all(best == 1)
+
+
+def test_tight_far_component_takes_the_exact_path() -> None:
+    # One component of width 1e-4 at distance ~14 from the origin: r ≈ 2e10, where the
+    # expansion x xᵀ − μ μᵀ would lose ~ε·r ≈ 4e-6 of the covariance.
+    rng = np.random.default_rng(9)
+    mean = np.array([10.0, -10.0])
+    x = mean + rng.normal(size=(3000, 2)) * 1e-4
+    params = GaussianParameters.from_covariances([1.0], [mean], [np.eye(2) * 1e-8], "full")
+    assert not is_exact_enough(params)
+    [stats] = block_statistics(x, None, [params])
+    reference = (x - mean).T @ (x - mean)  # K = 1: every responsibility is 1
+    np.testing.assert_allclose(stats.second[0], reference, rtol=1e-10)
+    # The guard matters: the packed path really is inaccurate here.
+    [packed] = _packed_block_statistics(x, None, [params], None)
+    error = np.max(np.abs(packed.second[0] - reference) / np.abs(reference).max())
+    assert error > 1e-8
+
+
+def test_mixtures_of_one_pass_may_take_different_paths() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(500, 2))
+    near = GaussianParameters.from_covariances([1.0], [[0.1, 0.2]], [np.eye(2)], "full")
+    far = GaussianParameters.from_covariances([1.0], [[5e3, 0.0]], [np.eye(2)], "full")
+    assert is_exact_enough(near) and not is_exact_enough(far)
+    together = block_statistics(x, None, [near, far])
+    alone = [block_statistics(x, None, [m])[0] for m in (near, far)]
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a.second, b.second)
+        assert a.log_likelihood == b.log_likelihood

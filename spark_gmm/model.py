@@ -26,6 +26,7 @@ from .kernels import (
     log_responsibilities,
     n_free_parameters,
 )
+from .kernels.estep import score_rows
 from .params import GaussianMixtureParams
 from .persistence import GaussianMixtureModelReader, GaussianMixtureModelWriter
 from .worker import prepare_python_worker
@@ -124,23 +125,28 @@ def _score_features(
         features = features.combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
     valid = lengths == d
-    x = np.full((n, d), np.nan)
-    if valid.any():
-        x[valid] = pc.filter(features, pa.array(valid)).flatten().to_numpy(
-            zero_copy_only=False).reshape(-1, d)
+    if valid.all():
+        x = features.flatten().to_numpy(zero_copy_only=False).reshape(n, d)
+    else:
+        x = np.full((n, d), np.nan)
+        if valid.any():
+            x[valid] = pc.filter(features, pa.array(valid)).flatten().to_numpy(
+                zero_copy_only=False).reshape(-1, d)
     valid &= np.all(np.isfinite(x), axis=1)
-    prediction = np.zeros(n, dtype=np.int32)
-    probability = np.zeros((n, k))
-    log_likelihood = np.zeros(n)
-    if valid.any():
-        row_ll, log_resp = log_responsibilities(x[valid], mixture)
-        prediction[valid] = np.argmax(log_resp, axis=1)
-        probability[valid] = np.exp(log_resp)
-        log_likelihood[valid] = row_ll
+    if valid.all():
+        log_likelihood, probability, prediction = score_rows(x, mixture)
+    else:
+        # Invalid rows keep zeros under a null mask.
+        prediction = np.zeros(n, dtype=np.intp)
+        probability = np.zeros((n, k))
+        log_likelihood = np.zeros(n)
+        if valid.any():
+            log_likelihood[valid], probability[valid], prediction[valid] = score_rows(
+                x[valid], mixture)
     invalid = ~valid
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
     return pa.StructArray.from_arrays(
-        [pa.array(prediction, mask=invalid),
+        [pa.array(prediction.astype(np.int32), mask=invalid),
          pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
                                   mask=pa.array(invalid)),
          pa.array(log_likelihood, mask=invalid)],

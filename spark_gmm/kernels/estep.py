@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .covariance import LOG_2PI, FloatArray, kernels_for
+from .packed import (
+    density_weights,
+    feature_buffer,
+    is_exact_enough,
+    packed_chunk_rows,
+    packed_features,
+    packed_log_responsibilities,
+)
 from .parameters import GaussianParameters
 
 
@@ -60,3 +69,46 @@ def log_responsibilities(
     weighted = weighted_log_density(x, params)
     log_likelihood = log_sum_exp(weighted)
     return log_likelihood, weighted - log_likelihood[:, None]
+
+
+def score_rows(x: FloatArray, params: GaussianParameters
+               ) -> tuple[FloatArray, FloatArray, NDArray[np.intp]]:
+    """Log-likelihood, responsibilities and most likely component of every row.
+
+    Rows are centred at the mixture's mean Σ π_k μ_k so that the packed two-GEMM path
+    (:mod:`.packed`) can be used whenever it is exact enough; otherwise the exact kernels.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D)
+    params : GaussianParameters
+
+    Returns
+    -------
+    log_likelihood : ndarray of shape (n,)
+    resp : ndarray of shape (n, K)
+        Responsibilities; each row sums to 1.
+    best : ndarray of shape (n,)
+        argmax_k of the responsibilities.
+    """
+    center = params.weights @ params.means
+    centred = params.shifted(-center)
+    if not is_exact_enough(centred):
+        log_likelihood, log_resp = log_responsibilities(x, params)
+        return log_likelihood, np.exp(log_resp), np.argmax(log_resp, axis=1)
+    n = x.shape[0]
+    resp = np.empty((n, params.n_components))
+    log_likelihood = np.empty(n)
+    best = np.empty(n, dtype=np.intp)
+    step = packed_chunk_rows(params.covariance_type, params.n_features)
+    features = feature_buffer(params.covariance_type, params.n_features)
+    density = density_weights(centred)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        phi = packed_features(x[start:stop] - center, params.covariance_type, features)
+        chunk_resp, log_likelihood[start:stop], best[start:stop] = (
+            packed_log_responsibilities(phi, density, log_weights))
+        resp[start:stop] = chunk_resp.T
+    return log_likelihood, resp, best

@@ -11,8 +11,8 @@ from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
 from .packed import (
     density_weights,
+    feature_buffer,
     is_exact_enough,
-    n_packed_features,
     packed_chunk_rows,
     packed_features,
     packed_log_responsibilities,
@@ -184,7 +184,7 @@ def _packed_block_statistics(
     covariance_type = models[0].covariance_type
     n_features = x.shape[1]
     step = packed_chunk_rows(covariance_type, n_features)
-    features = np.empty((n_packed_features(covariance_type, n_features), step))
+    features = feature_buffer(covariance_type, n_features)
     densities = [density_weights(m) for m in models]
     with np.errstate(divide="ignore"):
         log_weights = [np.log(m.weights) for m in models]

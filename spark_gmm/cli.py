@@ -80,7 +80,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     spec = BenchmarkSpec(n=args.n, d=args.d, k=args.k, partitions=args.partitions,
                          iterations=args.iterations, seed=args.seed, input_path=args.input,
                          work_dir=args.work_dir, run_mllib=not args.skip_mllib,
-                         run_sklearn=not args.skip_sklearn)
+                         run_sklearn=not args.skip_sklearn, warm_up=not args.no_warm_up)
     spark = build_session("spark-gmm-benchmark", args.master)
     print(format_table(run_benchmark(spark, spec)))
     print(f"results: {args.work_dir}/benchmark.json")
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--master", default=None, help="Spark master (default: local[*])")
     bench.add_argument("--skip-mllib", action="store_true")
     bench.add_argument("--skip-sklearn", action="store_true")
+    bench.add_argument("--no-warm-up", action="store_true",
+                       help="time cold: the first system also pays JVM and worker start-up")
     bench.set_defaults(handler=run_bench_command)
     package = commands.add_parser("package", help="zip spark_gmm for spark-submit --py-files")
     package.add_argument("--output", default="dist/spark_gmm.zip")

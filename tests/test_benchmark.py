@@ -29,6 +29,11 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert min(scoring["write_only_seconds"], scoring["ours_seconds"],
                scoring["mllib_seconds"]) > 0
     assert results["warm_up_seconds"] > 0
+    # MLlib reports the log-likelihood of its last E-step, before the last M-step: its final
+    # model, scored by us, can only be better (EM never decreases it) when MLlib is healthy.
+    mllib = results["mllib"]
+    assert 1 <= mllib["iterations_run"] <= 5
+    assert mllib["mean_log_likelihood_recomputed"] >= mllib["mean_log_likelihood"] - 1e-9
     assert "mllib_over_ours_scoring_beyond_write" in results["ratios"]
     written = json.load(open(os.path.join(spec.work_dir, "benchmark.json")))
     assert written["ratios"] == results["ratios"]

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.broadcast import Broadcast
 from pyspark.ml import Model
-from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector, Vectors, VectorUDT
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector, Vectors
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
 from .data import features_array
 from .em import EMRun
@@ -145,25 +145,16 @@ def _score_features(
                 x[valid], mixture)
     invalid = ~valid
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
-    # The probability field is an ml Vector: VectorUDT's storage struct, dense (type 1).
-    probability_vector = pa.StructArray.from_arrays(
-        [pa.array(np.ones(n, dtype=np.int8)), pa.nulls(n, pa.int32()),
-         pa.nulls(n, pa.list_(pa.int32())),
-         pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()))],
-        names=["type", "size", "indices", "values"], mask=pa.array(invalid),
-    )
     return pa.StructArray.from_arrays(
-        [pa.array(prediction.astype(np.int32), mask=invalid), probability_vector,
+        [pa.array(prediction.astype(np.int32), mask=invalid),
+         pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
+                                  mask=pa.array(invalid)),
          pa.array(log_likelihood, mask=invalid)],
         names=["prediction", "probability", "log_likelihood"],
     )
 
 
-_SCORE_TYPE = StructType([
-    StructField("prediction", IntegerType()),
-    StructField("probability", VectorUDT()),
-    StructField("log_likelihood", DoubleType()),
-])
+_SCORE_TYPE = "prediction int, probability array<double>, log_likelihood double"
 
 
 class GaussianMixtureModel(
@@ -291,9 +282,11 @@ class GaussianMixtureModel(
         scored = dataset.withColumn(_SCORE_COLUMN, score(
             features_array(dataset, self.getFeaturesCol())))
         result = F.col(_SCORE_COLUMN)
+        probability = result["probability"]
+        # array_to_vector fails on null arrays: rows with invalid features keep a null.
         columns = [F.col(f"`{c}`") for c in dataset.columns] + [
             result["prediction"].alias(outputs[0]),
-            result["probability"].alias(outputs[1]),
+            F.when(probability.isNotNull(), array_to_vector(probability)).alias(outputs[1]),
         ]
         if ll_col:
             columns.append(result["log_likelihood"].alias(ll_col))

@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics
+from spark_gmm.kernels.estep import log_responsibilities, score_rows
 from spark_gmm.kernels.packed import (
     density_weights,
     is_exact_enough,
@@ -92,3 +93,18 @@ def test_mixtures_of_one_pass_may_take_different_paths() -> None:
     for a, b in zip(together, alone):
         np.testing.assert_array_equal(a.second, b.second)
         assert a.log_likelihood == b.log_likelihood
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_scoring_rows_equals_the_exact_kernels_far_from_the_origin(covariance_type: str
+                                                                    ) -> None:
+    # Scoring centres rows at the mixture mean itself, so an offset of 1e6 changes nothing.
+    params = _random_params(covariance_type, k=3, d=4, seed=8)
+    offset = 1e6
+    shifted = params.shifted(np.full(4, offset))
+    x = np.random.default_rng(3).normal(size=(700, 4)) * 3
+    log_likelihood, resp, best = score_rows(x + offset, shifted)
+    exact_ll, exact_log_resp = log_responsibilities(x, params)
+    np.testing.assert_allclose(log_likelihood, exact_ll, rtol=1e-9)
+    np.testing.assert_allclose(resp, np.exp(exact_log_resp), atol=1e-9)
+    np.testing.assert_array_equal(best, np.argmax(exact_log_resp, axis=1))

@@ -4,7 +4,9 @@ Per-iteration seconds are medians: ours from the fit's own per-iteration timings
 from two fits of different lengths, (T(n) − T(m)) / (n − m), since it reports none; sklearn's
 from timing its own E and M steps one iteration at a time. The floor is the FLOPs of one E+M
 iteration divided by the dense GEMM rate of numpy measured here, on blocks shaped like the
-kernel's, times the number of cores.
+kernel's, times the number of cores. Unless ``warm_up`` is off, every system first runs once,
+untimed, on a 20k-row slice, so that JVM start-up lands on none of the timed runs. Scoring is
+the median of three interleaved rounds, next to a write-only baseline.
 """
 
 from __future__ import annotations

@@ -8,10 +8,8 @@ from numpy.typing import NDArray
 from .covariance import LOG_2PI, FloatArray, kernels_for
 from .packed import (
     density_weights,
-    feature_buffer,
     is_exact_enough,
-    packed_chunk_rows,
-    packed_features,
+    packed_chunks,
     packed_log_responsibilities,
 )
 from .parameters import GaussianParameters
@@ -38,9 +36,7 @@ def log_gaussian_density(x: FloatArray, params: GaussianParameters) -> FloatArra
 
 def weighted_log_density(x: FloatArray, params: GaussianParameters) -> FloatArray:
     """log π_k + log N(x_n | μ_k, Σ_k), shape (n, K); -inf where π_k = 0."""
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(params.weights)
-    return log_gaussian_density(x, params) + log_weights
+    return log_gaussian_density(x, params) + params.log_weights
 
 
 def log_sum_exp(values: FloatArray) -> FloatArray:
@@ -100,15 +96,10 @@ def score_rows(x: FloatArray, params: GaussianParameters
     resp = np.empty((n, params.n_components))
     log_likelihood = np.empty(n)
     best = np.empty(n, dtype=np.intp)
-    step = packed_chunk_rows(params.covariance_type, params.n_features)
-    features = feature_buffer(params.covariance_type, params.n_features)
     density = density_weights(centred)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(params.weights)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        phi = packed_features(x[start:stop] - center, params.covariance_type, features)
-        chunk_resp, log_likelihood[start:stop], best[start:stop] = (
-            packed_log_responsibilities(phi, density, log_weights))
-        resp[start:stop] = chunk_resp.T
+    log_weights = params.log_weights
+    for rows, phi in packed_chunks(x, params.covariance_type, center):
+        chunk_resp, log_likelihood[rows], best[rows] = packed_log_responsibilities(
+            phi, density, log_weights)
+        resp[rows] = chunk_resp.T
     return log_likelihood, resp, best

@@ -23,6 +23,7 @@ keeps this path to mixtures with r_k ≤ :data:`MAX_ORIGIN_DISTANCE2`, where it 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -92,6 +93,23 @@ def packed_features(x: FloatArray, covariance_type: str, out: FloatArray | None 
     phi[offset : offset + d] = columns
     phi[offset + d] = 1.0
     return phi
+
+
+def packed_chunks(x: FloatArray, covariance_type: str, center: FloatArray | None
+                  ) -> Iterator[tuple[slice, FloatArray]]:
+    """Cache-sized chunks of ``x`` as (rows, φ(x[rows] − center)), φ of shape (M, chunk).
+
+    φ lives in this thread's :func:`feature_buffer` and is overwritten by the next chunk.
+    """
+    step = packed_chunk_rows(covariance_type, x.shape[1])
+    buffer = feature_buffer(covariance_type, x.shape[1])
+    for start in range(0, x.shape[0], step):
+        rows = slice(start, min(x.shape[0], start + step))
+        phi = packed_features(x[rows] if center is None else x[rows] - center,
+                              covariance_type, buffer)
+        # No reference to the centred chunk may outlive this line: a live one shifted the
+        # allocator into fresh pages for the caller's temporaries (scoring 0.12 -> 0.20 s).
+        yield rows, phi
 
 
 def _precision_matrices(params: GaussianParameters) -> FloatArray:

@@ -83,6 +83,12 @@ class GaussianParameters:
     def n_features(self) -> int:
         return int(self.means.shape[1])
 
+    @property
+    def log_weights(self) -> FloatArray:
+        """log π_k, shape (K,); -inf for components of zero weight."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.weights)
+
     def shifted(self, offset: FloatArray) -> GaussianParameters:
         """The same mixture with every mean moved by ``offset`` (shape (D,))."""
         return GaussianParameters(

@@ -11,10 +11,9 @@ from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
 from .packed import (
     density_weights,
-    feature_buffer,
     is_exact_enough,
-    packed_chunk_rows,
-    packed_features,
+    n_packed_features,
+    packed_chunks,
     packed_log_responsibilities,
     unpack_moments,
 )
@@ -182,21 +181,14 @@ def _packed_block_statistics(
     center: FloatArray | None,
 ) -> list[SufficientStatistics]:
     covariance_type = models[0].covariance_type
-    n_features = x.shape[1]
-    step = packed_chunk_rows(covariance_type, n_features)
-    features = feature_buffer(covariance_type, n_features)
     densities = [density_weights(m) for m in models]
-    with np.errstate(divide="ignore"):
-        log_weights = [np.log(m.weights) for m in models]
-    sums = [np.zeros((m.n_components, features.shape[0])) for m in models]
+    log_weights = [m.log_weights for m in models]
+    n_packed = n_packed_features(covariance_type, x.shape[1])
+    sums = [np.zeros((m.n_components, n_packed)) for m in models]
     log_likelihoods = [0.0] * len(models)
     assigned = [np.zeros(m.n_components, dtype=np.int64) for m in models]
-    for start in range(0, x.shape[0], step):
-        chunk = x[start : start + step]
-        if center is not None:
-            chunk = chunk - center
-        phi = packed_features(chunk, covariance_type, features)
-        chunk_weights = None if weights is None else weights[start : start + step]
+    for rows, phi in packed_chunks(x, covariance_type, center):
+        chunk_weights = None if weights is None else weights[rows]
         for index, (density, log_weight) in enumerate(zip(densities, log_weights)):
             resp, row_log_likelihood, best = packed_log_responsibilities(
                 phi, density, log_weight

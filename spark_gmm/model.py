@@ -23,10 +23,9 @@ from .em import EMRun
 from .kernels import (
     GaussianParameters,
     SufficientStatistics,
-    log_responsibilities,
     n_free_parameters,
+    score_rows,
 )
-from .kernels.estep import score_rows
 from .params import GaussianMixtureParams
 from .persistence import GaussianMixtureModelReader, GaussianMixtureModelWriter
 from .worker import prepare_python_worker
@@ -254,11 +253,11 @@ class GaussianMixtureModel(
 
     def predict(self, value: Vector | Sequence[float] | np.ndarray) -> int:
         """Index of the most responsible component for one feature vector."""
-        return int(np.argmax(log_responsibilities(self._row(value), self.parameters)[1][0]))
+        return int(score_rows(self._row(value), self.parameters)[2][0])
 
     def predictProbability(self, value: Vector | Sequence[float] | np.ndarray) -> DenseVector:
         """Responsibilities (summing to 1) of every component for one feature vector."""
-        return Vectors.dense(np.exp(log_responsibilities(self._row(value), self.parameters)[1][0]))
+        return Vectors.dense(score_rows(self._row(value), self.parameters)[1][0])
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         from pyspark.sql.functions import arrow_udf

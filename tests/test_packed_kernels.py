@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics
-from spark_gmm.kernels.estep import log_responsibilities, score_rows
+from spark_gmm.kernels import (
+    COVARIANCE_TYPES,
+    GaussianParameters,
+    block_statistics,
+    log_responsibilities,
+    score_rows,
+)
 from spark_gmm.kernels.packed import (
     density_weights,
     is_exact_enough,

@@ -33,8 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..estimator import GaussianMixture
-from ..kernels import GaussianParameters
-from ..kernels.estep import score_rows
+from ..kernels import GaussianParameters, score_rows
 from ..kernels.statistics import chunk_rows
 from ..model import GaussianMixtureModel
 

@@ -2,7 +2,13 @@
 
 from .covariance import COVARIANCE_TYPES, KERNELS, kernels_for, n_free_parameters
 from .errors import CovarianceError
-from .estep import log_gaussian_density, log_responsibilities, log_sum_exp, weighted_log_density
+from .estep import (
+    log_gaussian_density,
+    log_responsibilities,
+    log_sum_exp,
+    score_rows,
+    weighted_log_density,
+)
 from .mstep import m_step
 from .parameters import GaussianParameters
 from .statistics import SufficientStatistics, block_statistics, merge_all
@@ -21,5 +27,6 @@ __all__ = [
     "m_step",
     "merge_all",
     "n_free_parameters",
+    "score_rows",
     "weighted_log_density",
 ]

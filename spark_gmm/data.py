@@ -9,18 +9,16 @@ from functools import partial
 
 import numpy as np
 import pyarrow as pa
-from pyspark import RDD, StorageLevel
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
 
+from .block_store import Block, BlockStore
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
-
-Block = tuple[np.ndarray, "np.ndarray | None"]
 
 
 class InvalidInputError(ValueError):
@@ -172,22 +170,21 @@ def _decode_block(n_features: int, row: tuple[bytes, bytes | None]) -> Block:
     return x, w
 
 
-def cache_blocks(df: DataFrame, features: Column, weight_col: str | None,
-                 n_features: int) -> RDD[Block]:
-    """Convert the features once into contiguous float64 blocks and cache them.
+def store_blocks(df: DataFrame, features: Column, weight_col: str | None,
+                 n_features: int) -> BlockStore:
+    """Convert the features once into contiguous float64 blocks kept for every EM pass.
 
     Each Arrow batch of the input (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows)
-    becomes one ``(x [n, D], w [n] or None)`` block. The RDD keeps the input's partitioning
-    and is persisted MEMORY_AND_DISK; the caller unpersists it.
+    becomes one ``(x [n, D], w [n] or None)`` block, in the input's partitioning; the first
+    pass over the store writes them (see :mod:`spark_gmm.block_store`). The caller closes
+    the store.
     """
     weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
     selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
     encoded = selected.mapInArrow(
         partial(_encode_blocks, n_features, weight_col is not None), "x binary, w binary"
     )
-    return encoded.rdd.map(partial(_decode_block, n_features)).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    return BlockStore(encoded.rdd.map(partial(_decode_block, n_features)), n_features)
 
 
 # --- partition-invariant random choice of rows ------------------------------------------------
@@ -224,34 +221,34 @@ def _smallest_keys(size: int, distinct: bool, keys: np.ndarray, rows: np.ndarray
     return keys[order], rows[order]
 
 
+Sample = tuple[np.ndarray, np.ndarray]
+
+
 def _partition_sample(seed: int, size: int, distinct: bool, blocks: Iterator[Block]
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    prepare_python_worker()
-    best: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> Sample | None:
+    best: Sample | None = None
     for x, _ in blocks:
         candidate = _smallest_keys(size, distinct, row_keys(x, seed), x)
         best = candidate if best is None else _merge_samples(size, distinct, best, candidate)
-    if best is not None:
-        yield best
+    return best
 
 
-def _merge_samples(size: int, distinct: bool, a: tuple[np.ndarray, np.ndarray],
-                   b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _merge_samples(size: int, distinct: bool, a: Sample, b: Sample) -> Sample:
     return _smallest_keys(size, distinct, np.concatenate([a[0], b[0]]),
                           np.concatenate([a[1], b[1]]))
 
 
-def sample_rows(blocks: RDD[Block], size: int, seed: int, distinct: bool, depth: int
+def sample_rows(store: BlockStore, size: int, seed: int, distinct: bool, depth: int
                 ) -> np.ndarray:
     """Up to ``size`` rows chosen pseudo-randomly and identically for any partitioning.
 
     With ``distinct`` no two returned rows are equal. Memory on the driver and in each
     reduce step stays at ``size`` rows.
     """
-    _, rows = blocks.mapPartitions(partial(_partition_sample, seed, size, distinct)).treeReduce(
-        partial(_merge_samples, size, distinct), depth
-    )
-    return rows
+    sample = store.aggregate(partial(_partition_sample, seed, size, distinct),
+                             partial(_merge_samples, size, distinct), depth)
+    assert sample is not None, "validation rejects empty input before sampling"
+    return sample[1]
 
 
 # --- weighted mean and variance in one pass ---------------------------------------------------
@@ -259,9 +256,7 @@ def sample_rows(blocks: RDD[Block], size: int, seed: int, distinct: bool, depth:
 Moments = tuple[float, np.ndarray, np.ndarray]
 
 
-def _block_moments(block: Block) -> Moments:
-    prepare_python_worker()
-    x, w = block
+def _block_moments(x: np.ndarray, w: np.ndarray | None) -> Moments:
     weights = np.ones(x.shape[0]) if w is None else w
     total = float(weights.sum())
     if total <= 0:
@@ -281,7 +276,17 @@ def _merge_moments(a: Moments, b: Moments) -> Moments:
     return total, mean, a[2] + b[2] + delta * delta * (a[0] * b[0] / total)
 
 
-def feature_moments(blocks: RDD[Block], depth: int) -> tuple[np.ndarray, np.ndarray]:
+def _partition_moments(blocks: Iterator[Block]) -> Moments | None:
+    total: Moments | None = None
+    for x, w in blocks:
+        moments = _block_moments(x, w)
+        total = moments if total is None else _merge_moments(total, moments)
+    return total
+
+
+def feature_moments(store: BlockStore, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean and (biased) variance of every feature, shapes (D,) and (D,)."""
-    total, mean, scatter = blocks.map(_block_moments).treeReduce(_merge_moments, depth)
+    moments = store.aggregate(_partition_moments, _merge_moments, depth)
+    assert moments is not None, "validation rejects empty input before the moments"
+    total, mean, scatter = moments
     return mean, scatter / total

@@ -1,4 +1,4 @@
-"""The distributed statistics pass: broadcast mixtures, mapPartitions, treeReduce."""
+"""The distributed statistics pass: broadcast mixtures, fold stored partitions, treeReduce."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 
 import numpy as np
-from pyspark import RDD
 from pyspark.broadcast import Broadcast
 
-from .data import Block
+from .block_store import Block, BlockStore
 from .kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
-from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
 
@@ -39,43 +37,43 @@ def _partition_statistics(
     center: np.ndarray,
     hard_assignment: bool,
     blocks: Iterator[Block],
-) -> Iterator[list[SufficientStatistics]]:
-    prepare_python_worker()
+) -> list[SufficientStatistics] | None:
     _inject_test_fault()
     mixtures = models.value
     total: list[SufficientStatistics] | None = None
     for x, w in blocks:
         stats = block_statistics(x, w, mixtures, center, hard_assignment)
         total = stats if total is None else merge_all(total, stats)
-    if total is not None:
-        yield total
+    return total
 
 
 class DistributedStatistics:
-    """Computes merged statistics of cached blocks for a list of mixtures in one Spark job.
+    """Computes merged statistics of the stored blocks for a list of mixtures in one pass.
 
     Parameters
     ----------
-    blocks : RDD of (x [n, D], w [n] or None)
-        Cached feature blocks.
+    store : BlockStore
+        The feature blocks.
     center : ndarray of shape (D,)
         The data mean; mixtures are expressed relative to it.
     depth : int
         ``treeReduce`` depth (the ``aggregationDepth`` param).
     """
 
-    def __init__(self, blocks: RDD[Block], center: np.ndarray, depth: int) -> None:
-        self.blocks = blocks
+    def __init__(self, store: BlockStore, center: np.ndarray, depth: int) -> None:
+        self.store = store
         self.center = center
         self.depth = depth
 
     def __call__(self, models: Sequence[GaussianParameters], hard_assignment: bool = False
                  ) -> list[SufficientStatistics]:
-        broadcast = self.blocks.context.broadcast(list(models))
+        broadcast = self.store.source.context.broadcast(list(models))
         try:
-            statistics = self.blocks.mapPartitions(
-                partial(_partition_statistics, broadcast, self.center, hard_assignment)
-            ).treeReduce(merge_all, self.depth)
+            statistics = self.store.aggregate(
+                partial(_partition_statistics, broadcast, self.center, hard_assignment),
+                merge_all, self.depth,
+            )
         finally:
             broadcast.destroy()
+        assert statistics is not None, "validation rejects empty input before EM"
         return statistics

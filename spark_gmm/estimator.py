@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pyspark import RDD, keyword_only
+from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame
 
+from .block_store import BlockStore
 from .checkpoint import read_checkpoint, write_checkpoint
-from .data import InvalidInputError, cache_blocks, feature_moments, features_array, validate_input
+from .data import InvalidInputError, feature_moments, features_array, store_blocks, validate_input
 from .distributed import DistributedStatistics
 from .em import EMRun, best_run, run_em
 from .initialization import InitialisationInput, from_initial_model, initial_mixtures
@@ -141,7 +142,7 @@ class GaussianMixture(
         }
 
     def _starts(self, dataset: DataFrame, features: Column, weight_col: str | None,
-                blocks: RDD, center: np.ndarray, variance: np.ndarray,
+                store: BlockStore, center: np.ndarray, variance: np.ndarray,
                 statistics: DistributedStatistics, n_features: int
                 ) -> list[GaussianParameters]:
         k = self.getK()
@@ -149,7 +150,7 @@ class GaussianMixture(
             return [from_initial_model(self._initial_model.parameters, k, n_features,
                                        self.getCovarianceType(), center)]
         spec = InitialisationInput(
-            df=dataset, features=features, weight_col=weight_col, blocks=blocks,
+            df=dataset, features=features, weight_col=weight_col, store=store,
             center=center, variance=variance, statistics=statistics, k=k,
             covariance_type=self.getCovarianceType(), reg_covar=self.getRegCovar(),
             seed=self.getSeed() % (2**31), n_init=self.getNInit(),
@@ -168,7 +169,7 @@ class GaussianMixture(
             raise InvalidInputError(
                 f"k={k} is larger than the number of rows ({counts.n_rows}); reduce k"
             )
-        blocks = cache_blocks(dataset, features, weight_col, counts.n_features)
+        store = store_blocks(dataset, features, weight_col, counts.n_features)
         checkpoint_path = self._checkpoint_path_or_none()
         fingerprint = self._fingerprint(counts.n_rows, counts.n_features, counts.weight_sum)
         try:
@@ -176,11 +177,11 @@ class GaussianMixture(
             resumed = read_checkpoint(checkpoint_path, fingerprint) if checkpoint_path else None
             if resumed is not None:
                 center, runs = resumed
-                statistics = DistributedStatistics(blocks, center, depth)
+                statistics = DistributedStatistics(store, center, depth)
             else:
-                center, variance = feature_moments(blocks, depth)
-                statistics = DistributedStatistics(blocks, center, depth)
-                runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, blocks,
+                center, variance = feature_moments(store, depth)
+                statistics = DistributedStatistics(store, center, depth)
+                runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, store,
                                                         center, variance, statistics,
                                                         counts.n_features)]
             save = None
@@ -192,7 +193,7 @@ class GaussianMixture(
             best = best_run(runs)
             [final] = statistics([best.params])
         finally:
-            blocks.unpersist()
+            store.close()
         summary = GaussianMixtureSummary.from_fit(best, final, counts.n_features)
         model = GaussianMixtureModel(best.params.shifted(center), summary)
         self._copyValues(model)

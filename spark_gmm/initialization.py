@@ -12,6 +12,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from .block_store import BlockStore
 from .data import InvalidInputError, sample_rows
 from .distributed import DistributedStatistics
 from .kernels import GaussianParameters, m_step
@@ -32,7 +33,7 @@ class InitialisationInput:
     df: DataFrame
     features: Column
     weight_col: str | None
-    blocks: object  # RDD[Block]; typed loosely to keep pyspark generics out of dataclasses
+    store: BlockStore
     center: np.ndarray
     variance: np.ndarray
     statistics: DistributedStatistics
@@ -59,7 +60,7 @@ def _diagonal_covariances(variance: np.ndarray, k: int, covariance_type: str,
 def _random_rows(spec: InitialisationInput) -> list[GaussianParameters]:
     models = []
     for restart in range(spec.n_init):
-        rows = sample_rows(spec.blocks, spec.k, spec.seed + restart, True, spec.depth)  # type: ignore[arg-type]
+        rows = sample_rows(spec.store, spec.k, spec.seed + restart, True, spec.depth)
         if rows.shape[0] < spec.k:
             raise InvalidInputError(
                 f"k={spec.k} but the data have only {rows.shape[0]} distinct rows; reduce k"
@@ -76,7 +77,7 @@ def _kmeans_plus_plus_centres(spec: InitialisationInput) -> list[np.ndarray]:
     size = min(_MAX_SAMPLE_ROWS, _SAMPLE_ROWS_PER_COMPONENT * spec.k)
     centres = []
     for restart in range(spec.n_init):
-        sample = sample_rows(spec.blocks, size, spec.seed + restart, False, spec.depth)  # type: ignore[arg-type]
+        sample = sample_rows(spec.store, size, spec.seed + restart, False, spec.depth)
         rng = np.random.default_rng(spec.seed + restart)
         centres.append(lloyd(sample, kmeans_plus_plus(sample, spec.k, rng)))
     return centres

@@ -1,0 +1,254 @@
+"""Feature blocks kept in executor-local files between passes and memory-mapped by the tasks.
+
+EM reads the same rows every iteration. Kept in Spark's cache they would be streamed from the
+JVM to the Python worker and unpickled on every pass (two copies of every byte, and the JVM
+competing with the kernel for the cores: measured 0.34 s versus 0.26 s per pass of 1M × 10
+rows on 2 cores). Instead, the first pass writes each partition's rows once, as raw float64,
+into a file under the executor's Spark local directory (``SPARK_LOCAL_DIRS``: Spark deletes
+it when the executor stops) and Spark caches only a small handle per partition. Every later
+pass runs on the cached handles, so Spark schedules each task where its handle, and therefore
+its file, lives; the task memory-maps the file (no copy; the page cache keeps it hot).
+
+Nothing here can make a result wrong. A task that finds its file missing or of the wrong size
+(executor lost, directory cleaned, task scheduled elsewhere) reports its partition as missing,
+and the driver recomputes the statistics of exactly those partitions from the input in a
+second job; the count is logged. Like Spark's own cache, that recomputation assumes the
+input's lineage gives the same rows for a partition when it runs again. A lost executor
+also loses its cached handles, which Spark then recomputes, writing the files again on a
+live executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import NamedTuple, TypeVar
+
+import numpy as np
+from pyspark import RDD, StorageLevel
+
+from .worker import prepare_python_worker
+
+logger = logging.getLogger(__name__)
+
+Block = tuple[np.ndarray, "np.ndarray | None"]
+T = TypeVar("T")
+PartitionFunction = Callable[[Iterator[Block]], "T | None"]
+
+# Rows per block handed to partition functions: the kernels chunk further inside; bigger
+# blocks only mean bigger temporaries in the functions that work per block.
+BLOCK_ROWS = 1 << 16
+_DIRECTORY_PREFIX = "spark-gmm-blocks-"
+
+
+class StoredPartition(NamedTuple):
+    """Where one partition's rows were written, and how many there are."""
+
+    partition: int
+    directory: str
+    n_rows: int
+    has_weights: bool
+
+    @property
+    def features_path(self) -> str:
+        return os.path.join(self.directory, f"part-{self.partition:05d}.features")
+
+    @property
+    def weights_path(self) -> str:
+        return os.path.join(self.directory, f"part-{self.partition:05d}.weights")
+
+
+def _local_directory(store_id: str, partition: int) -> str:
+    # The executor's block manager directories, which Spark removes when the executor stops.
+    roots = [d for d in os.environ.get("SPARK_LOCAL_DIRS", "").split(",") if d]
+    root = roots[partition % len(roots)] if roots else tempfile.gettempdir()
+    return os.path.join(root, _DIRECTORY_PREFIX + store_id)
+
+
+class _AtomicFile:
+    """A file written under a temporary name and renamed into place when complete.
+
+    A retried or speculative attempt may write the same partition while another task has the
+    old file mapped: replacing it (never rewriting in place) keeps that mapping valid, and a
+    reader never sees a half-written file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        handle, self.temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        self.stream = os.fdopen(handle, "wb")
+
+    def write(self, values: np.ndarray) -> None:
+        self.stream.write(memoryview(np.ascontiguousarray(values, dtype=np.float64)))
+
+    def commit(self) -> None:
+        self.stream.close()
+        os.replace(self.temporary, self.path)
+
+    def abort(self) -> None:
+        self.stream.close()
+        if os.path.exists(self.temporary):
+            os.unlink(self.temporary)
+
+
+def _write_partition(store_id: str, partition: int, blocks: Iterator[Block]
+                     ) -> Iterator[StoredPartition]:
+    prepare_python_worker()
+    directory = _local_directory(store_id, partition)
+    os.makedirs(directory, exist_ok=True)
+    names = StoredPartition(partition, directory, 0, False)
+    features, weights = _AtomicFile(names.features_path), _AtomicFile(names.weights_path)
+    n_rows = 0
+    has_weights = False
+    try:
+        for x, w in blocks:
+            n_rows += x.shape[0]
+            features.write(x)
+            if w is not None:
+                has_weights = True
+                weights.write(w)
+        for stream, used in ((features, n_rows > 0), (weights, has_weights)):
+            if used:
+                stream.commit()
+            else:
+                stream.abort()
+    except BaseException:
+        features.abort()
+        weights.abort()
+        raise
+    yield names._replace(n_rows=n_rows, has_weights=has_weights)
+
+
+def _map_file(path: str, n_values: int) -> np.ndarray | None:
+    try:
+        with open(path, "rb") as stream:
+            if os.fstat(stream.fileno()).st_size != 8 * n_values:
+                return None
+            mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError:
+        return None
+    # The array keeps the mapping alive; both go when the task drops its blocks.
+    return np.frombuffer(mapping, dtype=np.float64)
+
+
+def read_stored_partition(stored: StoredPartition, n_features: int) -> list[Block] | None:
+    """The partition's rows as read-only blocks of up to ``BLOCK_ROWS`` rows, or None when
+    its files are missing or incomplete on this machine."""
+    if stored.n_rows == 0:
+        return []
+    x = _map_file(stored.features_path, stored.n_rows * n_features)
+    w = _map_file(stored.weights_path, stored.n_rows) if stored.has_weights else None
+    if x is None or (stored.has_weights and w is None):
+        return None
+    x = x.reshape(stored.n_rows, n_features)
+    return [(x[start:start + BLOCK_ROWS], None if w is None else w[start:start + BLOCK_ROWS])
+            for start in range(0, stored.n_rows, BLOCK_ROWS)]
+
+
+# The outcome of one task: the partitions it could not read, and what the rest folded to.
+Outcome = tuple[list[int], "T | None"]
+
+
+def _on_stored(function: PartitionFunction, n_features: int,
+               handles: Iterator[StoredPartition]) -> Iterator[Outcome]:
+    prepare_python_worker()
+    missing: list[int] = []
+    blocks: list[Block] = []
+    for stored in handles:  # one per partition
+        readable = read_stored_partition(stored, n_features)
+        if readable is None:
+            missing.append(stored.partition)
+        else:
+            blocks.extend(readable)
+    yield missing, function(iter(blocks)) if blocks else None
+
+
+def _on_source(function: PartitionFunction, blocks: Iterator[Block]) -> list:
+    prepare_python_worker()
+    value = function(blocks)
+    return [] if value is None else [value]
+
+
+def _merge_values(merge: Callable[[T, T], T], a: T | None, b: T | None) -> T | None:
+    if a is None:
+        return b
+    return a if b is None else merge(a, b)
+
+
+def _merge_outcomes(merge: Callable[[T, T], T], a: Outcome, b: Outcome) -> Outcome:
+    return a[0] + b[0], _merge_values(merge, a[1], b[1])
+
+
+def _remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]:
+    removed = 0
+    for stored in handles:
+        for path in (stored.features_path, stored.weights_path):
+            if os.path.exists(path):
+                os.unlink(path)
+                removed += 1
+        try:
+            os.rmdir(stored.directory)  # only once the last partition here is gone
+        except OSError:
+            pass
+    yield removed
+
+
+class BlockStore:
+    """Feature blocks written once to executor-local files, folded per partition by each pass.
+
+    Parameters
+    ----------
+    source : RDD of (x [n, D], w [n] or None)
+        The blocks as computed from the input (not persisted): read once to write the files,
+        and again only for partitions whose files are lost.
+    n_features : int
+        D.
+    """
+
+    def __init__(self, source: RDD[Block], n_features: int) -> None:
+        self.source = source
+        self.n_features = n_features
+        self.store_id = uuid.uuid4().hex
+        self.recomputed_partitions = 0
+        self.handles: RDD[StoredPartition] = source.mapPartitionsWithIndex(
+            partial(_write_partition, self.store_id), preservesPartitioning=True
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def aggregate(self, function: Callable[[Iterator[Block]], T | None],
+                  merge: Callable[[T, T], T], depth: int) -> T | None:
+        """Fold every partition's blocks with ``function`` and merge the results.
+
+        ``function`` maps an iterator of blocks to one value (None for no rows); ``merge``
+        must be associative. Returns None when no partition has any rows.
+        """
+        missing, value = self.handles.mapPartitions(
+            partial(_on_stored, function, self.n_features)
+        ).treeReduce(partial(_merge_outcomes, merge), depth)
+        if missing:
+            self.recomputed_partitions += len(missing)
+            logger.warning("stored blocks of %d of %d partitions were not readable where "
+                           "their tasks ran; recomputing those partitions from the input",
+                           len(missing), self.handles.getNumPartitions())
+            for recomputed in self.source.context.runJob(
+                self.source, partial(_on_source, function), sorted(missing)
+            ):
+                value = _merge_values(merge, value, recomputed)
+        return value
+
+    def close(self) -> None:
+        """Delete the files (best effort: a file whose task runs elsewhere stays until its
+        executor stops) and drop the cached handles."""
+        try:
+            if self.handles.is_cached:
+                removed = sum(self.handles.mapPartitions(_remove_partition_files).collect())
+                logger.debug("removed %d stored block files", removed)
+        except Exception:  # a failed clean-up must not hide the fit's own outcome
+            logger.warning("could not remove the stored block files of store %s; Spark "
+                           "deletes them when the executors stop", self.store_id, exc_info=True)
+        finally:
+            self.handles.unpersist()

@@ -1,0 +1,145 @@
+"""The executor-local block store: round trip, lost or damaged files, clean-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from spark_gmm import GaussianMixture, distributed
+from spark_gmm.block_store import (
+    BLOCK_ROWS,
+    Block,
+    BlockStore,
+    StoredPartition,
+    read_stored_partition,
+)
+from tests.helpers import make_mixture, to_dataframe
+
+
+def _sums(blocks: Iterator[Block]) -> tuple[int, np.ndarray, float] | None:
+    # rows, Σ w·x and Σ w, folded over a partition; None for a partition without rows
+    total = None
+    for x, w in blocks:
+        weights = np.ones(x.shape[0]) if w is None else w
+        value = (x.shape[0], weights @ x, float(weights.sum()))
+        total = value if total is None else _add(total, value)
+    return total
+
+
+def _add(a: tuple[int, np.ndarray, float], b: tuple[int, np.ndarray, float]
+         ) -> tuple[int, np.ndarray, float]:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def _store(spark, x: np.ndarray, w: np.ndarray | None) -> BlockStore:
+    # 4 partitions, the last one empty; written in blocks of 700 rows
+    bounds = np.linspace(0, x.shape[0], 4).astype(int)
+
+    def blocks(index: int, _: Iterator[int]) -> Iterator[Block]:
+        if index == 3:
+            return
+        for start in range(bounds[index], bounds[index + 1], 700):
+            stop = min(start + 700, bounds[index + 1])
+            yield x[start:stop], None if w is None else w[start:stop]
+
+    source = spark.sparkContext.parallelize(range(4), 4).mapPartitionsWithIndex(blocks)
+    return BlockStore(source, x.shape[1])
+
+
+def _paths(store: BlockStore) -> list[str]:
+    handles: list[StoredPartition] = store.handles.collect()
+    return [p for s in handles for p in (s.features_path, s.weights_path) if os.path.exists(p)]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_stored_partitions_fold_to_the_sums_of_the_input(spark, weighted) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2 * 3 * BLOCK_ROWS, 4))
+    w = rng.uniform(0, 2, size=x.shape[0]) if weighted else None
+    store = _store(spark, x, w)
+    try:
+        rows, weighted_sum, weight_sum = store.aggregate(_sums, _add, 2)
+        expected_weights = np.ones(x.shape[0]) if w is None else w
+        assert rows == x.shape[0]
+        np.testing.assert_allclose(weighted_sum, expected_weights @ x, rtol=1e-12)
+        assert weight_sum == pytest.approx(expected_weights.sum(), rel=1e-12)
+        assert store.recomputed_partitions == 0
+        assert len(_paths(store)) == (6 if weighted else 3)  # three non-empty partitions
+        # the files hold the rows bit for bit, mapped read-only (no task can change them)
+        stored = [read_stored_partition(h, 4) for h in store.handles.collect()]
+        assert all(blocks is not None for blocks in stored)
+        blocks = [b for partition in stored for b in partition]
+        assert not any(x.flags.writeable for x, _ in blocks)
+        assert max(x.shape[0] for x, _ in blocks) == BLOCK_ROWS  # re-cut, not the 700 written
+        np.testing.assert_array_equal(np.concatenate([x for x, _ in blocks]), x)
+        if weighted:
+            np.testing.assert_array_equal(np.concatenate([v for _, v in blocks]), w)
+    finally:
+        store.close()
+
+
+def test_missing_or_truncated_files_are_recomputed_from_the_input(spark, caplog) -> None:
+    x = np.random.default_rng(4).normal(size=(4000, 3))
+    store = _store(spark, x, None)
+    try:
+        first = store.aggregate(_sums, _add, 2)
+        paths = sorted(_paths(store))
+        os.unlink(paths[0])
+        with open(paths[1], "r+b") as stream:
+            stream.truncate(os.path.getsize(paths[1]) - 8)
+        with caplog.at_level(logging.WARNING, logger="spark_gmm.block_store"):
+            second = store.aggregate(_sums, _add, 2)
+        assert store.recomputed_partitions == 2
+        assert "2 of 4 partitions" in caplog.text
+        assert second[0] == first[0] == 4000
+        np.testing.assert_allclose(second[1], x.sum(axis=0), rtol=1e-12)
+    finally:
+        store.close()
+
+
+def test_close_removes_the_files_and_their_directory(spark) -> None:
+    x = np.random.default_rng(5).normal(size=(3000, 2))
+    store = _store(spark, x, np.ones(3000))
+    store.aggregate(_sums, _add, 2)
+    paths = _paths(store)
+    directories = {os.path.dirname(p) for p in paths}
+    assert len(paths) == 6
+    store.close()
+    assert not any(os.path.exists(p) for p in paths)
+    assert not any(os.path.exists(d) for d in directories)
+    assert not store.handles.is_cached
+
+
+def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monkeypatch) -> None:
+    x, *_ = make_mixture(n=6000, seed=41, k=3)
+    df = to_dataframe(spark, x, partitions=3)
+    estimator = GaussianMixture(k=3, seed=2, maxIter=6, tol=0.0, initMode="random")
+    undisturbed = estimator.fit(df)
+
+    original = distributed.DistributedStatistics.__call__
+    passes: list[int] = []
+    recomputed: list[int] = []
+
+    def losing_files_after_the_second_pass(self, models, hard_assignment=False):
+        result = original(self, models, hard_assignment)
+        passes.append(1)
+        if len(passes) == 2:
+            for path in _paths(self.store):
+                os.unlink(path)
+        recomputed.append(self.store.recomputed_partitions)
+        return result
+
+    monkeypatch.setattr(distributed.DistributedStatistics, "__call__",
+                        losing_files_after_the_second_pass)
+    disturbed = estimator.fit(df)
+    # every pass after the loss recomputed all three partitions from the input
+    assert recomputed[:2] == [0, 0] and recomputed[-1] == 3 * (len(passes) - 2)
+    np.testing.assert_allclose(disturbed.summary.logLikelihoodHistory,
+                               undisturbed.summary.logLikelihoodHistory, rtol=1e-12)
+    np.testing.assert_allclose(disturbed.means, undisturbed.means, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(disturbed.covariances, undisturbed.covariances,
+                               rtol=1e-10, atol=1e-12)

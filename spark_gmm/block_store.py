@@ -24,7 +24,6 @@ import logging
 import mmap
 import os
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import NamedTuple, TypeVar
@@ -96,9 +95,8 @@ class _AtomicFile:
             os.unlink(self.temporary)
 
 
-def _write_partition(store_id: str, partition: int, blocks: Iterator[Block]
-                     ) -> Iterator[StoredPartition]:
-    prepare_python_worker()
+def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> StoredPartition:
+    """Write one partition's blocks under this executor's local directory (in a task)."""
     directory = _local_directory(store_id, partition)
     os.makedirs(directory, exist_ok=True)
     names = StoredPartition(partition, directory, 0, False)
@@ -121,7 +119,7 @@ def _write_partition(store_id: str, partition: int, blocks: Iterator[Block]
         features.abort()
         weights.abort()
         raise
-    yield names._replace(n_rows=n_rows, has_weights=has_weights)
+    return names._replace(n_rows=n_rows, has_weights=has_weights)
 
 
 def _map_file(path: str, n_values: int) -> np.ndarray | None:
@@ -168,12 +166,6 @@ def _on_stored(function: PartitionFunction, n_features: int,
     yield missing, function(iter(blocks)) if blocks else None
 
 
-def _on_source(function: PartitionFunction, blocks: Iterator[Block]) -> list:
-    prepare_python_worker()
-    value = function(blocks)
-    return [] if value is None else [value]
-
-
 def _merge_values(merge: Callable[[T, T], T], a: T | None, b: T | None) -> T | None:
     if a is None:
         return b
@@ -198,26 +190,30 @@ def _remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]
     yield removed
 
 
+def _as_stored(row: tuple) -> StoredPartition:
+    return StoredPartition(*row)
+
+
 class BlockStore:
     """Feature blocks written once to executor-local files, folded per partition by each pass.
 
     Parameters
     ----------
-    source : RDD of (x [n, D], w [n] or None)
-        The blocks as computed from the input (not persisted): read once to write the files,
-        and again only for partitions whose files are lost.
+    written : RDD of (partition, directory, n_rows, has_weights) rows
+        One row per partition, from a task that wrote that partition's blocks with
+        :func:`write_partition`; not persisted. The store caches it, and computes it again
+        for partitions whose files are lost.
     n_features : int
         D.
     """
 
-    def __init__(self, source: RDD[Block], n_features: int) -> None:
-        self.source = source
+    def __init__(self, written: RDD, n_features: int) -> None:
+        self.written = written
         self.n_features = n_features
-        self.store_id = uuid.uuid4().hex
         self.recomputed_partitions = 0
-        self.handles: RDD[StoredPartition] = source.mapPartitionsWithIndex(
-            partial(_write_partition, self.store_id), preservesPartitioning=True
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        self.handles: RDD[StoredPartition] = written.map(_as_stored).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
 
     def aggregate(self, function: Callable[[Iterator[Block]], T | None],
                   merge: Callable[[T, T], T], depth: int) -> T | None:
@@ -226,17 +222,24 @@ class BlockStore:
         ``function`` maps an iterator of blocks to one value (None for no rows); ``merge``
         must be associative. Returns None when no partition has any rows.
         """
-        missing, value = self.handles.mapPartitions(
-            partial(_on_stored, function, self.n_features)
-        ).treeReduce(partial(_merge_outcomes, merge), depth)
+        fold = partial(_on_stored, function, self.n_features)
+        missing, value = self.handles.mapPartitions(fold).treeReduce(
+            partial(_merge_outcomes, merge), depth
+        )
         if missing:
             self.recomputed_partitions += len(missing)
             logger.warning("stored blocks of %d of %d partitions were not readable where "
                            "their tasks ran; recomputing those partitions from the input",
                            len(missing), self.handles.getNumPartitions())
-            for recomputed in self.source.context.runJob(
-                self.source, partial(_on_source, function), sorted(missing)
-            ):
+            # The same lineage as the cached handles, uncached: each task writes its
+            # partition again where it runs and folds it there.
+            rewritten = self.written.map(_as_stored).mapPartitions(fold)
+            for lost, recomputed in self.handles.context.runJob(rewritten, lambda o: o,
+                                                                sorted(missing)):
+                if lost:
+                    raise OSError(f"partitions {lost} could not be read back right after "
+                                  "being written; check the executors' local directories "
+                                  "(spark.local.dir) for free space and permissions")
                 value = _merge_values(merge, value, recomputed)
         return value
 
@@ -248,7 +251,7 @@ class BlockStore:
                 removed = sum(self.handles.mapPartitions(_remove_partition_files).collect())
                 logger.debug("removed %d stored block files", removed)
         except Exception:  # a failed clean-up must not hide the fit's own outcome
-            logger.warning("could not remove the stored block files of store %s; Spark "
-                           "deletes them when the executors stop", self.store_id, exc_info=True)
+            logger.warning("could not remove the stored block files; Spark deletes them "
+                           "when the executors stop", exc_info=True)
         finally:
             self.handles.unpersist()

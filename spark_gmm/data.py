@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pyarrow as pa
+from pyspark import TaskContext
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
 
-from .block_store import Block, BlockStore
+from .block_store import Block, BlockStore, write_partition
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
@@ -147,44 +149,46 @@ def validate_input(df: DataFrame, features: Column, features_col: str,
     return InputCounts(int(row["rows"]), int(row["max_size"]), weight_sum)
 
 
-def _encode_blocks(n_features: int, has_weights: bool,
-                   batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    prepare_python_worker()
+def _arrow_blocks(n_features: int, has_weights: bool, batches: Iterator[pa.RecordBatch]
+                  ) -> Iterator[Block]:
     for batch in batches:
         if batch.num_rows == 0:
             continue
         values = batch.column("x").flatten().to_numpy(zero_copy_only=False)
-        x = np.ascontiguousarray(values, dtype=np.float64).reshape(batch.num_rows, n_features)
-        w = (batch.column("w").to_numpy(zero_copy_only=False).astype(np.float64).tobytes()
+        x = np.asarray(values, dtype=np.float64).reshape(batch.num_rows, n_features)
+        w = (batch.column("w").to_numpy(zero_copy_only=False).astype(np.float64)
              if has_weights else None)
-        yield pa.RecordBatch.from_pydict(
-            {"x": [x.tobytes()], "w": [w]},
-            schema=pa.schema([("x", pa.binary()), ("w", pa.binary())]),
-        )
+        yield x, w
 
 
-def _decode_block(n_features: int, row: tuple[bytes, bytes | None]) -> Block:
+_STORED_SCHEMA = pa.schema([("partition", pa.int64()), ("directory", pa.string()),
+                            ("n_rows", pa.int64()), ("has_weights", pa.bool_())])
+
+
+def _write_blocks(store_id: str, n_features: int, has_weights: bool,
+                  batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     prepare_python_worker()
-    x = np.frombuffer(row[0], dtype=np.float64).reshape(-1, n_features)
-    w = None if row[1] is None else np.frombuffer(row[1], dtype=np.float64)
-    return x, w
+    context = TaskContext.get()
+    assert context is not None, "runs inside a Spark task"
+    stored = write_partition(store_id, context.partitionId(),
+                             _arrow_blocks(n_features, has_weights, batches))
+    yield pa.RecordBatch.from_pylist([stored._asdict()], schema=_STORED_SCHEMA)
 
 
 def store_blocks(df: DataFrame, features: Column, weight_col: str | None,
                  n_features: int) -> BlockStore:
-    """Convert the features once into contiguous float64 blocks kept for every EM pass.
+    """Convert the features once into contiguous float64 rows kept for every EM pass.
 
-    Each Arrow batch of the input (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows)
-    becomes one ``(x [n, D], w [n] or None)`` block, in the input's partitioning; the first
-    pass over the store writes them (see :mod:`spark_gmm.block_store`). The caller closes
-    the store.
+    The first pass over the store writes each partition's rows, straight from the Arrow
+    batches of the input (see :mod:`spark_gmm.block_store`); the caller closes the store.
     """
     weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
     selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
-    encoded = selected.mapInArrow(
-        partial(_encode_blocks, n_features, weight_col is not None), "x binary, w binary"
+    written = selected.mapInArrow(
+        partial(_write_blocks, uuid.uuid4().hex, n_features, weight_col is not None),
+        "partition long, directory string, n_rows long, has_weights boolean",
     )
-    return BlockStore(encoded.rdd.map(partial(_decode_block, n_features)), n_features)
+    return BlockStore(written.rdd, n_features)
 
 
 # --- partition-invariant random choice of rows ------------------------------------------------

@@ -67,7 +67,7 @@ class DistributedStatistics:
 
     def __call__(self, models: Sequence[GaussianParameters], hard_assignment: bool = False
                  ) -> list[SufficientStatistics]:
-        broadcast = self.store.source.context.broadcast(list(models))
+        broadcast = self.store.handles.context.broadcast(list(models))
         try:
             statistics = self.store.aggregate(
                 partial(_partition_statistics, broadcast, self.center, hard_assignment),

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from spark_gmm import GaussianMixture, distributed
 from spark_gmm.block_store import (
@@ -17,6 +18,7 @@ from spark_gmm.block_store import (
     StoredPartition,
     read_stored_partition,
 )
+from spark_gmm.data import store_blocks
 from tests.helpers import make_mixture, to_dataframe
 
 
@@ -36,18 +38,19 @@ def _add(a: tuple[int, np.ndarray, float], b: tuple[int, np.ndarray, float]
 
 
 def _store(spark, x: np.ndarray, w: np.ndarray | None) -> BlockStore:
-    # 4 partitions, the last one empty; written in blocks of 700 rows
-    bounds = np.linspace(0, x.shape[0], 4).astype(int)
+    # 4 partitions, the last one empty
+    rows = [(r.tolist(), None if w is None else float(v))
+            for r, v in zip(x, np.zeros(len(x)) if w is None else w)]
+    thirds = np.array_split(np.arange(len(rows)), 3)
+    parts = [[rows[i] for i in third] for third in thirds] + [[]]
+    rdd = spark.sparkContext.parallelize(parts, 4).flatMap(lambda part: part)
+    df = spark.createDataFrame(rdd, "features array<double>, w double")
+    assert df.rdd.getNumPartitions() == 4
+    return store_blocks(df, F.col("features"), None if w is None else "w", x.shape[1])
 
-    def blocks(index: int, _: Iterator[int]) -> Iterator[Block]:
-        if index == 3:
-            return
-        for start in range(bounds[index], bounds[index + 1], 700):
-            stop = min(start + 700, bounds[index + 1])
-            yield x[start:stop], None if w is None else w[start:stop]
 
-    source = spark.sparkContext.parallelize(range(4), 4).mapPartitionsWithIndex(blocks)
-    return BlockStore(source, x.shape[1])
+def _by_first_column(x: np.ndarray) -> np.ndarray:
+    return x[np.argsort(x[:, 0])]
 
 
 def _paths(store: BlockStore) -> list[str]:
@@ -58,7 +61,7 @@ def _paths(store: BlockStore) -> list[str]:
 @pytest.mark.parametrize("weighted", [False, True])
 def test_stored_partitions_fold_to_the_sums_of_the_input(spark, weighted) -> None:
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(2 * 3 * BLOCK_ROWS, 4))
+    x = rng.normal(size=(20_000, 4))
     w = rng.uniform(0, 2, size=x.shape[0]) if weighted else None
     store = _store(spark, x, w)
     try:
@@ -74,15 +77,18 @@ def test_stored_partitions_fold_to_the_sums_of_the_input(spark, weighted) -> Non
         assert all(blocks is not None for blocks in stored)
         blocks = [b for partition in stored for b in partition]
         assert not any(x.flags.writeable for x, _ in blocks)
-        assert max(x.shape[0] for x, _ in blocks) == BLOCK_ROWS  # re-cut, not the 700 written
-        np.testing.assert_array_equal(np.concatenate([x for x, _ in blocks]), x)
-        if weighted:
-            np.testing.assert_array_equal(np.concatenate([v for _, v in blocks]), w)
+        assert max(b.shape[0] for b, _ in blocks) <= BLOCK_ROWS
+        assert sum(h.n_rows for h in store.handles.collect()) == x.shape[0]
+        stored_rows = np.concatenate([b for b, _ in blocks])
+        if weighted:  # the weight travels with its row
+            stored_rows = np.column_stack([stored_rows, np.concatenate([v for _, v in blocks])])
+            x = np.column_stack([x, w])
+        np.testing.assert_array_equal(_by_first_column(stored_rows), _by_first_column(x))
     finally:
         store.close()
 
 
-def test_missing_or_truncated_files_are_recomputed_from_the_input(spark, caplog) -> None:
+def test_missing_or_truncated_files_are_recomputed_and_written_again(spark, caplog) -> None:
     x = np.random.default_rng(4).normal(size=(4000, 3))
     store = _store(spark, x, None)
     try:
@@ -97,6 +103,9 @@ def test_missing_or_truncated_files_are_recomputed_from_the_input(spark, caplog)
         assert "2 of 4 partitions" in caplog.text
         assert second[0] == first[0] == 4000
         np.testing.assert_allclose(second[1], x.sum(axis=0), rtol=1e-12)
+        # the recomputation wrote the files again, so the next pass reads them all
+        third = store.aggregate(_sums, _add, 2)
+        assert store.recomputed_partitions == 2 and third[0] == 4000
     finally:
         store.close()
 
@@ -136,8 +145,9 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
     monkeypatch.setattr(distributed.DistributedStatistics, "__call__",
                         losing_files_after_the_second_pass)
     disturbed = estimator.fit(df)
-    # every pass after the loss recomputed all three partitions from the input
-    assert recomputed[:2] == [0, 0] and recomputed[-1] == 3 * (len(passes) - 2)
+    # the pass after the loss recomputed all three partitions from the input and wrote
+    # their files again; the passes after it read those
+    assert len(passes) >= 5 and recomputed == [0, 0] + [3] * (len(passes) - 2)
     np.testing.assert_allclose(disturbed.summary.logLikelihoodHistory,
                                undisturbed.summary.logLikelihoodHistory, rtol=1e-12)
     np.testing.assert_allclose(disturbed.means, undisturbed.means, rtol=1e-10, atol=1e-12)

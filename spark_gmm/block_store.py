@@ -244,11 +244,17 @@ class BlockStore:
         return value
 
     def close(self) -> None:
-        """Delete the files (best effort: a file whose task runs elsewhere stays until its
-        executor stops) and drop the cached handles."""
+        """Delete the files (best effort: a file whose task runs on another host stays until
+        its executor stops) and drop the cached handles."""
         try:
             if self.handles.is_cached:
-                removed = sum(self.handles.mapPartitions(_remove_partition_files).collect())
+                # Paths are absolute, so any task on the file's host can remove it; Spark
+                # coalesces partitions by the hosts that cache them, so this is one task
+                # per core instead of one per partition.
+                tasks = min(self.handles.getNumPartitions(),
+                            self.handles.context.defaultParallelism)
+                removed = sum(self.handles.coalesce(tasks)
+                              .mapPartitions(_remove_partition_files).collect())
                 logger.debug("removed %d stored block files", removed)
         except Exception:  # a failed clean-up must not hide the fit's own outcome
             logger.warning("could not remove the stored block files; Spark deletes them "

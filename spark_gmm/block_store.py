@@ -51,7 +51,9 @@ class StoredPartition(NamedTuple):
     partition: int
     directory: str
     n_rows: int
+    n_features: int
     has_weights: bool
+    checks: tuple = ()  # whatever the writing task counted about the rows (opaque here)
 
     @property
     def features_path(self) -> str:
@@ -99,13 +101,14 @@ def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> S
     """Write one partition's blocks under this executor's local directory (in a task)."""
     directory = _local_directory(store_id, partition)
     os.makedirs(directory, exist_ok=True)
-    names = StoredPartition(partition, directory, 0, False)
+    names = StoredPartition(partition, directory, 0, 0, False)
     features, weights = _AtomicFile(names.features_path), _AtomicFile(names.weights_path)
-    n_rows = 0
+    n_rows = n_features = 0
     has_weights = False
     try:
         for x, w in blocks:
             n_rows += x.shape[0]
+            n_features = x.shape[1]
             features.write(x)
             if w is not None:
                 has_weights = True
@@ -119,7 +122,7 @@ def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> S
         features.abort()
         weights.abort()
         raise
-    return names._replace(n_rows=n_rows, has_weights=has_weights)
+    return names._replace(n_rows=n_rows, n_features=n_features, has_weights=has_weights)
 
 
 def _map_file(path: str, n_values: int) -> np.ndarray | None:
@@ -134,16 +137,16 @@ def _map_file(path: str, n_values: int) -> np.ndarray | None:
     return np.frombuffer(mapping, dtype=np.float64)
 
 
-def read_stored_partition(stored: StoredPartition, n_features: int) -> list[Block] | None:
+def read_stored_partition(stored: StoredPartition) -> list[Block] | None:
     """The partition's rows as read-only blocks of up to ``BLOCK_ROWS`` rows, or None when
     its files are missing or incomplete on this machine."""
     if stored.n_rows == 0:
         return []
-    x = _map_file(stored.features_path, stored.n_rows * n_features)
+    x = _map_file(stored.features_path, stored.n_rows * stored.n_features)
     w = _map_file(stored.weights_path, stored.n_rows) if stored.has_weights else None
     if x is None or (stored.has_weights and w is None):
         return None
-    x = x.reshape(stored.n_rows, n_features)
+    x = x.reshape(stored.n_rows, stored.n_features)
     return [(x[start:start + BLOCK_ROWS], None if w is None else w[start:start + BLOCK_ROWS])
             for start in range(0, stored.n_rows, BLOCK_ROWS)]
 
@@ -152,13 +155,13 @@ def read_stored_partition(stored: StoredPartition, n_features: int) -> list[Bloc
 Outcome = tuple[list[int], "T | None"]
 
 
-def _on_stored(function: PartitionFunction, n_features: int,
-               handles: Iterator[StoredPartition]) -> Iterator[Outcome]:
+def _on_stored(function: PartitionFunction, handles: Iterator[StoredPartition]
+               ) -> Iterator[Outcome]:
     prepare_python_worker()
     missing: list[int] = []
     blocks: list[Block] = []
     for stored in handles:  # one per partition
-        readable = read_stored_partition(stored, n_features)
+        readable = read_stored_partition(stored)
         if readable is None:
             missing.append(stored.partition)
         else:
@@ -191,7 +194,8 @@ def _remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]
 
 
 def _as_stored(row: tuple) -> StoredPartition:
-    return StoredPartition(*row)
+    # The writer's row: StoredPartition's fields, then its counts.
+    return StoredPartition(*row[:5], checks=tuple(row[5:]))
 
 
 class BlockStore:
@@ -199,17 +203,14 @@ class BlockStore:
 
     Parameters
     ----------
-    written : RDD of (partition, directory, n_rows, has_weights) rows
+    written : RDD of rows (partition, directory, n_rows, n_features, has_weights, *checks)
         One row per partition, from a task that wrote that partition's blocks with
         :func:`write_partition`; not persisted. The store caches it, and computes it again
         for partitions whose files are lost.
-    n_features : int
-        D.
     """
 
-    def __init__(self, written: RDD, n_features: int) -> None:
+    def __init__(self, written: RDD) -> None:
         self.written = written
-        self.n_features = n_features
         self.recomputed_partitions = 0
         self.handles: RDD[StoredPartition] = written.map(_as_stored).persist(
             StorageLevel.MEMORY_AND_DISK
@@ -222,7 +223,7 @@ class BlockStore:
         ``function`` maps an iterator of blocks to one value (None for no rows); ``merge``
         must be associative. Returns None when no partition has any rows.
         """
-        fold = partial(_on_stored, function, self.n_features)
+        fold = partial(_on_stored, function)
         missing, value = self.handles.mapPartitions(fold).treeReduce(
             partial(_merge_outcomes, merge), depth
         )

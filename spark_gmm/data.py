@@ -1,11 +1,12 @@
-"""Feature columns to validated, cached float64 blocks on the executors."""
+"""Feature columns to validated float64 rows stored on the executors, and passes over them."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -15,16 +16,14 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
 
 from .block_store import Block, BlockStore, write_partition
+from .input_checks import InputCounts, InvalidInputError, RowChecks, input_counts
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
-
-
-class InvalidInputError(ValueError):
-    """The input data cannot be used as given; the message says what to change."""
 
 
 def features_array(df: DataFrame, features_col: str) -> Column:
@@ -63,132 +62,71 @@ def features_array(df: DataFrame, features_col: str) -> Column:
     )
 
 
-def _bad_element(v: Column) -> Column:
-    return v.isNull() | F.isnan(v) | (F.abs(v) == F.lit(float("inf")))
-
-
-@dataclass(frozen=True)
-class InputCounts:
-    """Counts from the single validation pass over the input."""
-
-    n_rows: int
-    n_features: int
-    weight_sum: float
-
-
-def validate_input(df: DataFrame, features: Column, features_col: str,
-                   weight_col: str | None) -> InputCounts:
-    """Check every row in one Spark job; raise before any EM work on bad input.
-
-    Raises
-    ------
-    InvalidInputError
-        Empty input, null or non-finite features, features of unequal length, a weight
-        column that is missing, non-numeric, null, NaN, negative or all zero. The message
-        names the column and the number of offending rows.
-    """
-    aggregations = [
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(features.isNull().cast("long")).alias("null_rows"),
-        F.sum(F.exists(features, _bad_element).cast("long")).alias("bad_rows"),
-        F.min(F.size(features)).alias("min_size"),
-        F.max(F.size(features)).alias("max_size"),
-    ]
-    if weight_col is not None:
-        if weight_col not in df.columns:
-            raise InvalidInputError(
-                f"weight column {weight_col!r} not found; available columns: "
-                f"{', '.join(df.columns)}. Unset weightCol or name an existing column."
-            )
-        if not isinstance(df.schema[weight_col].dataType, NumericType):
-            raise InvalidInputError(
-                f"weight column {weight_col!r} has type "
-                f"{df.schema[weight_col].dataType.simpleString()}; it must be numeric"
-            )
-        w = F.col(f"`{weight_col}`").cast("double")
-        aggregations += [
-            F.sum((w.isNull() | F.isnan(w) | (F.abs(w) == F.lit(float("inf")))).cast("long"))
-            .alias("bad_weights"),
-            F.sum((w < 0).cast("long")).alias("negative_weights"),
-            F.sum(F.when(F.isnan(w), None).otherwise(w)).alias("weight_sum"),
-        ]
-    row = df.agg(*aggregations).first()
-    assert row is not None
-    if row["rows"] == 0:
-        raise InvalidInputError("the input DataFrame is empty; there is nothing to fit")
-    if row["null_rows"]:
+def check_weight_column(df: DataFrame, weight_col: str | None) -> None:
+    """Raise unless ``weight_col`` is unset or names one numeric column of ``df``."""
+    if weight_col is None:
+        return
+    if weight_col not in df.columns:
         raise InvalidInputError(
-            f"features column {features_col!r} is null in {row['null_rows']} of {row['rows']} "
-            "rows; drop or impute them before fitting"
+            f"weight column {weight_col!r} not found; available columns: "
+            f"{', '.join(df.columns)}. Unset weightCol or name an existing column."
         )
-    if row["bad_rows"]:
+    if not isinstance(df.schema[weight_col].dataType, NumericType):
         raise InvalidInputError(
-            f"features column {features_col!r} has NaN, infinite or null values in "
-            f"{row['bad_rows']} of {row['rows']} rows; drop or impute them before fitting"
+            f"weight column {weight_col!r} has type "
+            f"{df.schema[weight_col].dataType.simpleString()}; it must be numeric"
         )
-    if row["min_size"] != row["max_size"] or row["max_size"] == 0:
-        raise InvalidInputError(
-            f"features column {features_col!r} has vectors of different or zero lengths "
-            f"(from {row['min_size']} to {row['max_size']}); every row needs the same number "
-            "of features"
-        )
-    weight_sum = float(row["rows"])
-    if weight_col is not None:
-        if row["bad_weights"] or row["negative_weights"]:
-            raise InvalidInputError(
-                f"weight column {weight_col!r} has {row['bad_weights']} null/NaN/infinite and "
-                f"{row['negative_weights']} negative values in {row['rows']} rows; weights "
-                "must be finite and >= 0"
-            )
-        weight_sum = float(row["weight_sum"])
-        if not weight_sum > 0:
-            raise InvalidInputError(
-                f"weight column {weight_col!r} sums to {weight_sum}; at least one row needs a "
-                "positive weight"
-            )
-    return InputCounts(int(row["rows"]), int(row["max_size"]), weight_sum)
 
 
-def _arrow_blocks(n_features: int, has_weights: bool, batches: Iterator[pa.RecordBatch]
-                  ) -> Iterator[Block]:
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        values = batch.column("x").flatten().to_numpy(zero_copy_only=False)
-        x = np.asarray(values, dtype=np.float64).reshape(batch.num_rows, n_features)
-        w = (batch.column("w").to_numpy(zero_copy_only=False).astype(np.float64)
-             if has_weights else None)
-        yield x, w
+# One row per partition: where its rows were written, then what was counted about them.
+_WRITTEN_SCHEMA = pa.schema(
+    [("partition", pa.int64()), ("directory", pa.string()), ("n_rows", pa.int64()),
+     ("n_features", pa.int64()), ("has_weights", pa.bool_())]
+    + [(f.name, pa.float64() if f.type == "float" else pa.int64())
+       for f in dataclasses.fields(RowChecks)]
+)
 
 
-_STORED_SCHEMA = pa.schema([("partition", pa.int64()), ("directory", pa.string()),
-                            ("n_rows", pa.int64()), ("has_weights", pa.bool_())])
-
-
-def _write_blocks(store_id: str, n_features: int, has_weights: bool,
-                  batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBatch]
+                  ) -> Iterator[pa.RecordBatch]:
     prepare_python_worker()
     context = TaskContext.get()
     assert context is not None, "runs inside a Spark task"
-    stored = write_partition(store_id, context.partitionId(),
-                             _arrow_blocks(n_features, has_weights, batches))
-    yield pa.RecordBatch.from_pylist([stored._asdict()], schema=_STORED_SCHEMA)
+    checks = RowChecks()
+    stored = write_partition(store_id, context.partitionId(), checks.blocks(batches, has_weights))
+    row = {**stored._asdict(), **dataclasses.asdict(checks)}
+    yield pa.RecordBatch.from_pylist([row], schema=_WRITTEN_SCHEMA)
 
 
-def store_blocks(df: DataFrame, features: Column, weight_col: str | None,
-                 n_features: int) -> BlockStore:
+def store_blocks(df: DataFrame, features: Column, weight_col: str | None) -> BlockStore:
     """Convert the features once into contiguous float64 rows kept for every EM pass.
 
-    The first pass over the store writes each partition's rows, straight from the Arrow
-    batches of the input (see :mod:`spark_gmm.block_store`); the caller closes the store.
+    The first pass over the store writes each partition's rows straight from the Arrow
+    batches of the input (see :mod:`spark_gmm.block_store`) and counts bad rows on the way
+    (see :func:`stored_input_counts`). The caller closes the store.
     """
     weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
     selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
     written = selected.mapInArrow(
-        partial(_write_blocks, uuid.uuid4().hex, n_features, weight_col is not None),
-        "partition long, directory string, n_rows long, has_weights boolean",
+        partial(_write_blocks, uuid.uuid4().hex, weight_col is not None),
+        from_arrow_schema(_WRITTEN_SCHEMA),
     )
-    return BlockStore(written.rdd, n_features)
+    return BlockStore(written.rdd)
+
+
+def stored_input_counts(store: BlockStore, features_col: str, weight_col: str | None
+                        ) -> InputCounts:
+    """Validate the input from the counts of the writing pass (running it if not yet run).
+
+    Raises
+    ------
+    InvalidInputError
+        See :func:`spark_gmm.input_checks.input_counts`; raised before any EM work.
+    """
+    checks = functools.reduce(RowChecks.merge,
+                              (RowChecks(*p.checks) for p in store.handles.collect()),
+                              RowChecks())
+    return input_counts(checks, features_col, weight_col)
 
 
 # --- partition-invariant random choice of rows ------------------------------------------------

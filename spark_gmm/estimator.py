@@ -14,11 +14,19 @@ from pyspark.sql import Column, DataFrame
 
 from .block_store import BlockStore
 from .checkpoint import read_checkpoint, write_checkpoint
-from .data import InvalidInputError, feature_moments, features_array, store_blocks, validate_input
+from .data import (
+    InvalidInputError,
+    check_weight_column,
+    feature_moments,
+    features_array,
+    store_blocks,
+    stored_input_counts,
+)
 from .distributed import DistributedStatistics
 from .em import EMRun, best_run, run_em
 from .initialization import InitialisationInput, from_initial_model, initial_mixtures
-from .kernels import GaussianParameters
+from .input_checks import InputCounts
+from .kernels import GaussianParameters, SufficientStatistics
 from .model import GaussianMixtureModel, GaussianMixtureSummary
 from .params import GaussianMixtureParams
 
@@ -158,40 +166,47 @@ class GaussianMixture(
         )
         return initial_mixtures(spec, self.getInitMode())
 
+    def _run_em(self, dataset: DataFrame, features: Column, weight_col: str | None,
+                store: BlockStore, counts: InputCounts
+                ) -> tuple[EMRun, SufficientStatistics, np.ndarray]:
+        checkpoint_path = self._checkpoint_path_or_none()
+        fingerprint = self._fingerprint(counts.n_rows, counts.n_features, counts.weight_sum)
+        depth = self.getAggregationDepth()
+        resumed = read_checkpoint(checkpoint_path, fingerprint) if checkpoint_path else None
+        if resumed is not None:
+            center, runs = resumed
+            statistics = DistributedStatistics(store, center, depth)
+        else:
+            center, variance = feature_moments(store, depth)
+            statistics = DistributedStatistics(store, center, depth)
+            runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, store,
+                                                    center, variance, statistics,
+                                                    counts.n_features)]
+        save = None
+        if checkpoint_path:
+            def save(_: int, current: Sequence[EMRun]) -> None:
+                write_checkpoint(checkpoint_path, fingerprint, center, current)
+        run_em(runs, statistics, self.getRegCovar(), self.getMaxIter(), self.getTol(),
+               on_iteration=save)
+        best = best_run(runs)
+        [final] = statistics([best.params])
+        return best, final, center
+
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
         self._validate_params()
         features_col = self.getFeaturesCol()
         weight_col = self._weight_col_or_none()
         features = features_array(dataset, features_col)
-        counts = validate_input(dataset, features, features_col, weight_col)
-        k = self.getK()
-        if k > counts.n_rows:
-            raise InvalidInputError(
-                f"k={k} is larger than the number of rows ({counts.n_rows}); reduce k"
-            )
-        store = store_blocks(dataset, features, weight_col, counts.n_features)
-        checkpoint_path = self._checkpoint_path_or_none()
-        fingerprint = self._fingerprint(counts.n_rows, counts.n_features, counts.weight_sum)
+        check_weight_column(dataset, weight_col)
+        store = store_blocks(dataset, features, weight_col)
         try:
-            depth = self.getAggregationDepth()
-            resumed = read_checkpoint(checkpoint_path, fingerprint) if checkpoint_path else None
-            if resumed is not None:
-                center, runs = resumed
-                statistics = DistributedStatistics(store, center, depth)
-            else:
-                center, variance = feature_moments(store, depth)
-                statistics = DistributedStatistics(store, center, depth)
-                runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, store,
-                                                        center, variance, statistics,
-                                                        counts.n_features)]
-            save = None
-            if checkpoint_path:
-                def save(_: int, current: Sequence[EMRun]) -> None:
-                    write_checkpoint(checkpoint_path, fingerprint, center, current)
-            run_em(runs, statistics, self.getRegCovar(), self.getMaxIter(), self.getTol(),
-                   on_iteration=save)
-            best = best_run(runs)
-            [final] = statistics([best.params])
+            counts = stored_input_counts(store, features_col, weight_col)  # the first pass
+            k = self.getK()
+            if k > counts.n_rows:
+                raise InvalidInputError(
+                    f"k={k} is larger than the number of rows ({counts.n_rows}); reduce k"
+                )
+            best, final, center = self._run_em(dataset, features, weight_col, store, counts)
         finally:
             store.close()
         summary = GaussianMixtureSummary.from_fit(best, final, counts.n_features)

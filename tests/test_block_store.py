@@ -46,7 +46,7 @@ def _store(spark, x: np.ndarray, w: np.ndarray | None) -> BlockStore:
     rdd = spark.sparkContext.parallelize(parts, 4).flatMap(lambda part: part)
     df = spark.createDataFrame(rdd, "features array<double>, w double")
     assert df.rdd.getNumPartitions() == 4
-    return store_blocks(df, F.col("features"), None if w is None else "w", x.shape[1])
+    return store_blocks(df, F.col("features"), None if w is None else "w")
 
 
 def _by_first_column(x: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_stored_partitions_fold_to_the_sums_of_the_input(spark, weighted) -> Non
         assert store.recomputed_partitions == 0
         assert len(_paths(store)) == (6 if weighted else 3)  # three non-empty partitions
         # the files hold the rows bit for bit, mapped read-only (no task can change them)
-        stored = [read_stored_partition(h, 4) for h in store.handles.collect()]
+        stored = [read_stored_partition(h) for h in store.handles.collect()]
         assert all(blocks is not None for blocks in stored)
         blocks = [b for partition in stored for b in partition]
         assert not any(x.flags.writeable for x, _ in blocks)

@@ -1,0 +1,88 @@
+"""Counting bad rows on Arrow batches (no Spark): what the writing pass reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from spark_gmm.input_checks import InvalidInputError, RowChecks, input_counts
+
+NAN, INF = math.nan, math.inf
+
+
+def _batch(rows: list, weights: list | None = None) -> pa.RecordBatch:
+    columns = {"x": pa.array(rows, type=pa.list_(pa.float64()))}
+    columns["w"] = pa.array(weights if weights is not None else [None] * len(rows),
+                            type=pa.float64())
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _count(batches: list[pa.RecordBatch], has_weights: bool = False
+           ) -> tuple[RowChecks, list]:
+    checks = RowChecks()
+    blocks = list(checks.blocks(batches, has_weights))
+    return checks, blocks
+
+
+def test_clean_batches_become_blocks_and_counts() -> None:
+    first = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    second = [[7.0, 8.0]]
+    checks, blocks = _count([_batch(first, [1.0, 2.0, 0.5]), _batch(second, [0.0])], True)
+    assert (checks.rows, checks.null_rows, checks.bad_rows) == (4, 0, 0)
+    assert (checks.min_length, checks.max_length) == (2, 2)
+    assert (checks.bad_weights, checks.negative_weights, checks.weight_sum) == (0, 0, 3.5)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in blocks]), first + second)
+    np.testing.assert_array_equal(np.concatenate([w for _, w in blocks]), [1.0, 2.0, 0.5, 0.0])
+    assert input_counts(checks, "features", "w").n_features == 2
+
+
+def test_every_kind_of_bad_row_is_counted_once() -> None:
+    rows = [[1.0, NAN], [INF, -INF], None, [None, 1.0], [1.0, 2.0, 3.0], [4.0, 5.0]]
+    checks, _ = _count([_batch(rows, [1.0, NAN, None, -1.0, -INF, 2.0])], True)
+    assert checks.rows == 6
+    assert checks.null_rows == 1
+    assert checks.bad_rows == 3  # NaN; ±Inf (one row, two bad values); a null element
+    assert (checks.min_length, checks.max_length) == (2, 3)
+    assert checks.bad_weights == 3  # NaN, null, -Inf
+    assert checks.negative_weights == 2  # -1, -Inf
+
+
+def test_after_a_bad_batch_nothing_is_yielded_but_everything_is_counted() -> None:
+    good, mixed, late = [[1.0, 2.0]], [[1.0], [1.0, 2.0]], [[3.0, 4.0], [5.0, 6.0]]
+    checks, blocks = _count([_batch(good), _batch(mixed), _batch(late)])
+    assert checks.rows == 5 and (checks.min_length, checks.max_length) == (1, 2)
+    assert [b[0].tolist() for b in blocks] == [good]
+    # a later batch of another length than the first also stops the yield
+    checks, blocks = _count([_batch([[1.0, 2.0]]), _batch([[1.0, 2.0, 3.0]])])
+    assert len(blocks) == 1 and (checks.min_length, checks.max_length) == (2, 3)
+
+
+def test_merge_is_the_count_of_the_whole() -> None:
+    batches = [_batch([[1.0, NAN]], [1.0]), _batch([None, [2.0, 3.0, 4.0]], [2.0, -1.0]),
+               _batch([[5.0, 6.0]], [NAN])]
+    whole, _ = _count(batches, True)
+    parts = [_count([b], True)[0] for b in batches]
+    merged = (parts[0].merge(parts[1])).merge(parts[2])
+    assert merged.as_tuple()[:-1] == whole.as_tuple()[:-1]
+    assert merged.weight_sum == pytest.approx(whole.weight_sum)
+    assert parts[0].merge(parts[1].merge(parts[2])) == merged
+    assert RowChecks().merge(whole) == whole  # neutral element, lengths included
+
+
+@pytest.mark.parametrize(("checks", "pattern"), [
+    (RowChecks(), "empty"),
+    (RowChecks(rows=5, null_rows=2, min_length=3, max_length=3), r"null in 2 of 5 rows"),
+    (RowChecks(rows=5, bad_rows=1, min_length=3, max_length=3),
+     r"NaN, infinite or null values in 1 of 5 rows"),
+    (RowChecks(rows=5, min_length=2, max_length=3), r"different or zero lengths \(from 2 to 3\)"),
+    (RowChecks(rows=5, min_length=0, max_length=0), "different or zero lengths"),
+    (RowChecks(rows=5, min_length=3, max_length=3, negative_weights=1),
+     r"'w' has 0 null/NaN/infinite and 1 negative values in 5 rows"),
+    (RowChecks(rows=5, min_length=3, max_length=3), r"'w' sums to 0.0"),
+])
+def test_errors_name_the_column_and_the_count(checks, pattern) -> None:
+    with pytest.raises(InvalidInputError, match=pattern):
+        input_counts(checks, "features", "w")

@@ -155,18 +155,17 @@ def read_stored_partition(stored: StoredPartition) -> list[Block] | None:
 Outcome = tuple[list[int], "T | None"]
 
 
-def _on_stored(function: PartitionFunction, handles: Iterator[StoredPartition]
+def _on_stored(function: PartitionFunction, index: int, handles: Iterator[StoredPartition]
                ) -> Iterator[Outcome]:
     prepare_python_worker()
-    missing: list[int] = []
     blocks: list[Block] = []
     for stored in handles:  # one per partition
         readable = read_stored_partition(stored)
         if readable is None:
-            missing.append(stored.partition)
-        else:
-            blocks.extend(readable)
-    yield missing, function(iter(blocks)) if blocks else None
+            yield [index], None
+            return
+        blocks.extend(readable)
+    yield [], function(iter(blocks)) if blocks else None
 
 
 def _merge_values(merge: Callable[[T, T], T], a: T | None, b: T | None) -> T | None:
@@ -224,7 +223,7 @@ class BlockStore:
         must be associative. Returns None when no partition has any rows.
         """
         fold = partial(_on_stored, function)
-        missing, value = self.handles.mapPartitions(fold).treeReduce(
+        missing, value = self.handles.mapPartitionsWithIndex(fold).treeReduce(
             partial(_merge_outcomes, merge), depth
         )
         if missing:
@@ -234,7 +233,7 @@ class BlockStore:
                            len(missing), self.handles.getNumPartitions())
             # The same lineage as the cached handles, uncached: each task writes its
             # partition again where it runs and folds it there.
-            rewritten = self.written.map(_as_stored).mapPartitions(fold)
+            rewritten = self.written.map(_as_stored).mapPartitionsWithIndex(fold)
             for lost, recomputed in self.handles.context.runJob(rewritten, lambda o: o,
                                                                 sorted(missing)):
                 if lost:

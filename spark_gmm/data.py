@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import uuid
 from collections.abc import Iterator
-from functools import partial
+from functools import partial, reduce
 
 import numpy as np
 import pyarrow as pa
@@ -82,7 +81,7 @@ def check_weight_column(df: DataFrame, weight_col: str | None) -> None:
 _WRITTEN_SCHEMA = pa.schema(
     [("partition", pa.int64()), ("directory", pa.string()), ("n_rows", pa.int64()),
      ("n_features", pa.int64()), ("has_weights", pa.bool_())]
-    + [(f.name, pa.float64() if f.type == "float" else pa.int64())
+    + [(f.name, pa.float64() if f.type in ("float", float) else pa.int64())
        for f in dataclasses.fields(RowChecks)]
 )
 
@@ -95,6 +94,7 @@ def _write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordB
     checks = RowChecks()
     stored = write_partition(store_id, context.partitionId(), checks.blocks(batches, has_weights))
     row = {**stored._asdict(), **dataclasses.asdict(checks)}
+    del row["checks"]  # the counts travel as columns of their own
     yield pa.RecordBatch.from_pylist([row], schema=_WRITTEN_SCHEMA)
 
 
@@ -123,9 +123,8 @@ def stored_input_counts(store: BlockStore, features_col: str, weight_col: str | 
     InvalidInputError
         See :func:`spark_gmm.input_checks.input_counts`; raised before any EM work.
     """
-    checks = functools.reduce(RowChecks.merge,
-                              (RowChecks(*p.checks) for p in store.handles.collect()),
-                              RowChecks())
+    checks = reduce(RowChecks.merge,
+                    (RowChecks(*p.checks) for p in store.handles.collect()), RowChecks())
     return input_counts(checks, features_col, weight_col)
 
 

@@ -100,10 +100,27 @@ class _AtomicFile:
 
 
 def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> StoredPartition:
-    """Write one partition's blocks under this executor's local directory (in a task)."""
+    """Write one partition's blocks under this executor's local directory (in a task).
+
+    Raises
+    ------
+    OSError
+        The files cannot be written (disk full, directory not writable); the message names
+        the directory and the space the fit needs.
+    """
     directory = _local_directory(store_id, partition)
-    os.makedirs(directory, exist_ok=True)
-    names = StoredPartition(partition, directory, 0, 0, False)
+    try:
+        return _write_files(StoredPartition(partition, directory, 0, 0, False), blocks)
+    except OSError as error:
+        raise OSError(
+            f"could not store the features of partition {partition} under {directory}: "
+            f"{error}. The fit keeps its features (rows x features x 8 bytes) on the "
+            "executors' local disks: free space there or point spark.local.dir elsewhere"
+        ) from error
+
+
+def _write_files(names: StoredPartition, blocks: Iterator[Block]) -> StoredPartition:
+    os.makedirs(names.directory, exist_ok=True)
     features, weights = _AtomicFile(names.features_path), _AtomicFile(names.weights_path)
     n_rows = n_features = 0
     has_weights = False

@@ -17,6 +17,7 @@ from spark_gmm.block_store import (
     BlockStore,
     StoredPartition,
     read_stored_partition,
+    write_partition,
 )
 from spark_gmm.data import store_blocks
 from tests.helpers import make_mixture, to_dataframe
@@ -153,3 +154,13 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
     np.testing.assert_allclose(disturbed.means, undisturbed.means, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(disturbed.covariances, undisturbed.covariances,
                                rtol=1e-10, atol=1e-12)
+
+
+def test_unwritable_local_directory_is_named_in_the_error(tmp_path, monkeypatch) -> None:
+    not_a_directory = tmp_path / "local"
+    not_a_directory.write_text("a file where the executor's local directory should be")
+    monkeypatch.setenv("SPARK_LOCAL_DIRS", str(not_a_directory))
+    block = (np.ones((3, 2)), None)
+    with pytest.raises(OSError, match=r"partition 7 under .*local/spark-gmm-blocks-.*"
+                                      r"free space there or point spark.local.dir"):
+        write_partition("store", 7, iter([block]))

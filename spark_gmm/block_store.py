@@ -233,6 +233,13 @@ class BlockStore:
         self.handles: RDD[StoredPartition] = written.map(_as_stored).persist(
             StorageLevel.MEMORY_AND_DISK
         )
+        self._written = False
+
+    def stored_partitions(self) -> list[StoredPartition]:
+        """Every partition's handle, in partition order; the first call writes the files."""
+        handles = self.handles.collect()
+        self._written = True
+        return handles
 
     def aggregate(self, function: Callable[[Iterator[Block]], T | None],
                   merge: Callable[[T, T], T], depth: int) -> T | None:
@@ -260,13 +267,16 @@ class BlockStore:
                                   "being written; check the executors' local directories "
                                   "(spark.local.dir) for free space and permissions")
                 value = _merge_values(merge, value, recomputed)
+        self._written = True
         return value
 
     def close(self) -> None:
         """Delete the files (best effort: a file whose task runs on another host stays until
         its executor stops) and drop the cached handles."""
         try:
-            if self.handles.is_cached:
+            # Unless a pass completed, removing would mean writing first (a failed first
+            # pass leaves what its tasks wrote to Spark's own clean-up at executor stop).
+            if self._written:
                 # Paths are absolute, so any task on the file's host can remove it; Spark
                 # coalesces partitions by the hosts that cache them, so this is one task
                 # per core instead of one per partition.

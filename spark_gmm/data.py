@@ -124,7 +124,7 @@ def stored_input_counts(store: BlockStore, features_col: str, weight_col: str | 
         See :func:`spark_gmm.input_checks.input_counts`; raised before any EM work.
     """
     checks = reduce(RowChecks.merge,
-                    (RowChecks(*p.checks) for p in store.handles.collect()), RowChecks())
+                    (RowChecks(*p.checks) for p in store.stored_partitions()), RowChecks())
     return input_counts(checks, features_col, weight_col)
 
 

@@ -55,7 +55,7 @@ def _by_first_column(x: np.ndarray) -> np.ndarray:
 
 
 def _paths(store: BlockStore) -> list[str]:
-    handles: list[StoredPartition] = store.handles.collect()
+    handles: list[StoredPartition] = store.stored_partitions()
     return [p for s in handles for p in (s.features_path, s.weights_path) if os.path.exists(p)]
 
 
@@ -74,12 +74,12 @@ def test_stored_partitions_fold_to_the_sums_of_the_input(spark, weighted) -> Non
         assert store.recomputed_partitions == 0
         assert len(_paths(store)) == (6 if weighted else 3)  # three non-empty partitions
         # the files hold the rows bit for bit, mapped read-only (no task can change them)
-        stored = [read_stored_partition(h) for h in store.handles.collect()]
+        stored = [read_stored_partition(h) for h in store.stored_partitions()]
         assert all(blocks is not None for blocks in stored)
         blocks = [b for partition in stored for b in partition]
         assert not any(x.flags.writeable for x, _ in blocks)
         assert max(b.shape[0] for b, _ in blocks) <= BLOCK_ROWS
-        assert sum(h.n_rows for h in store.handles.collect()) == x.shape[0]
+        assert sum(h.n_rows for h in store.stored_partitions()) == x.shape[0]
         stored_rows = np.concatenate([b for b, _ in blocks])
         if weighted:  # the weight travels with its row
             stored_rows = np.column_stack([stored_rows, np.concatenate([v for _, v in blocks])])
@@ -164,3 +164,24 @@ def test_unwritable_local_directory_is_named_in_the_error(tmp_path, monkeypatch)
     with pytest.raises(OSError, match=r"partition 7 under .*local/spark-gmm-blocks-.*"
                                       r"free space there or point spark.local.dir"):
         write_partition("store", 7, iter([block]))
+
+
+def _store_directories(spark) -> set[str]:
+    roots = spark.sparkContext.parallelize([0], 1).map(
+        lambda _: os.environ.get("SPARK_LOCAL_DIRS", "")).collect()[0].split(",")
+    return {os.path.join(r, d) for r in roots if r for d in os.listdir(r)
+            if d.startswith("spark-gmm-blocks-")}
+
+
+def test_closing_a_store_that_was_never_written_writes_nothing(spark) -> None:
+    before = _store_directories(spark)
+    store = _store(spark, np.random.default_rng(6).normal(size=(500, 2)), None)
+    store.close()  # e.g. the fit failed before its first pass completed
+    assert not store.handles.is_cached
+    assert _store_directories(spark) == before
+    # whereas a written store does create its directory (so the check above can fail)
+    written = _store(spark, np.random.default_rng(6).normal(size=(500, 2)), None)
+    written.stored_partitions()
+    assert len(_store_directories(spark) - before) == 1
+    written.close()
+    assert _store_directories(spark) == before

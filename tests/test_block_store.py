@@ -176,7 +176,13 @@ def _store_directories(spark) -> set[str]:
 def test_closing_a_store_that_was_never_written_writes_nothing(spark) -> None:
     before = _store_directories(spark)
     store = _store(spark, np.random.default_rng(6).normal(size=(500, 2)), None)
-    store.close()  # e.g. the fit failed before its first pass completed
+    context = spark.sparkContext
+    context.setJobGroup("close-unwritten", "closing a store that was never written")
+    try:
+        store.close()  # e.g. the fit failed before its first pass completed
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    assert context.statusTracker().getJobIdsForGroup("close-unwritten") == []
     assert not store.handles.is_cached
     assert _store_directories(spark) == before
     # whereas a written store does create its directory (so the check above can fail)

@@ -211,9 +211,12 @@ def _remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]
     yield removed
 
 
+_LOCATION_FIELDS = len(StoredPartition._fields) - 1  # all but ``checks``
+
+
 def _as_stored(row: tuple) -> StoredPartition:
     # The writer's row: StoredPartition's fields, then its counts.
-    return StoredPartition(*row[:5], checks=tuple(row[5:]))
+    return StoredPartition(*row[:_LOCATION_FIELDS], checks=tuple(row[_LOCATION_FIELDS:]))
 
 
 class BlockStore:

@@ -9,7 +9,7 @@ any EM work, so validation costs no pass of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -47,16 +47,12 @@ class RowChecks:
     negative_weights: int = 0
     weight_sum: float = 0.0
 
-    def as_tuple(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in fields(self))
-
     def merge(self, other: RowChecks) -> RowChecks:
-        lengths = [(a, b) for a, b in ((self.min_length, self.max_length),
-                                       (other.min_length, other.max_length)) if a >= 0]
         return RowChecks(
             self.rows + other.rows, self.null_rows + other.null_rows,
             self.bad_rows + other.bad_rows,
-            min((a for a, _ in lengths), default=-1), max((b for _, b in lengths), default=-1),
+            *_length_range((self.min_length, self.max_length),
+                           (other.min_length, other.max_length)),
             self.bad_weights + other.bad_weights,
             self.negative_weights + other.negative_weights,
             self.weight_sum + other.weight_sum,
@@ -71,8 +67,8 @@ class RowChecks:
         lengths = pc.min_max(pc.list_value_length(features))
         shortest, longest = lengths["min"].as_py(), lengths["max"].as_py()
         if shortest is not None:
-            self.min_length = shortest if self.min_length < 0 else min(self.min_length, shortest)
-            self.max_length = max(self.max_length, longest)
+            self.min_length, self.max_length = _length_range(
+                (self.min_length, self.max_length), (shortest, longest))
         values = features.flatten().to_numpy(zero_copy_only=False)  # null elements: NaN
         bad_values = ~np.isfinite(values)
         if bad_values.any():
@@ -108,6 +104,12 @@ class RowChecks:
                 continue
             length = block[0].shape[1]
             yield block
+
+
+def _length_range(*ranges: tuple[int, int]) -> tuple[int, int]:
+    # The (shortest, longest) over ranges whose rows were seen; (-1, -1) marks none.
+    seen = [(low, high) for low, high in ranges if low >= 0]
+    return min((low for low, _ in seen), default=-1), max((high for _, high in seen), default=-1)
 
 
 def input_counts(checks: RowChecks, features_col: str, weight_col: str | None) -> InputCounts:

@@ -36,13 +36,14 @@ def _partition_statistics(
     models: Broadcast[list[GaussianParameters]],
     center: np.ndarray,
     hard_assignment: bool,
+    count_assignments: bool,
     blocks: Iterator[Block],
 ) -> list[SufficientStatistics] | None:
     _inject_test_fault()
     mixtures = models.value
     total: list[SufficientStatistics] | None = None
     for x, w in blocks:
-        stats = block_statistics(x, w, mixtures, center, hard_assignment)
+        stats = block_statistics(x, w, mixtures, center, hard_assignment, count_assignments)
         total = stats if total is None else merge_all(total, stats)
     return total
 
@@ -65,12 +66,18 @@ class DistributedStatistics:
         self.center = center
         self.depth = depth
 
-    def __call__(self, models: Sequence[GaussianParameters], hard_assignment: bool = False
-                 ) -> list[SufficientStatistics]:
+    def __call__(self, models: Sequence[GaussianParameters], hard_assignment: bool = False,
+                 count_assignments: bool = False) -> list[SufficientStatistics]:
+        """Merged statistics of every stored row for each model (see ``block_statistics``).
+
+        EM iterations leave ``count_assignments`` off: only the summary of the final model
+        needs the cluster sizes.
+        """
         broadcast = self.store.handles.context.broadcast(list(models))
         try:
             statistics = self.store.aggregate(
-                partial(_partition_statistics, broadcast, self.center, hard_assignment),
+                partial(_partition_statistics, broadcast, self.center, hard_assignment,
+                        count_assignments),
                 merge_all, self.depth,
             )
         finally:

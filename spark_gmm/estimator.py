@@ -189,7 +189,7 @@ class GaussianMixture(
         run_em(runs, statistics, self.getRegCovar(), self.getMaxIter(), self.getTol(),
                on_iteration=save)
         best = best_run(runs)
-        [final] = statistics([best.params])
+        [final] = statistics([best.params], count_assignments=True)
         return best, final, center
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:

@@ -134,8 +134,8 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
     passes: list[int] = []
     recomputed: list[int] = []
 
-    def losing_files_after_the_second_pass(self, models, hard_assignment=False):
-        result = original(self, models, hard_assignment)
+    def losing_files_after_the_second_pass(self, models, **options):
+        result = original(self, models, **options)
         passes.append(1)
         if len(passes) == 2:
             for path in _paths(self.store):

@@ -96,8 +96,8 @@ def test_split_and_merge_equals_whole(covariance_type: str) -> None:
     params = _random_params(covariance_type)
     x = RNG.normal(size=(1000, 4)) * 3
     w = RNG.uniform(0, 2, size=1000)
-    [whole] = block_statistics(x, w, [params])
-    parts = [block_statistics(x[a:b], w[a:b], [params]) for a, b in
+    [whole] = block_statistics(x, w, [params], count_assignments=True)
+    parts = [block_statistics(x[a:b], w[a:b], [params], count_assignments=True) for a, b in
              [(0, 1), (1, 333), (333, 334), (334, 1000)]]
     merged = parts[0]
     for p in parts[1:]:
@@ -111,8 +111,15 @@ def test_split_and_merge_equals_whole(covariance_type: str) -> None:
         assert candidate.row_count == whole.row_count == 1000
         np.testing.assert_allclose(candidate.log_likelihood, whole.log_likelihood, rtol=1e-12)
         np.testing.assert_allclose(candidate.weight_sum, w.sum(), rtol=1e-12)
-    zero = SufficientStatistics.zeros(params)
+    zero = SufficientStatistics.zeros(params, count_assignments=True)
     assert np.array_equal(zero.merge(whole).second, whole.second)
+    assert whole.assigned.sum() == 1000
+    [uncounted] = block_statistics(x, w, [params])
+    assert uncounted.assigned is None
+    for name in ("resp_sum", "first", "second"):
+        np.testing.assert_array_equal(getattr(uncounted, name), getattr(whole, name))
+    with pytest.raises(ValueError, match="counted assignments"):
+        whole.merge(uncounted)
 
 
 def _direct_em_step(x: np.ndarray, params: GaussianParameters, reg: float

@@ -14,6 +14,7 @@ from spark_gmm.kernels import (
     score_rows,
 )
 from spark_gmm.kernels.packed import (
+    _exp_in_place,
     density_weights,
     is_exact_enough,
     packed_chunk_rows,
@@ -44,9 +45,9 @@ def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
     weights = rng.uniform(0.0, 3.0, size=n)
     models = [_random_params(covariance_type, k=3, d=d, seed=s) for s in (1, 2)]
     center = x.mean(axis=0)
-    packed = _packed_block_statistics(x, weights, models, center)
+    packed = _packed_block_statistics(x, weights, models, center, True)
     for model, fast in zip(models, packed):
-        exact = _exact_block_statistics(x, weights, model, center, False)
+        exact = _exact_block_statistics(x, weights, model, center, False, True)
         for name in ("resp_sum", "first", "second"):
             np.testing.assert_allclose(getattr(fast, name), getattr(exact, name),
                                        rtol=1e-10, atol=1e-9 * n, err_msg=name)
@@ -54,6 +55,24 @@ def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
         assert fast.weight_sum == pytest.approx(exact.weight_sum, rel=1e-15)
         assert fast.row_count == exact.row_count == n
         np.testing.assert_array_equal(fast.assigned, exact.assigned)
+
+
+@pytest.mark.parametrize("dead_fraction", [0.0, 0.1, 0.5, 0.9, 1.0])
+def test_exp_in_place_is_bit_identical_to_numpy(dead_fraction: float) -> None:
+    # Both branches (plain ufunc when few values underflow, gather/scatter otherwise), and
+    # the edges: the last subnormals, exact zeros, -inf, NaN.
+    rng = np.random.default_rng(5)
+    n = 4000
+    values = -rng.exponential(20.0, size=n)
+    dead = rng.random(n) < dead_fraction
+    values[dead] = -rng.uniform(746.0, 1e5, size=dead.sum())
+    edges = [0.0, -708.5, -745.0, -745.13, -745.2, -745.9, -746.0, -np.inf, np.nan]
+    values[: len(edges)] = edges
+    expected = np.exp(values)
+    shifted = values.reshape(8, n // 8).copy()
+    _exp_in_place(shifted)
+    np.testing.assert_array_equal(shifted.reshape(-1), expected)  # NaN == NaN here
+    assert shifted.reshape(-1)[3] > 0.0  # e^-745.13 is the smallest subnormal, not 0
 
 
 def test_zero_weight_component_gets_no_responsibility_and_no_nan() -> None:
@@ -82,7 +101,7 @@ def test_tight_far_component_takes_the_exact_path() -> None:
     reference = (x - mean).T @ (x - mean)  # K = 1: every responsibility is 1
     np.testing.assert_allclose(stats.second[0], reference, rtol=1e-10)
     # The guard matters: the packed path really is inaccurate here.
-    [packed] = _packed_block_statistics(x, None, [params], None)
+    [packed] = _packed_block_statistics(x, None, [params], None, False)
     error = np.max(np.abs(packed.second[0] - reference) / np.abs(reference).max())
     assert error > 1e-8
 

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .covariance import LOG_2PI, FloatArray, kernels_for
 from .parameters import GaussianParameters
@@ -37,6 +38,8 @@ MAX_ORIGIN_DISTANCE2 = 1e6
 _TARGET_FEATURE_VALUES = 1 << 19
 _MIN_CHUNK_ROWS = 64
 _MAX_CHUNK_ROWS = 16384
+# exp(x) rounds to 0.0 in float64 for every x below this (the smallest subnormal is e^-745.13).
+_EXP_ZERO_BELOW = -746.0
 
 
 def uses_quadratic_features(covariance_type: str) -> bool:
@@ -158,9 +161,30 @@ def is_exact_enough(params: GaussianParameters) -> bool:
     return bool(np.all(origin_distance2(params) <= MAX_ORIGIN_DISTANCE2))
 
 
+def _exp_in_place(shifted: FloatArray) -> None:
+    """exp of a contiguous array of values ≤ 0, in place, bit-identical to ``np.exp``.
+
+    Below :data:`_EXP_ZERO_BELOW` the result is 0.0 whatever the value, yet libm takes its
+    slow underflow path for it (2-3x a normal exp here). In well-separated mixtures most
+    (row, component) pairs are that far down (45-55 % at 1M × 10 × 8), so the live values
+    are gathered, exponentiated and scattered back; when nearly all are live that costs more
+    than it saves, and the plain ufunc runs.
+    """
+    flat = shifted.reshape(-1)
+    dead = flat < _EXP_ZERO_BELOW
+    n_dead = int(np.count_nonzero(dead))
+    if n_dead * 4 < flat.size:
+        np.exp(flat, out=flat)
+        return
+    live = np.flatnonzero(~dead)  # NaN stays live, so it still propagates
+    values = np.exp(flat[live])
+    flat.fill(0.0)
+    flat[live] = values
+
+
 def packed_log_responsibilities(
-    phi: FloatArray, density: FloatArray, log_weights: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+    phi: FloatArray, density: FloatArray, log_weights: FloatArray, find_best: bool = True
+) -> tuple[FloatArray, FloatArray, NDArray[np.intp] | None]:
     """Responsibilities of a chunk from its features.
 
     Parameters
@@ -168,6 +192,9 @@ def packed_log_responsibilities(
     phi : ndarray of shape (M, n)
     density : ndarray of shape (K, M), from :func:`density_weights`
     log_weights : ndarray of shape (K,), log π_k (may hold -inf)
+    find_best : bool
+        Whether to return the most likely component of each row (an argmax across K
+        strided rows: ~15 % of the E-step, so EM iterations skip it).
 
     Returns
     -------
@@ -175,15 +202,19 @@ def packed_log_responsibilities(
         γ_kn, each column summing to 1.
     log_likelihood : ndarray of shape (n,)
         log Σ_k π_k N(x_n | μ_k, Σ_k).
-    best : ndarray of shape (n,)
-        argmax_k γ_kn.
+    best : ndarray of shape (n,) or None
+        argmax_k γ_kn, None unless ``find_best``.
     """
     scores = density @ phi
     scores += log_weights[:, None]
-    best = np.argmax(scores, axis=0)
-    row_max = scores[best, np.arange(scores.shape[1])]
+    if find_best:
+        best = np.argmax(scores, axis=0)
+        row_max = scores[best, np.arange(scores.shape[1])]
+    else:
+        best = None
+        row_max = scores.max(axis=0)
     scores -= row_max
-    np.exp(scores, out=scores)
+    _exp_in_place(scores)
     total = scores.sum(axis=0)
     scores /= total
     return scores, np.log(total) + row_max, best

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial, reduce
 
 import numpy as np
@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
 
-from .block_store import Block, BlockStore, write_partition
+from .block_store import Block, BlockStore, StoredPartition, write_partition
 from .input_checks import InputCounts, InvalidInputError, RowChecks, input_counts
 from .worker import prepare_python_worker
 
@@ -77,12 +77,16 @@ def check_weight_column(df: DataFrame, weight_col: str | None) -> None:
         )
 
 
-# One row per partition: where its rows were written, then what was counted about them.
+# One row per partition: where its rows were written, what was counted about them, and the
+# weighted moments of the features (null for a partition without rows).
+_CHECK_FIELDS = len(dataclasses.fields(RowChecks))
 _WRITTEN_SCHEMA = pa.schema(
     [("partition", pa.int64()), ("directory", pa.string()), ("n_rows", pa.int64()),
      ("n_features", pa.int64()), ("has_weights", pa.bool_())]
     + [(f.name, pa.float64() if f.type in ("float", float) else pa.int64())
        for f in dataclasses.fields(RowChecks)]
+    + [("moment_weight", pa.float64()), ("moment_mean", pa.list_(pa.float64())),
+       ("moment_scatter", pa.list_(pa.float64()))]
 )
 
 
@@ -92,9 +96,14 @@ def _write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordB
     context = TaskContext.get()
     assert context is not None, "runs inside a Spark task"
     checks = RowChecks()
-    stored = write_partition(store_id, context.partitionId(), checks.blocks(batches, has_weights))
-    row = {**stored._asdict(), **dataclasses.asdict(checks)}
-    del row["checks"]  # the counts travel as columns of their own
+    moments = _RunningMoments()
+    stored = write_partition(store_id, context.partitionId(),
+                             moments.observe(checks.blocks(batches, has_weights)))
+    weight, mean, scatter = moments.value or (None, None, None)
+    row = {**stored._asdict(), **dataclasses.asdict(checks), "moment_weight": weight,
+           "moment_mean": None if mean is None else mean.tolist(),
+           "moment_scatter": None if scatter is None else scatter.tolist()}
+    del row["checks"]  # the counts and moments travel as columns of their own
     yield pa.RecordBatch.from_pylist([row], schema=_WRITTEN_SCHEMA)
 
 
@@ -102,8 +111,9 @@ def store_blocks(df: DataFrame, features: Column, weight_col: str | None) -> Blo
     """Convert the features once into contiguous float64 rows kept for every EM pass.
 
     The first pass over the store writes each partition's rows straight from the Arrow
-    batches of the input (see :mod:`spark_gmm.block_store`) and counts bad rows on the way
-    (see :func:`stored_input_counts`). The caller closes the store.
+    batches of the input (see :mod:`spark_gmm.block_store`) and on the way counts bad rows
+    (see :func:`stored_input_counts`) and takes the features' moments (see
+    :func:`feature_moments`). The caller closes the store.
     """
     weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
     selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
@@ -114,9 +124,9 @@ def store_blocks(df: DataFrame, features: Column, weight_col: str | None) -> Blo
     return BlockStore(written.rdd)
 
 
-def stored_input_counts(store: BlockStore, features_col: str, weight_col: str | None
-                        ) -> InputCounts:
-    """Validate the input from the counts of the writing pass (running it if not yet run).
+def stored_input_counts(partitions: Sequence[StoredPartition], features_col: str,
+                        weight_col: str | None) -> InputCounts:
+    """Validate the input from what the writing pass counted (``store.stored_partitions()``).
 
     Raises
     ------
@@ -124,7 +134,7 @@ def stored_input_counts(store: BlockStore, features_col: str, weight_col: str | 
         See :func:`spark_gmm.input_checks.input_counts`; raised before any EM work.
     """
     checks = reduce(RowChecks.merge,
-                    (RowChecks(*p.checks) for p in store.stored_partitions()), RowChecks())
+                    (RowChecks(*p.checks[:_CHECK_FIELDS]) for p in partitions), RowChecks())
     return input_counts(checks, features_col, weight_col)
 
 
@@ -217,17 +227,27 @@ def _merge_moments(a: Moments, b: Moments) -> Moments:
     return total, mean, a[2] + b[2] + delta * delta * (a[0] * b[0] / total)
 
 
-def _partition_moments(blocks: Iterator[Block]) -> Moments | None:
-    total: Moments | None = None
-    for x, w in blocks:
-        moments = _block_moments(x, w)
-        total = moments if total is None else _merge_moments(total, moments)
-    return total
+class _RunningMoments:
+    """The moments of the blocks that pass through :meth:`observe` (None before any)."""
+
+    def __init__(self) -> None:
+        self.value: Moments | None = None
+
+    def observe(self, blocks: Iterator[Block]) -> Iterator[Block]:
+        for x, w in blocks:
+            moments = _block_moments(x, w)
+            self.value = moments if self.value is None else _merge_moments(self.value, moments)
+            yield x, w
 
 
-def feature_moments(store: BlockStore, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted mean and (biased) variance of every feature, shapes (D,) and (D,)."""
-    moments = store.aggregate(_partition_moments, _merge_moments, depth)
-    assert moments is not None, "validation rejects empty input before the moments"
-    total, mean, scatter = moments
+def feature_moments(partitions: Sequence[StoredPartition]) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and (biased) variance of every feature, shapes (D,) and (D,).
+
+    Merged from the moments each writing task took of its rows on the way to the file, so
+    they cost no pass of their own. Call after validation (it guarantees rows).
+    """
+    moments = [(weight, np.asarray(mean), np.asarray(scatter))
+               for weight, mean, scatter in (p.checks[_CHECK_FIELDS:] for p in partitions)
+               if mean is not None]
+    total, mean, scatter = reduce(_merge_moments, moments)
     return mean, scatter / total

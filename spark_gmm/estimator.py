@@ -167,7 +167,8 @@ class GaussianMixture(
         return initial_mixtures(spec, self.getInitMode())
 
     def _run_em(self, dataset: DataFrame, features: Column, weight_col: str | None,
-                store: BlockStore, counts: InputCounts
+                store: BlockStore, counts: InputCounts,
+                moments: tuple[np.ndarray, np.ndarray]
                 ) -> tuple[EMRun, SufficientStatistics, np.ndarray]:
         checkpoint_path = self._checkpoint_path_or_none()
         fingerprint = self._fingerprint(counts.n_rows, counts.n_features, counts.weight_sum)
@@ -177,7 +178,7 @@ class GaussianMixture(
             center, runs = resumed
             statistics = DistributedStatistics(store, center, depth)
         else:
-            center, variance = feature_moments(store, depth)
+            center, variance = moments
             statistics = DistributedStatistics(store, center, depth)
             runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, store,
                                                     center, variance, statistics,
@@ -200,13 +201,15 @@ class GaussianMixture(
         check_weight_column(dataset, weight_col)
         store = store_blocks(dataset, features, weight_col)
         try:
-            counts = stored_input_counts(store, features_col, weight_col)  # the first pass
+            partitions = store.stored_partitions()  # the first pass: files, counts, moments
+            counts = stored_input_counts(partitions, features_col, weight_col)
             k = self.getK()
             if k > counts.n_rows:
                 raise InvalidInputError(
                     f"k={k} is larger than the number of rows ({counts.n_rows}); reduce k"
                 )
-            best, final, center = self._run_em(dataset, features, weight_col, store, counts)
+            best, final, center = self._run_em(dataset, features, weight_col, store, counts,
+                                               feature_moments(partitions))
         finally:
             store.close()
         summary = GaussianMixtureSummary.from_fit(best, final, counts.n_features)

@@ -19,7 +19,7 @@ from spark_gmm.block_store import (
     read_stored_partition,
     write_partition,
 )
-from spark_gmm.data import store_blocks
+from spark_gmm.data import feature_moments, store_blocks
 from tests.helpers import make_mixture, to_dataframe
 
 
@@ -87,6 +87,23 @@ def test_stored_partitions_fold_to_the_sums_of_the_input(spark, weighted) -> Non
         np.testing.assert_array_equal(_by_first_column(stored_rows), _by_first_column(x))
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_writing_pass_takes_the_weighted_feature_moments(spark, weighted) -> None:
+    # Far from the origin, so that a raw Σx² − (Σx)² formula would lose digits; 4 partitions,
+    # one empty; 12,000 rows per partition arrive as two Arrow batches (blocks) each.
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(36_000, 3)) * [1.0, 1e-3, 50.0] + [1e6, -3.0, 0.0]
+    w = rng.uniform(0, 2, size=x.shape[0]) if weighted else None
+    store = _store(spark, x, w)
+    try:
+        mean, variance = feature_moments(store.stored_partitions())
+    finally:
+        store.close()
+    np.testing.assert_allclose(mean, np.average(x, axis=0, weights=w), rtol=1e-13)
+    expected = np.average((x - np.average(x, axis=0, weights=w)) ** 2, axis=0, weights=w)
+    np.testing.assert_allclose(variance, expected, rtol=1e-9)
 
 
 def test_missing_or_truncated_files_are_recomputed_and_written_again(spark, caplog) -> None:

@@ -18,6 +18,8 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     results = run_benchmark(spark, spec)
     for system in ("ours", "mllib", "sklearn"):
         assert results[system]["end_to_end_seconds"] > 0
+    # both systems' timed fits come after a first, untimed fit of their own on the full data
+    assert results["ours"]["first_fit_seconds"] > 0 and results["mllib"]["short_fit_seconds"] > 0
     assert results["ours"]["seconds_per_iteration"] > 0
     assert results["sklearn"]["seconds_per_iteration"] > 0
     mllib = results["mllib"]["seconds_per_iteration"]
@@ -39,3 +41,4 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert written["ratios"] == results["ratios"]
     table = format_table(results)
     assert "mllib_over_ours_per_iteration" in table and "floor" in table
+    assert "second full-data fit" in table

@@ -207,12 +207,8 @@ def packed_log_responsibilities(
     """
     scores = density @ phi
     scores += log_weights[:, None]
-    if find_best:
-        best = np.argmax(scores, axis=0)
-        row_max = scores[best, np.arange(scores.shape[1])]
-    else:
-        best = None
-        row_max = scores.max(axis=0)
+    best = np.argmax(scores, axis=0) if find_best else None
+    row_max = scores.max(axis=0)
     scores -= row_max
     _exp_in_place(scores)
     total = scores.sum(axis=0)

@@ -215,7 +215,7 @@ _LOCATION_FIELDS = len(StoredPartition._fields) - 1  # all but ``checks``
 
 
 def _as_stored(row: tuple) -> StoredPartition:
-    # The writer's row: StoredPartition's fields, then its counts.
+    # The writer's row: StoredPartition's location fields, then what it counted and measured.
     return StoredPartition(*row[:_LOCATION_FIELDS], checks=tuple(row[_LOCATION_FIELDS:]))
 
 

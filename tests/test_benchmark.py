@@ -37,8 +37,20 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert 1 <= mllib["iterations_run"] <= 5
     assert mllib["mean_log_likelihood_recomputed"] >= mllib["mean_log_likelihood"] - 1e-9
     assert "mllib_over_ours_scoring_beyond_write" in results["ratios"]
+    # a 25 % sample of the rows, fitted with the same partitions
+    scaling = results["scaling"]
+    assert 2000 < scaling["rows"] * 4 < 4000 and scaling["rows_ratio"] == 3000 / scaling["rows"]
+    assert scaling["cost_ratio"] == (results["ours"]["seconds_per_iteration"]
+                                     / scaling["seconds_per_iteration"])
+    # local[2]: the workers are below this JVM; 2 partitions of 1,500 rows of 3 features
+    memory = results["worker_memory"]
+    assert memory["largest_partition_feature_bytes"] == 1500 * 3 * 8
+    assert memory["python_processes"] >= 2  # PySpark's daemon and at least one worker
+    # every worker imported what the fresh interpreter imports
+    assert memory["worker_peak_rss_bytes"] > 0.8 * memory["imports_rss_bytes"]
     written = json.load(open(os.path.join(spec.work_dir, "benchmark.json")))
     assert written["ratios"] == results["ratios"]
     table = format_table(results)
     assert "mllib_over_ours_per_iteration" in table and "floor" in table
     assert "second full-data fit" in table
+    assert "x the rows cost" in table and "python workers" in table

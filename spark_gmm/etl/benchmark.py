@@ -12,6 +12,11 @@ Unless ``warm_up`` is off, every system first runs once, untimed, on a 20k-row s
 JVM start-up lands on none of the timed runs. End-to-end seconds are each system's second fit
 of the full data (ours: an identical fit before it; MLlib: its short fit). Scoring is the
 median of three interleaved rounds, next to a write-only baseline.
+
+Two more measurements of ours: how the per-iteration cost grows with the rows (a fit of a
+25 % sample with the same partitions, against the full fit), and, in local mode, the peak
+memory of the Python workers after our fits, next to an interpreter that only imports what
+they import and to the feature bytes of the largest partition.
 """
 
 from __future__ import annotations
@@ -37,8 +42,12 @@ from ..estimator import GaussianMixture
 from ..kernels import GaussianParameters, score_rows
 from ..kernels.statistics import chunk_rows
 from ..model import GaussianMixtureModel
+from .process_memory import imports_peak_rss_bytes, python_descendants_peak_rss
 
 logger = logging.getLogger(__name__)
+
+# What a Python worker imports to run our tasks (PySpark's worker, our package, numpy, pyarrow).
+WORKER_MODULES = ("pyspark.worker", "spark_gmm", "threadpoolctl")
 
 
 @dataclass(frozen=True)
@@ -96,20 +105,64 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
             "cores": cores, "floor_seconds": flops / (rate * cores)}
 
 
-def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
-          ) -> tuple[dict[str, Any], GaussianMixtureModel]:
+def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
+              ) -> tuple[float, GaussianMixtureModel]:
     features = F.array(*[F.col(c) for c in df.columns]).alias("features")
     estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
     estimator.setInitialModel(init)
+    return _timed(lambda: estimator.fit(df.select(features)))
+
+
+def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
+          ) -> tuple[dict[str, Any], GaussianMixtureModel]:
     # Timed on the second fit of the full data, as MLlib's end-to-end is its second (long) fit:
     # a JVM's first pass over a new data size still compiles code paths (3-10 s here) that
     # would otherwise fall on whichever system is timed first.
-    first_seconds, _ = _timed(lambda: estimator.fit(df.select(features)))
-    seconds, model = _timed(lambda: estimator.fit(df.select(features)))
+    first_seconds, _ = _fit_ours(df, spec, init)
+    seconds, model = _fit_ours(df, spec, init)
     summary = model.summary
     return {"seconds_per_iteration": statistics.median(summary.iterationSeconds),
             "end_to_end_seconds": seconds, "first_fit_seconds": first_seconds,
             "mean_log_likelihood": summary.logLikelihood / summary.weightSum}, model
+
+
+def _scaling(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
+             full_seconds_per_iteration: float) -> dict[str, float] | None:
+    """Our per-iteration cost on a quarter of the rows (same partitions) against the full data.
+
+    Run after the full fits, on a JVM at least as warm: if anything, the quarter is measured
+    faster and the ratio overstated.
+    """
+    if spec.n < 40 * spec.k:
+        return None  # a quarter this small may not hold k distinct rows
+    quarter = df.sample(withReplacement=False, fraction=0.25, seed=spec.seed)
+    _, model = _fit_ours(quarter, spec, init)
+    seconds = statistics.median(model.summary.iterationSeconds)
+    rows = model.summary.weightSum
+    return {"rows": rows, "seconds_per_iteration": seconds, "rows_ratio": spec.n / rows,
+            "cost_ratio": full_seconds_per_iteration / seconds}
+
+
+def _worker_memory(spark: SparkSession, df: DataFrame, d: int) -> dict[str, float] | None:
+    """Peak RSS of the local Python workers so far (our fits), next to what they need.
+
+    None unless the master is local: elsewhere the workers run on other machines.
+    """
+    if not spark.sparkContext.master.startswith("local"):
+        return None
+    jvm_pid = spark.sparkContext._jvm.ProcessHandle.current().pid()  # type: ignore[union-attr]
+    measured = python_descendants_peak_rss(jvm_pid)
+    if measured is None:
+        return None
+    peak, workers = measured
+    # A worker folds one partition at a time: the largest one bounds what it maps.
+    largest = df.groupBy(F.spark_partition_id()).count().agg(F.max("count")).first()[0]
+    feature_bytes = float(largest * d * 8)
+    imports = imports_peak_rss_bytes(WORKER_MODULES)
+    return {"worker_peak_rss_bytes": float(peak), "python_processes": float(workers),
+            "imports_rss_bytes": float(imports),
+            "largest_partition_feature_bytes": feature_bytes,
+            "peak_beyond_imports_over_feature_bytes": (peak - imports) / feature_bytes}
 
 
 def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
@@ -225,6 +278,9 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     if spec.warm_up:
         results["warm_up_seconds"] = _warm_up(spark, df, spec, init)
     results["ours"], ours_model = _ours(df, spec, init)
+    # Read before anything else runs Python workers (scoring would add its own peak).
+    results["worker_memory"] = _worker_memory(spark, df, len(df.columns))
+    results["scaling"] = _scaling(df, spec, init, results["ours"]["seconds_per_iteration"])
     mllib_model = None
     if spec.run_mllib:
         results["mllib"] = _mllib(df, spec)
@@ -287,6 +343,21 @@ def format_table(results: dict[str, Any]) -> str:
     if "warm_up_seconds" in results:
         lines.append(f"warm-up (every system once on a 20k-row slice, untimed above): "
                      f"{results['warm_up_seconds']:.1f} s")
+    scaling = results.get("scaling")
+    if scaling:
+        lines.append(f"scaling: a sample of {scaling['rows']:.0f} rows takes "
+                     f"{scaling['seconds_per_iteration']:.4f} s/iter; "
+                     f"{scaling['rows_ratio']:.2f}x the rows cost "
+                     f"{scaling['cost_ratio']:.2f}x per iteration")
+    memory = results.get("worker_memory")
+    if memory:
+        mb = 1 << 20
+        lines.append(f"python workers ({memory['python_processes']:.0f} processes): peak RSS "
+                     f"{memory['worker_peak_rss_bytes'] / mb:.0f} MB; an interpreter importing "
+                     f"what they import {memory['imports_rss_bytes'] / mb:.0f} MB; largest "
+                     f"partition's features {memory['largest_partition_feature_bytes'] / mb:.0f}"
+                     f" MB; (peak - imports) / features "
+                     f"{memory['peak_beyond_imports_over_feature_bytes']:.2f}")
     scoring = results["scoring"]
     lines.append("scoring (transform + Parquet write): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))

@@ -46,6 +46,8 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     memory = results["worker_memory"]
     assert memory["largest_partition_feature_bytes"] == 1500 * 3 * 8
     assert memory["python_processes"] >= 2  # PySpark's daemon and at least one worker
+    cpu = results["ours"]["cpu_seconds"]  # the workers ran the EM passes, not the driver
+    assert cpu["python_workers"] > 0 and cpu["jvm"] > 0
     # every worker imported what the fresh interpreter imports
     assert memory["worker_peak_rss_bytes"] > 0.8 * memory["imports_rss_bytes"]
     written = json.load(open(os.path.join(spec.work_dir, "benchmark.json")))

@@ -42,7 +42,12 @@ from ..estimator import GaussianMixture
 from ..kernels import GaussianParameters, score_rows
 from ..kernels.statistics import chunk_rows
 from ..model import GaussianMixtureModel
-from .process_memory import imports_peak_rss_bytes, python_descendants_peak_rss
+from .local_processes import (
+    CpuMeter,
+    imports_peak_rss_bytes,
+    largest_peak_rss,
+    python_descendants,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +124,21 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
     # a JVM's first pass over a new data size still compiles code paths (3-10 s here) that
     # would otherwise fall on whichever system is timed first.
     first_seconds, _ = _fit_ours(df, spec, init)
+    jvm = _local_jvm_pid(df.sparkSession)
+    meter = None if jvm is None else CpuMeter(jvm)
     seconds, model = _fit_ours(df, spec, init)
     summary = model.summary
     return {"seconds_per_iteration": statistics.median(summary.iterationSeconds),
             "end_to_end_seconds": seconds, "first_fit_seconds": first_seconds,
-            "mean_log_likelihood": summary.logLikelihood / summary.weightSum}, model
+            "mean_log_likelihood": summary.logLikelihood / summary.weightSum,
+            "cpu_seconds": None if meter is None else meter.used()}, model
+
+
+def _local_jvm_pid(spark: SparkSession) -> int | None:
+    # Only in local mode do the executors, and their Python workers, run under this JVM.
+    if not spark.sparkContext.master.startswith("local"):
+        return None
+    return spark.sparkContext._jvm.ProcessHandle.current().pid()  # type: ignore[union-attr]
 
 
 def _scaling(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
@@ -148,18 +163,16 @@ def _worker_memory(spark: SparkSession, df: DataFrame, d: int) -> dict[str, floa
 
     None unless the master is local: elsewhere the workers run on other machines.
     """
-    if not spark.sparkContext.master.startswith("local"):
+    jvm = _local_jvm_pid(spark)
+    workers = [] if jvm is None else python_descendants(jvm)
+    peak = largest_peak_rss(workers)
+    if peak is None:
         return None
-    jvm_pid = spark.sparkContext._jvm.ProcessHandle.current().pid()  # type: ignore[union-attr]
-    measured = python_descendants_peak_rss(jvm_pid)
-    if measured is None:
-        return None
-    peak, workers = measured
     # A worker folds one partition at a time: the largest one bounds what it maps.
     largest = df.groupBy(F.spark_partition_id()).count().agg(F.max("count")).first()[0]
     feature_bytes = float(largest * d * 8)
     imports = imports_peak_rss_bytes(WORKER_MODULES)
-    return {"worker_peak_rss_bytes": float(peak), "python_processes": float(workers),
+    return {"worker_peak_rss_bytes": float(peak), "python_processes": float(len(workers)),
             "imports_rss_bytes": float(imports),
             "largest_partition_feature_bytes": feature_bytes,
             "peak_beyond_imports_over_feature_bytes": (peak - imports) / feature_bytes}
@@ -343,6 +356,12 @@ def format_table(results: dict[str, Any]) -> str:
     if "warm_up_seconds" in results:
         lines.append(f"warm-up (every system once on a 20k-row slice, untimed above): "
                      f"{results['warm_up_seconds']:.1f} s")
+    cpu = results["ours"]["cpu_seconds"]
+    if cpu:
+        wall = results["ours"]["end_to_end_seconds"]
+        lines.append(f"CPU seconds during our timed fit ({wall:.2f} s wall): python workers "
+                     f"{cpu['python_workers']:.2f}, JVM {cpu['jvm']:.2f}, driver python "
+                     f"{cpu['driver_python']:.2f}")
     scaling = results.get("scaling")
     if scaling:
         lines.append(f"scaling: a sample of {scaling['rows']:.0f} rows takes "

@@ -1,4 +1,4 @@
-"""Peak-memory probes of the benchmark, checked against processes of known size."""
+"""The benchmark's /proc probes, checked against processes of known size and CPU use."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-from spark_gmm.etl.process_memory import (
+from spark_gmm.etl.local_processes import (
+    CpuMeter,
     descendants,
     imports_peak_rss_bytes,
+    largest_peak_rss,
     peak_rss_bytes,
-    python_descendants_peak_rss,
+    python_descendants,
 )
 
 MB = 1 << 20
@@ -38,8 +40,8 @@ def test_descendants_and_their_peak_memory() -> None:
         assert {child.pid, grandchild} <= set(descendants(os.getpid()))
         assert peak_rss_bytes(grandchild) >= 120 * MB
         assert peak_rss_bytes(child.pid) < 100 * MB
-        peak, processes = python_descendants_peak_rss(child.pid)
-        assert (peak, processes) == (peak_rss_bytes(grandchild), 1)
+        assert python_descendants(child.pid) == [grandchild]
+        assert largest_peak_rss([child.pid, grandchild]) == peak_rss_bytes(grandchild)
     finally:
         child.kill()
         child.wait()
@@ -51,3 +53,34 @@ def test_imports_peak_counts_what_the_import_allocates(tmp_path, monkeypatch) ->
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     extra = imports_peak_rss_bytes(["ballast_module"]) - imports_peak_rss_bytes(["json"])
     assert 80 * MB <= extra <= 90 * MB
+
+
+# A child that, once told to, starts a grandchild burning 0.5 s of CPU; both then wait.
+_BUSY_TREE = textwrap.dedent("""
+    import subprocess, sys
+    sys.stdin.readline()
+    busy = subprocess.Popen([sys.executable, "-c",
+        "import sys, time\\nend = time.process_time() + 0.5\\n"
+        "while time.process_time() < end: pass\\n"
+        "print('done', flush=True)\\nsys.stdin.read()"], stdin=subprocess.PIPE)
+    sys.stdin.read()
+    busy.kill()
+""")
+
+
+def test_cpu_meter_counts_workers_started_after_it() -> None:
+    child = subprocess.Popen([sys.executable, "-c", _BUSY_TREE], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        meter = CpuMeter(child.pid)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        used = meter.used()
+        # 0.5 s of busy loop plus the interpreter's start-up, at 10 ms clock ticks
+        assert 0.49 <= used["python_workers"] <= 1.0
+        assert used["jvm"] < 0.2  # the watched process itself only waited
+        assert used["driver_python"] < 0.2  # and so did this one
+    finally:
+        child.kill()
+        child.wait()

@@ -50,9 +50,11 @@ def test_descendants_and_their_peak_memory() -> None:
 
 def test_imports_peak_counts_what_the_import_allocates(tmp_path, monkeypatch) -> None:
     (tmp_path / "ballast_module.py").write_text("ballast = b'x' * (80 << 20)\n")
+    (tmp_path / "empty_module.py").write_text("")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    extra = imports_peak_rss_bytes(["ballast_module"]) - imports_peak_rss_bytes(["json"])
-    assert 80 * MB <= extra <= 90 * MB
+    extra = imports_peak_rss_bytes(["ballast_module"]) - imports_peak_rss_bytes(["empty_module"])
+    # a few pages either way: allocator and interpreter noise between two processes
+    assert 78 * MB <= extra <= 84 * MB
 
 
 # A child that, once told to, starts a grandchild burning 0.5 s of CPU; both then wait.

@@ -13,10 +13,11 @@ JVM start-up lands on none of the timed runs. End-to-end seconds are each system
 of the full data (ours: an identical fit before it; MLlib: its short fit). Scoring is the
 median of three interleaved rounds, next to a write-only baseline.
 
-Two more measurements of ours: how the per-iteration cost grows with the rows (a fit of a
-25 % sample with the same partitions, against the full fit), and, in local mode, the peak
-memory of the Python workers after our fits, next to an interpreter that only imports what
-they import and to the feature bytes of the largest partition.
+More measurements of ours: how the per-iteration cost grows with the rows (a fit of a 25 %
+sample with the same partitions, against the full fit) and, in local mode, the CPU seconds
+of the Python workers, the JVM and the driver during the timed fit, and the workers' peak
+memory after our fits, next to an interpreter that only imports what they import and to
+the feature bytes of the largest partition.
 """
 
 from __future__ import annotations
@@ -291,7 +292,8 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     if spec.warm_up:
         results["warm_up_seconds"] = _warm_up(spark, df, spec, init)
     results["ours"], ours_model = _ours(df, spec, init)
-    # Read before anything else runs Python workers (scoring would add its own peak).
+    # Read before scoring the full data runs in the same workers (the warm-up scored only a
+    # 20k-row slice).
     results["worker_memory"] = _worker_memory(spark, df, len(df.columns))
     results["scaling"] = _scaling(df, spec, init, results["ours"]["seconds_per_iteration"])
     mllib_model = None

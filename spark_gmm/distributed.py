@@ -1,19 +1,32 @@
-"""The distributed statistics pass: broadcast mixtures, fold stored partitions, treeReduce."""
+"""The distributed statistics pass: fold the stored partitions, merge, hand to the driver.
+
+A pass is either a Spark job of its own (broadcast the mixtures, fold each partition,
+``treeReduce``) or a request to the resident tasks (see :mod:`spark_gmm.resident`).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from functools import partial
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial, reduce
+from typing import Any
 
 import numpy as np
 from pyspark.broadcast import Broadcast
+from pyspark.sql import SparkSession
 
 from .block_store import Block, BlockStore
+from .channel import Value
 from .kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+from .resident import ENABLED_CONF, ResidentTasks, ResidentUnavailableError, slot_count
 
 logger = logging.getLogger(__name__)
+
+# The resident tasks' statistics all reach the driver in one round: beyond this many bytes,
+# a pass is a job whose treeReduce merges on the executors.
+_MAX_RESIDENT_RESULT_BYTES = 256 << 20
 
 # Test-only fault injection, off unless set in the executors' environment: the index of a
 # partition whose statistics task fails on its first attempt (Spark then retries it).
@@ -32,6 +45,21 @@ def _inject_test_fault() -> None:
         raise RuntimeError(f"injected test fault in partition {target} (first attempt)")
 
 
+def fold_statistics(
+    mixtures: Sequence[GaussianParameters],
+    center: np.ndarray,
+    hard_assignment: bool,
+    count_assignments: bool,
+    blocks: Iterable[Block],
+) -> list[SufficientStatistics] | None:
+    """Statistics of every block for each mixture, merged in block order (None: no blocks)."""
+    total: list[SufficientStatistics] | None = None
+    for x, w in blocks:
+        stats = block_statistics(x, w, mixtures, center, hard_assignment, count_assignments)
+        total = stats if total is None else merge_all(total, stats)
+    return total
+
+
 def _partition_statistics(
     models: Broadcast[list[GaussianParameters]],
     center: np.ndarray,
@@ -40,16 +68,24 @@ def _partition_statistics(
     blocks: Iterator[Block],
 ) -> list[SufficientStatistics] | None:
     _inject_test_fault()
-    mixtures = models.value
-    total: list[SufficientStatistics] | None = None
-    for x, w in blocks:
-        stats = block_statistics(x, w, mixtures, center, hard_assignment, count_assignments)
-        total = stats if total is None else merge_all(total, stats)
-    return total
+    return fold_statistics(models.value, center, hard_assignment, count_assignments, blocks)
+
+
+def _answer_statistics_request(center: np.ndarray, mixtures: list[Value],
+                               options: dict[str, Any], blocks: list[Block]
+                               ) -> list[SufficientStatistics] | None:
+    # In a resident task: one request is one pass over the task's blocks.
+    _inject_test_fault()
+    params = [m for m in mixtures if isinstance(m, GaussianParameters)]
+    return fold_statistics(params, center, bool(options["hard_assignment"]),
+                           bool(options["count_assignments"]), blocks)
 
 
 class DistributedStatistics:
     """Computes merged statistics of the stored blocks for a list of mixtures in one pass.
+
+    A pass is one Spark job (``treeReduce`` of per-partition statistics) unless it runs
+    inside :meth:`resident`, where one long-running job serves them all.
 
     Parameters
     ----------
@@ -65,6 +101,53 @@ class DistributedStatistics:
         self.store = store
         self.center = center
         self.depth = depth
+        self.resident_passes = 0
+        self.job_passes = 0
+        self._resident: ResidentTasks | None = None
+
+    @contextmanager
+    def resident(self, models: Sequence[GaussianParameters]
+                 ) -> Iterator[DistributedStatistics]:
+        """Serve the passes made inside from one long-running Spark job where possible.
+
+        Nothing else may run Spark jobs on this application inside: the resident tasks hold
+        the task slots. Any pass the resident job cannot serve runs as a job of its own.
+        """
+        self._resident = self._start_resident(len(models), models[0].n_components)
+        try:
+            yield self
+        finally:
+            self._stop_resident()
+
+    def _start_resident(self, n_models: int, n_components: int) -> ResidentTasks | None:
+        sc = self.store.handles.context
+        session = SparkSession.getActiveSession()
+        enabled = (session.conf.get(ENABLED_CONF, None) if session is not None else None
+                   ) or sc.getConf().get(ENABLED_CONF, "true")
+        if enabled.strip().lower() != "true":
+            return None
+        n_tasks = min(self.store.handles.getNumPartitions(), slot_count(sc))
+        d = self.center.shape[0]
+        # Every task's statistics reach the driver at once: bound what that can cost.
+        message_bytes = 8 * n_models * n_components * (d * d + d + 2)
+        if n_tasks < 1 or n_tasks * message_bytes > _MAX_RESIDENT_RESULT_BYTES:
+            return None
+        tasks = None
+        try:
+            tasks = ResidentTasks(self.store, partial(_answer_statistics_request, self.center),
+                                  n_tasks)
+            tasks.start()
+        except ResidentUnavailableError as reason:
+            logger.warning("EM runs one Spark job per pass: %s", reason)
+            if tasks is not None:
+                tasks.close()
+            return None
+        return tasks
+
+    def _stop_resident(self) -> None:
+        if self._resident is not None:
+            self._resident.close()
+            self._resident = None
 
     def __call__(self, models: Sequence[GaussianParameters], hard_assignment: bool = False,
                  count_assignments: bool = False) -> list[SufficientStatistics]:
@@ -73,6 +156,19 @@ class DistributedStatistics:
         EM iterations leave ``count_assignments`` off: only the summary of the final model
         needs the cluster sizes.
         """
+        if self._resident is not None:
+            try:
+                answers = self._resident.request(
+                    list(models), {"hard_assignment": hard_assignment,
+                                   "count_assignments": count_assignments})
+            except ResidentUnavailableError as reason:
+                logger.warning("resident tasks given up, one Spark job per pass from now: %s",
+                               reason)
+                self._stop_resident()
+            else:
+                self.resident_passes += 1
+                return reduce(merge_all, (a for a in answers if a))
+        self.job_passes += 1
         broadcast = self.store.handles.context.broadcast(list(models))
         try:
             statistics = self.store.aggregate(

@@ -174,23 +174,23 @@ class GaussianMixture(
         fingerprint = self._fingerprint(counts.n_rows, counts.n_features, counts.weight_sum)
         depth = self.getAggregationDepth()
         resumed = read_checkpoint(checkpoint_path, fingerprint) if checkpoint_path else None
-        if resumed is not None:
-            center, runs = resumed
-            statistics = DistributedStatistics(store, center, depth)
-        else:
-            center, variance = moments
-            statistics = DistributedStatistics(store, center, depth)
-            runs = [EMRun(p) for p in self._starts(dataset, features, weight_col, store,
-                                                    center, variance, statistics,
-                                                    counts.n_features)]
+        center = resumed[0] if resumed is not None else moments[0]
+        statistics = DistributedStatistics(store, center, depth)
+        runs = resumed[1] if resumed is not None else [
+            EMRun(p) for p in self._starts(dataset, features, weight_col, store, center,
+                                           moments[1], statistics, counts.n_features)]
         save = None
         if checkpoint_path:
             def save(_: int, current: Sequence[EMRun]) -> None:
                 write_checkpoint(checkpoint_path, fingerprint, center, current)
-        run_em(runs, statistics, self.getRegCovar(), self.getMaxIter(), self.getTol(),
-               on_iteration=save)
-        best = best_run(runs)
-        [final] = statistics([best.params], count_assignments=True)
+        # The starts may run Spark jobs of their own (k-means||); the EM passes need none.
+        with statistics.resident([r.params for r in runs]):
+            run_em(runs, statistics, self.getRegCovar(), self.getMaxIter(), self.getTol(),
+                   on_iteration=save)
+            best = best_run(runs)
+            [final] = statistics([best.params], count_assignments=True)
+        logger.info("EM passes: %d by resident tasks, %d as Spark jobs",
+                    statistics.resident_passes, statistics.job_passes)
         return best, final, center
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:

@@ -38,3 +38,16 @@ def spark() -> Iterator[object]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def one_job_per_pass(spark) -> Iterator[None]:
+    """Every EM pass of fits in this test runs as a Spark job of its own (no resident tasks),
+    so that the test may run Spark jobs of its own between passes."""
+    from spark_gmm.resident import ENABLED_CONF
+
+    spark.conf.set(ENABLED_CONF, "false")
+    try:
+        yield
+    finally:
+        spark.conf.unset(ENABLED_CONF)

@@ -21,6 +21,12 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     # both systems' timed fits come after a first, untimed fit of their own on the full data
     assert results["ours"]["first_fit_seconds"] > 0 and results["mllib"]["short_fit_seconds"] > 0
     assert results["ours"]["seconds_per_iteration"] > 0
+    # the same fit once more with one Spark job per pass: same model, its own timings
+    ours = results["ours"]
+    assert ours["job_per_pass_seconds_per_iteration"] > 0
+    assert ours["job_per_pass_end_to_end_seconds"] > 0
+    assert ours["job_per_pass_mean_log_likelihood"] == pytest.approx(
+        ours["mean_log_likelihood"], rel=1e-12)
     assert results["sklearn"]["seconds_per_iteration"] > 0
     mllib = results["mllib"]["seconds_per_iteration"]
     assert mllib is None or mllib > 0  # a difference of two fits: may drown in noise here
@@ -54,5 +60,5 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert written["ratios"] == results["ratios"]
     table = format_table(results)
     assert "mllib_over_ours_per_iteration" in table and "floor" in table
-    assert "second full-data fit" in table
+    assert "second full-data fit" in table and "one Spark job per EM pass" in table
     assert "x the rows cost" in table and "python workers" in table

@@ -141,7 +141,8 @@ def test_close_removes_the_files_and_their_directory(spark) -> None:
     assert not store.handles.is_cached
 
 
-def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monkeypatch) -> None:
+def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monkeypatch,
+                                                                   one_job_per_pass) -> None:
     x, *_ = make_mixture(n=6000, seed=41, k=3)
     df = to_dataframe(spark, x, partitions=3)
     estimator = GaussianMixture(k=3, seed=2, maxIter=6, tol=0.0, initMode="random")

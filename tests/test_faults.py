@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pytest
 from spark_gmm.distributed import FAULT_INJECTION_ENV
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
+from spark_gmm.resident import ENABLED_CONF
 from tests.helpers import job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
@@ -30,38 +32,54 @@ def _data(tmp_path, n: int = 3000) -> str:
     return str(path)
 
 
-def _config(tmp_path, data: str, name: str, master: str = "local[2]") -> dict:
+def _config(tmp_path, data: str, name: str, master: str = "local[2]",
+            resident_tasks: bool = True) -> dict:
     # the fixture's parallelism, so files pack into the same partitions everywhere
+    conf = {"spark.default.parallelism": "4", ENABLED_CONF: str(resident_tasks).lower()}
     return job_sections(tmp_path / name, data, {"k": 3, "seed": 4, "max_iter": 5},
-                        spark={"master": master, "conf": {"spark.default.parallelism": "4"}})
+                        spark={"master": master, "conf": conf})
 
 
 def _diagnostics(tmp_path, name: str) -> dict:
     return json.load(open(tmp_path / name / "model" / "diagnostics.json"))
 
 
-def _fit_job(tmp_path, data: str, name: str, fault: bool) -> subprocess.CompletedProcess:
-    values = _config(tmp_path, data, name, master="local[2,4]")  # up to 4 attempts per task
+def _fit_job(tmp_path, data: str, name: str, resident_tasks: bool
+             ) -> subprocess.CompletedProcess:
+    # up to 4 attempts per task
+    values = _config(tmp_path, data, name, "local[2,4]", resident_tasks)
     conf = write_job_config(str(tmp_path / f"{name}.toml"), values)
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    env.pop(FAULT_INJECTION_ENV, None)
-    if fault:
-        env[FAULT_INJECTION_ENV] = "1"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, FAULT_INJECTION_ENV: "1"}
     job = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", conf],
                          env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, job.stderr[-3000:]
     return job
 
 
-def test_failed_statistics_task_is_retried_without_double_counting(spark, tmp_path) -> None:
+@pytest.mark.parametrize("resident_tasks", [True, False])
+def test_failed_statistics_task_is_retried_without_double_counting(
+        spark, tmp_path, resident_tasks: bool) -> None:
     data = _data(tmp_path)
-    run_fit(spark, build_config(_config(tmp_path, data, "clean")))  # fault-free, in-process
-    faulty_job = _fit_job(tmp_path, data, "faulty", fault=True)
-    # the failures really happened: every statistics pass lost its partition-1 task once
-    assert faulty_job.stderr.count("injected test fault in partition 1") >= 5
+    # fault-free, in-process, the passes run the same way
+    spark.conf.set(ENABLED_CONF, str(resident_tasks).lower())
+    try:
+        run_fit(spark, build_config(_config(tmp_path, data, "clean")))
+    finally:
+        spark.conf.unset(ENABLED_CONF)
+    faulty_job = _fit_job(tmp_path, data, "faulty", resident_tasks)
+    failures = faulty_job.stderr.count("injected test fault in partition 1")
+    if resident_tasks:
+        # the initialisation's pass lost its task once, then the resident task 1 died on
+        # its first request; its second attempt connected again and served every pass
+        assert failures >= 2
+        assert "resident task 1 reconnected (attempt 1)" in faulty_job.stderr
+        assert re.search(r"EM passes: 6 by resident tasks, 0 as Spark jobs", faulty_job.stderr)
+    else:
+        # every statistics pass lost its partition-1 task once
+        assert failures >= 6
     clean, retried = _diagnostics(tmp_path, "clean"), _diagnostics(tmp_path, "faulty")
     assert retried["num_iter"] == clean["num_iter"] == 5
-    # statistics are pure functions of (data, broadcast): a retry recomputes, never adds
+    # statistics are pure functions of (data, mixtures): a retry recomputes, never adds
     assert retried["log_likelihood_history"] == clean["log_likelihood_history"]
     assert retried["original_units"] == clean["original_units"]
     assert retried["cluster_sizes"] == clean["cluster_sizes"]

@@ -142,7 +142,8 @@ def test_weights(spark, mixture_data) -> None:
     assert weighted.summary.weightSum == counts.sum()
 
 
-def test_aggregation_depth_is_used_and_broadcasts_destroyed(mixture_df, monkeypatch) -> None:
+def test_aggregation_depth_is_used_and_broadcasts_destroyed(mixture_df, monkeypatch,
+                                                            one_job_per_pass) -> None:
     from pyspark import RDD, SparkContext
 
     depths: list[int] = []

@@ -1,0 +1,179 @@
+"""Framed, authenticated messages between the driver and long-running tasks, without pickle.
+
+A message is a kind, a small JSON-able ``meta`` dict and a list of values, each a
+:class:`~spark_gmm.kernels.GaussianParameters` or
+:class:`~spark_gmm.kernels.SufficientStatistics`. On the wire::
+
+    b"GMM1" | header length (u32, big-endian) | header (JSON) | payload (raw array bytes)
+
+The header names each value's type and fields; array fields point into the payload by
+dtype, shape and offset. Only the two value types above and float64/int64 arrays are
+accepted: nothing received can run code, whatever a peer sends.
+
+A connection starts with a challenge: the driver sends a random nonce and the task answers
+with HMAC-SHA256(secret, nonce), the secret travelling to the tasks inside the Spark job's
+closure (as PySpark's own worker secrets do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .kernels import GaussianParameters, SufficientStatistics
+
+_MAGIC = b"GMM1"
+_PREFIX = struct.Struct("!4sI")
+_MAX_HEADER_BYTES = 1 << 24
+_NONCE_BYTES = 32
+_VALUE_TYPES: dict[str, type] = {
+    "GaussianParameters": GaussianParameters,
+    "SufficientStatistics": SufficientStatistics,
+}
+_ARRAY_DTYPES = {"<f8": np.float64, "<i8": np.int64}
+
+Value = GaussianParameters | SufficientStatistics
+
+
+class ChannelError(ConnectionError):
+    """The peer closed the connection, failed the challenge or sent a malformed message."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One received message."""
+
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    values: list[Value] = field(default_factory=list)
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def _encode_value(value: Value, arrays: list[np.ndarray], offset: int) -> tuple[dict, int]:
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        if isinstance(item, np.ndarray):
+            array = np.ascontiguousarray(item, dtype=item.dtype.newbyteorder("<"))
+            if array.dtype.str not in _ARRAY_DTYPES:
+                raise TypeError(f"{type(value).__name__}.{f.name} has dtype {array.dtype}; "
+                                "only float64 and int64 arrays travel")
+            fields[f.name] = {"dtype": array.dtype.str, "shape": list(array.shape),
+                              "offset": offset}
+            arrays.append(array)
+            offset += array.nbytes
+        elif item is None or isinstance(item, (str, int, float, np.generic)):
+            fields[f.name] = {"scalar": item.item() if isinstance(item, np.generic) else item}
+        else:
+            raise TypeError(f"{type(value).__name__}.{f.name} of type {type(item).__name__} "
+                            "cannot travel")
+    return {"type": type(value).__name__, "fields": fields}, offset
+
+
+def encode(kind: str, meta: dict[str, Any] | None = None, values: Sequence[Value] = ()
+           ) -> bytes:
+    """The bytes of one message."""
+    arrays: list[np.ndarray] = []
+    offset = 0
+    encoded = []
+    for value in values:
+        entry, offset = _encode_value(value, arrays, offset)
+        encoded.append(entry)
+    header = json.dumps({"kind": kind, "meta": meta or {}, "values": encoded,
+                         "payload": offset}).encode()
+    return b"".join([_PREFIX.pack(_MAGIC, len(header)), header,
+                     *(memoryview(a).cast("B") for a in arrays)])
+
+
+def _decode_value(entry: dict[str, Any], payload: bytearray) -> Value:
+    cls = _VALUE_TYPES.get(entry.get("type", ""))
+    if cls is None:
+        raise ChannelError(f"unexpected value type {entry.get('type')!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    fields = entry.get("fields", {})
+    if set(fields) != names:
+        raise ChannelError(f"{cls.__name__} needs fields {sorted(names)}; got {sorted(fields)}")
+    decoded: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if "scalar" in spec:
+            scalar = spec["scalar"]
+            if scalar is not None and not isinstance(scalar, (str, int, float)):
+                raise ChannelError(f"field {name!r} is not a number, a string or null")
+            decoded[name] = scalar
+            continue
+        dtype = _ARRAY_DTYPES.get(spec.get("dtype"))
+        shape = tuple(int(s) for s in spec.get("shape", ()))
+        start = int(spec.get("offset", -1))
+        if dtype is None or any(s < 0 for s in shape) or start < 0:
+            raise ChannelError(f"malformed array field {name!r}")
+        count = int(np.prod(shape, dtype=np.int64))
+        if start + 8 * count > len(payload):
+            raise ChannelError(f"array field {name!r} runs past the payload")
+        decoded[name] = np.frombuffer(payload, dtype=dtype, count=count,
+                                      offset=start).reshape(shape)
+    return cls(**decoded)
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:])
+        if count == 0:
+            raise ChannelError("the peer closed the connection")
+        received += count
+    return buffer
+
+
+def send_message(sock: socket.socket, kind: str, meta: dict[str, Any] | None = None,
+                 values: Sequence[Value] = ()) -> None:
+    sock.sendall(encode(kind, meta, values))
+
+
+def receive_message(sock: socket.socket) -> Message:
+    """Read one whole message.
+
+    Raises
+    ------
+    ChannelError
+        The connection closed or the bytes are not a message of this protocol.
+    """
+    magic, length = _PREFIX.unpack(bytes(_receive_exactly(sock, _PREFIX.size)))
+    if magic != _MAGIC or length > _MAX_HEADER_BYTES:
+        raise ChannelError("not a spark-gmm message")
+    try:
+        header = json.loads(bytes(_receive_exactly(sock, length)))
+        payload = _receive_exactly(sock, int(header["payload"]))
+        return Message(str(header["kind"]), dict(header["meta"]),
+                       [_decode_value(v, payload) for v in header["values"]])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ChannelError(f"malformed message: {error}") from error
+
+
+def challenge(sock: socket.socket, secret: bytes) -> None:
+    """Driver side: raise ChannelError unless the peer proves it holds ``secret``."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sock.sendall(nonce)
+    answer = bytes(_receive_exactly(sock, hashlib.sha256().digest_size))
+    if not hmac.compare_digest(answer, hmac.digest(secret, nonce, "sha256")):
+        raise ChannelError("the peer does not hold this fit's secret")
+
+
+def answer_challenge(sock: socket.socket, secret: bytes) -> None:
+    """Task side: prove to the driver that this task holds ``secret``."""
+    nonce = bytes(_receive_exactly(sock, _NONCE_BYTES))
+    sock.sendall(hmac.digest(secret, nonce, "sha256"))

@@ -1,0 +1,324 @@
+"""Long-running tasks that answer the driver's requests over their stored partitions.
+
+Every EM iteration used to be a Spark job: schedule tasks, start them in the Python workers,
+collect the results. On 2 cores in local mode that costs 0.05-0.1 s of wall time and as much
+JVM CPU per pass, a quarter of an iteration at 1M rows and most of it at 250k rows. Spark's
+barrier mode cannot replace it: its ``allGather`` polls with a one-second sleep.
+
+Instead, one job starts one task per free slot (``min(partitions, slots)``, the stored
+partitions coalesced by the executors that hold them). Each task memory-maps its partitions
+once, connects back to a socket on the driver, proves it holds the fit's secret, and then
+answers requests (see :mod:`spark_gmm.channel`) until the driver says stop. The EM loop, its
+M-step, logging and checkpoints stay on the driver.
+
+Nothing here can change a result, only where it is computed. The driver gives the resident
+job up, and its caller goes back to one job per pass from the same state, whenever:
+not every task connects within :data:`CONNECT_SECONDS` (too few free slots, the driver's
+address unreachable from the executors), a task cannot read a stored partition where it
+runs, a task's connection drops and no new attempt of it connects within
+:data:`RECONNECT_SECONDS`, or the job ends. A task that fails is retried by Spark like any
+other; its new attempt connects again and is sent the pending request.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from pyspark import InheritableThread, SparkContext, TaskContext
+
+from .block_store import Block, BlockStore, StoredPartition, read_stored_partition
+from .channel import (
+    ChannelError,
+    Value,
+    answer_challenge,
+    challenge,
+    encode,
+    new_secret,
+    receive_message,
+    send_message,
+)
+from .worker import prepare_python_worker
+
+logger = logging.getLogger(__name__)
+
+# Spark setting that turns resident tasks off (one Spark job per pass, as before).
+ENABLED_CONF = "spark.gmm.residentTasks.enabled"
+CONNECT_SECONDS = 30.0
+RECONNECT_SECONDS = 20.0
+_HANDSHAKE_SECONDS = 10.0
+_POLL_SECONDS = 0.25
+_STOP_SECONDS = 10.0
+
+# What a task computes for one request: (values, meta, the task's blocks) -> values or None.
+Handler = Callable[[list[Value], dict[str, Any], list[Block]], "list[Value] | None"]
+
+
+class ResidentUnavailableError(RuntimeError):
+    """The resident job cannot serve (more) requests; use one Spark job per pass."""
+
+
+def slot_count(sc: SparkContext) -> int:
+    """Tasks the application can run at once now (0 when Spark does not say)."""
+    try:
+        jsc = sc._jsc.sc()  # type: ignore[union-attr]
+        profile = jsc.resourceProfileManager().defaultResourceProfile()
+        return int(jsc.maxNumConcurrentTasks(profile))
+    except Exception:  # a private API: without it, no resident tasks
+        logger.debug("could not read the number of task slots", exc_info=True)
+        return 0
+
+
+def _driver_address(sc: SparkContext) -> tuple[str, str]:
+    """(address the tasks connect to, address the driver binds)."""
+    if sc.master.startswith("local"):
+        return "127.0.0.1", "127.0.0.1"
+    conf = sc.getConf()
+    host = conf.get("spark.driver.host") or socket.gethostname()
+    return host, conf.get("spark.driver.bindAddress") or host
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    # A peer whose machine vanished sends no FIN: keep-alive probes notice it in ~30 s.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 4)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _serve(address: tuple[str, int], secret: bytes, handler: Handler, index: int,
+           handles: Iterator[StoredPartition]) -> Iterator[int]:
+    """The task: map the partitions, connect, answer requests until told to stop."""
+    prepare_python_worker()
+    blocks: list[Block] = []
+    missing = []
+    for stored in handles:
+        readable = read_stored_partition(stored)
+        if readable is None:
+            missing.append(stored.partition)
+        else:
+            blocks.extend(readable)
+    try:
+        sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
+    except OSError:
+        yield -1  # the driver is unreachable, or has already given this job up
+        return
+    context = TaskContext.get()
+    answered = 0
+    with sock:
+        try:
+            _keep_alive(sock)
+            answer_challenge(sock, secret)
+            sock.settimeout(None)  # the driver may take its time between requests
+            send_message(sock, "hello", {"task": index, "missing": missing,
+                                         "attempt": context.attemptNumber() if context else 0})
+        except (OSError, ChannelError):
+            yield -1  # the driver gave this job up before it accepted this task
+            return
+        while not missing:
+            # A connection closed without "stop" raises: Spark then retries the task, or,
+            # when the driver replaced it with a newer attempt, lets that one serve.
+            request = receive_message(sock)
+            if request.kind == "stop":
+                break
+            result = handler(request.values, request.meta, blocks)
+            send_message(sock, "result", {"round": request.meta["round"]}, result or [])
+            answered += 1
+    yield answered
+
+
+class ResidentTasks:
+    """Driver side of one resident job over ``store``'s partitions.
+
+    Parameters
+    ----------
+    store : BlockStore
+        Written already (its handles are cached where the files are).
+    handler : callable
+        What each task computes per request; must be picklable (a module-level function or
+        a partial of one).
+    n_tasks : int
+        Tasks of the job, at most the free slots.
+
+    Raises
+    ------
+    ResidentUnavailableError
+        The driver cannot listen on its address.
+    """
+
+    def __init__(self, store: BlockStore, handler: Handler, n_tasks: int) -> None:
+        self.n_tasks = n_tasks
+        self._sc: SparkContext = store.handles.context
+        self._secret = new_secret()
+        self._tag = f"spark-gmm-resident-{uuid.uuid4().hex}"
+        self._selector = selectors.DefaultSelector()
+        self._connections: dict[int, socket.socket] = {}
+        self._lost_at: dict[int, float] = {}
+        self._round = 0
+        self._request: bytes | None = None
+        self._results: dict[int, list[Value]] = {}
+        self._job_error: BaseException | None = None
+        host, bind = _driver_address(self._sc)
+        try:
+            self._listener = socket.create_server((bind, 0), backlog=max(8, 2 * n_tasks))
+        except OSError as error:
+            self._selector.close()
+            raise ResidentUnavailableError(
+                f"cannot listen for the resident tasks on {bind}: {error}") from error
+        self._listener.setblocking(False)
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        address = (host, self._listener.getsockname()[1])
+        handles = store.handles
+        if handles.getNumPartitions() > n_tasks:
+            # Groups partitions by the executors caching their handles (their files' hosts).
+            handles = handles.coalesce(n_tasks)
+        self._job = handles.mapPartitionsWithIndex(partial(_serve, address, self._secret,
+                                                           handler))
+        self._thread = InheritableThread(target=self._run_job, daemon=True)
+
+    def _run_job(self) -> None:
+        self._sc.addJobTag(self._tag)
+        self._sc.setJobDescription(f"spark-gmm: {self.n_tasks} resident EM tasks")
+        try:
+            self._job.collect()
+        except BaseException as error:  # read by the driver thread through _check_job
+            self._job_error = error
+
+    def start(self) -> None:
+        """Launch the job and wait until every task has connected.
+
+        Raises
+        ------
+        ResidentUnavailableError
+            Not every task connected in time, or one cannot read its partitions.
+        """
+        self._thread.start()
+        deadline = time.monotonic() + CONNECT_SECONDS
+        while len(self._connections) < self.n_tasks:
+            if time.monotonic() > deadline:
+                raise ResidentUnavailableError(
+                    f"{len(self._connections)} of {self.n_tasks} tasks connected to the "
+                    f"driver within {CONNECT_SECONDS:.0f} s (too few free task slots, or "
+                    "the executors cannot reach the driver's address)")
+            self._poll()
+        logger.info("%d resident tasks serve the EM passes", self.n_tasks)
+
+    def request(self, values: list[Value], meta: dict[str, Any]) -> list[list[Value]]:
+        """Every task's answer to one request, in task order (empty for tasks without rows).
+
+        Raises
+        ------
+        ResidentUnavailableError
+            See the module docstring; the caller repeats the request another way.
+        """
+        self._round += 1
+        self._request = encode("request", {**meta, "round": self._round}, values)
+        self._results = {}
+        for task in list(self._connections):
+            self._send_request(task)
+        while len(self._results) < self.n_tasks:
+            self._poll()
+        self._request = None
+        return [self._results[task] for task in range(self.n_tasks)]
+
+    def _poll(self) -> None:
+        for key, _ in self._selector.select(timeout=_POLL_SECONDS):
+            if key.data is None:
+                self._accept()
+            else:
+                self._receive(key.data)
+        self._check_job()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            conn.setblocking(True)
+            conn.settimeout(_HANDSHAKE_SECONDS)
+            _keep_alive(conn)
+            challenge(conn, self._secret)
+            hello = receive_message(conn)
+            task = int(hello.meta["task"])
+            if hello.kind != "hello" or not 0 <= task < self.n_tasks:
+                raise ChannelError(f"unexpected first message {hello.kind!r}")
+        except (ChannelError, OSError, KeyError, TypeError, ValueError) as error:
+            logger.warning("refused a connection to the resident tasks' socket: %s", error)
+            conn.close()
+            return
+        missing = hello.meta.get("missing") or []
+        if missing:
+            conn.close()
+            raise ResidentUnavailableError(
+                f"stored partitions {missing} are not readable where their resident task runs")
+        conn.settimeout(None)
+        self._drop(task)  # a newer attempt replaces an older one
+        self._connections[task] = conn
+        self._lost_at.pop(task, None)
+        self._selector.register(conn, selectors.EVENT_READ, task)
+        if hello.meta.get("attempt", 0):
+            logger.info("resident task %d reconnected (attempt %d)", task,
+                        hello.meta["attempt"])
+        if self._request is not None and task not in self._results:
+            self._send_request(task)
+
+    def _send_request(self, task: int) -> None:
+        assert self._request is not None
+        try:
+            self._connections[task].sendall(self._request)
+        except OSError:
+            self._drop(task, lost=True)
+
+    def _receive(self, task: int) -> None:
+        try:
+            message = receive_message(self._connections[task])
+        except (ChannelError, OSError):
+            self._drop(task, lost=True)
+            return
+        if message.kind == "result" and message.meta.get("round") == self._round:
+            self._results[task] = message.values
+
+    def _drop(self, task: int, lost: bool = False) -> None:
+        conn = self._connections.pop(task, None)
+        if conn is None:
+            return
+        self._selector.unregister(conn)
+        conn.close()
+        if lost:
+            logger.warning("lost the connection to resident task %d; waiting up to %.0f s for "
+                           "Spark to start it again", task, RECONNECT_SECONDS)
+            self._lost_at[task] = time.monotonic()
+
+    def _check_job(self) -> None:
+        if not self._thread.is_alive():
+            raise ResidentUnavailableError(f"the resident job ended: {self._job_error!r}")
+        now = time.monotonic()
+        for task, since in self._lost_at.items():
+            if task not in self._results and now - since > RECONNECT_SECONDS:
+                raise ResidentUnavailableError(
+                    f"resident task {task} did not reconnect within {RECONNECT_SECONDS:.0f} s")
+
+    def close(self) -> None:
+        """Tell every task to stop, and end the job (cancelling what never started)."""
+        for task in list(self._connections):
+            try:
+                send_message(self._connections[task], "stop")
+            except OSError:
+                pass
+            self._drop(task)
+        self._selector.close()
+        self._listener.close()
+        if self._thread.ident is None:
+            return
+        self._thread.join(_STOP_SECONDS)
+        if self._thread.is_alive():  # tasks still waiting for a slot, or stuck
+            self._sc.cancelJobsWithTag(self._tag)
+            self._thread.join()

@@ -1,0 +1,141 @@
+"""Resident tasks: one Spark job serves every EM pass; when it cannot, the fit goes back to one
+job per pass from the same state and gives the same model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from functools import partial
+
+import numpy as np
+import pytest
+
+from spark_gmm import GaussianMixture, distributed, resident
+from spark_gmm.data import feature_moments, features_array, store_blocks
+from spark_gmm.distributed import DistributedStatistics
+from spark_gmm.kernels import GaussianParameters, block_statistics
+from spark_gmm.resident import ENABLED_CONF, ResidentTasks
+from tests.helpers import make_mixture, to_dataframe
+
+_PASSES = re.compile(r"EM passes: (\d+) by resident tasks, (\d+) as Spark jobs")
+
+
+def _fit(spark, caplog, df, resident_tasks: bool, **params):
+    """The fitted model and (passes served by resident tasks, passes run as Spark jobs)."""
+    spark.conf.set(ENABLED_CONF, str(resident_tasks).lower())
+    caplog.clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="spark_gmm"):
+            model = GaussianMixture(**params).fit(df)
+    finally:
+        spark.conf.unset(ENABLED_CONF)
+    [(served, jobs)] = _PASSES.findall(caplog.text)
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []  # the job has ended
+    return model, (int(served), int(jobs))
+
+
+def _assert_same_model(a, b, rtol: float = 1e-10) -> None:
+    np.testing.assert_allclose(a.summary.logLikelihoodHistory, b.summary.logLikelihoodHistory,
+                               rtol=1e-12)
+    np.testing.assert_allclose(a.weights, b.weights, rtol=rtol, atol=1e-14)
+    np.testing.assert_allclose(a.means, b.means, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(a.covariances, b.covariances, rtol=rtol, atol=1e-12)
+    assert a.summary.clusterSizes == b.summary.clusterSizes
+
+
+@pytest.fixture(scope="module")
+def weighted_df(spark):
+    x, *_ = make_mixture(n=6000, seed=43, k=3)
+    weights = np.random.default_rng(4).uniform(0.5, 2.0, size=len(x))
+    return to_dataframe(spark, x, partitions=5, extra={"w": weights})
+
+
+def test_resident_fit_equals_one_job_per_pass(spark, caplog, weighted_df) -> None:
+    params = {"k": 3, "seed": 5, "maxIter": 8, "tol": 0.0, "initMode": "random", "nInit": 2,
+              "weightCol": "w"}
+    served, (resident_passes, job_passes) = _fit(spark, caplog, weighted_df, True, **params)
+    # 5 partitions on 2 slots: two tasks, each folding the partitions of its executor
+    assert "2 resident tasks serve the EM passes" in caplog.text
+    assert (resident_passes, job_passes) == (9, 0)  # 8 iterations + the final statistics
+    by_jobs, passes = _fit(spark, caplog, weighted_df, False, **params)
+    assert passes == (0, 9)
+    _assert_same_model(served, by_jobs)
+
+
+def test_partitions_unreadable_where_resident_tasks_run_go_back_to_jobs(
+        spark, caplog, monkeypatch, weighted_df) -> None:
+    params = {"k": 3, "seed": 6, "maxIter": 5, "tol": 0.0, "initMode": "k-means++"}
+    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    original = DistributedStatistics.resident
+    recomputed: list[int] = []
+
+    def losing_the_files_first(self, models):
+        for stored in self.store.stored_partitions():
+            os.unlink(stored.features_path)
+        recomputed.append(self.store.recomputed_partitions)
+        return original(self, models)
+
+    monkeypatch.setattr(DistributedStatistics, "resident", losing_the_files_first)
+    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    assert "are not readable where their resident task runs" in caplog.text
+    assert passes == (0, 7)  # the initialisation's, 5 iterations, the final statistics
+    # the first pass after the loss recomputed all five partitions from the input
+    assert recomputed == [0] and "5 of 5 partitions" in caplog.text
+    _assert_same_model(disturbed, undisturbed)
+
+
+def test_driver_unreachable_from_the_tasks_goes_back_to_jobs(
+        spark, caplog, monkeypatch, weighted_df) -> None:
+    params = {"k": 3, "seed": 7, "maxIter": 4, "tol": 0.0}
+    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    # The tasks are told an address where nothing listens (the socket is on 127.0.0.1).
+    monkeypatch.setattr(resident, "_driver_address", lambda sc: ("127.0.0.2", "127.0.0.1"))
+    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    assert "EM runs one Spark job per pass: the resident job ended" in caplog.text
+    assert passes == (0, 6)
+    _assert_same_model(disturbed, undisturbed)
+
+
+def test_too_few_free_slots_time_out_and_go_back_to_jobs(
+        spark, caplog, monkeypatch, weighted_df) -> None:
+    params = {"k": 3, "seed": 8, "maxIter": 3, "tol": 0.0}
+    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    # Three tasks on two slots: the third cannot start while the first two wait for it.
+    monkeypatch.setattr(distributed, "slot_count", lambda sc: 3)
+    monkeypatch.setattr(resident, "CONNECT_SECONDS", 3.0)
+    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    assert "2 of 3 tasks connected to the driver within 3 s" in caplog.text
+    assert passes == (0, 5)
+    _assert_same_model(disturbed, undisturbed)
+
+
+def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
+    x, *_ = make_mixture(n=3000, seed=44, k=2)
+    df = to_dataframe(spark, x, partitions=2)
+    store = store_blocks(df, features_array(df, "features"), None)
+    center, variance = feature_moments(store.stored_partitions())
+    mixture = GaussianParameters.from_covariances(
+        [0.5, 0.5], x[:2] - center, np.stack([np.diag(variance)] * 2), "full")
+    tasks = ResidentTasks(store, partial(distributed._answer_statistics_request, center), 2)
+    try:
+        tasks.start()
+        intruder = socket.create_connection(tasks._listener.getsockname())
+        intruder.sendall(os.urandom(32))  # not HMAC(secret, nonce)
+        with caplog.at_level(logging.WARNING, logger="spark_gmm"):
+            answers = tasks.request([mixture], {"hard_assignment": False,
+                                                "count_assignments": True})
+        assert "refused a connection" in caplog.text and "secret" in caplog.text
+        assert intruder.recv(1024, socket.MSG_WAITALL)[32:] == b""  # nonce, then closed
+        intruder.close()
+    finally:
+        tasks.close()
+        store.close()
+    total = answers[0][0].merge(answers[1][0])
+    expected = block_statistics(x, None, [mixture], center, False, True)[0]
+    assert total.row_count == 3000 and total.assigned.tolist() == expected.assigned.tolist()
+    assert total.log_likelihood == pytest.approx(expected.log_likelihood, rel=1e-12)
+    np.testing.assert_allclose(total.resp_sum, expected.resp_sum, rtol=1e-12)
+    np.testing.assert_allclose(total.first, expected.first, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(total.second, expected.second, rtol=1e-10)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_gmm import GaussianMixtureModel
+from spark_gmm.checkpoint import WRITE_PAUSE_ENV
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
 from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
@@ -27,8 +28,12 @@ def _job(tmp_path, data: str, name: str, checkpoint: str | None = None) -> dict:
                         spark={"master": "local[2]"})
 
 
-def _run(config: str, **popen) -> subprocess.Popen:
+def _run(config: str, slowly: bool = False, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    if slowly:
+        # Resident tasks run an iteration of these 3,000 rows in milliseconds: a pause in
+        # every checkpoint write keeps the fit running long enough to be killed mid-way.
+        env[WRITE_PAUSE_ENV] = "0.1"
     return subprocess.Popen([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", config],
                             env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
@@ -42,7 +47,7 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
     interrupted = write_job_config(str(tmp_path / "resumed.toml"),
                                    _job(tmp_path, data, "resumed", checkpoint))
 
-    job = _run(interrupted)
+    job = _run(interrupted, slowly=True)
     deadline = time.monotonic() + 240
     while (checkpointed_iterations(checkpoint) < 4 and job.poll() is None
            and time.monotonic() < deadline):

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
+from spark_gmm.checkpoint import WRITE_PAUSE_ENV
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
 from spark_gmm.etl.package import build_archive
@@ -159,10 +160,12 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
                           checkpoint={"path": str(checkpoint)})
     conf = write_job_config(str(tmp_path / "job.toml"), values)
     archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
+    # Resident tasks run an iteration of these rows in ~10 ms on this cluster: a pause in
+    # every checkpoint write keeps the fit running long enough to lose a worker mid-way.
     job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
                                            "--config", conf),
-                           env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+                           env={**_env(), WRITE_PAUSE_ENV: "0.2"}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
     submitted = time.monotonic()
     deadline = time.monotonic() + 300
     while (checkpointed_iterations(checkpoint) < 3 and job.poll() is None

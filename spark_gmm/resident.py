@@ -174,13 +174,14 @@ class ResidentTasks:
                 f"cannot listen for the resident tasks on {bind}: {error}") from error
         self._listener.setblocking(False)
         self._selector.register(self._listener, selectors.EVENT_READ, None)
-        address = (host, self._listener.getsockname()[1])
+        self._address = (host, self._listener.getsockname()[1])
         handles = store.handles
         if handles.getNumPartitions() > n_tasks:
             # Groups partitions by the executors caching their handles (their files' hosts).
             handles = handles.coalesce(n_tasks)
-        self._job = handles.mapPartitionsWithIndex(partial(_serve, address, self._secret,
-                                                           handler))
+        self._job = handles.mapPartitionsWithIndex(partial(_serve, self._address,
+                                                           self._secret, handler))
+        self.n_tasks = self._job.getNumPartitions()  # coalescing may leave fewer groups
         self._thread = InheritableThread(target=self._run_job, daemon=True)
 
     def _run_job(self) -> None:
@@ -299,7 +300,9 @@ class ResidentTasks:
 
     def _check_job(self) -> None:
         if not self._thread.is_alive():
-            raise ResidentUnavailableError(f"the resident job ended: {self._job_error!r}")
+            raise ResidentUnavailableError(
+                f"the resident job ended ({self._job_error or 'its tasks could not connect'}"
+                f" to the driver at {self._address[0]}:{self._address[1]})")
         now = time.monotonic()
         for task, since in self._lost_at.items():
             if task not in self._results and now - since > RECONNECT_SECONDS:
@@ -321,4 +324,7 @@ class ResidentTasks:
         self._thread.join(_STOP_SECONDS)
         if self._thread.is_alive():  # tasks still waiting for a slot, or stuck
             self._sc.cancelJobsWithTag(self._tag)
-            self._thread.join()
+            self._thread.join(_STOP_SECONDS)
+        if self._thread.is_alive():
+            logger.warning("the resident job has not ended %.0f s after it was cancelled",
+                           2 * _STOP_SECONDS)

@@ -93,7 +93,8 @@ def test_driver_unreachable_from_the_tasks_goes_back_to_jobs(
     # The tasks are told an address where nothing listens (the socket is on 127.0.0.1).
     monkeypatch.setattr(resident, "_driver_address", lambda sc: ("127.0.0.2", "127.0.0.1"))
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
-    assert "EM runs one Spark job per pass: the resident job ended" in caplog.text
+    assert ("EM runs one Spark job per pass: the resident job ended (its tasks could not "
+            "connect to the driver at 127.0.0.2:") in caplog.text
     assert passes == (0, 6)
     _assert_same_model(disturbed, undisturbed)
 

@@ -1,8 +1,8 @@
 """The EM loop, written once for any source of sufficient statistics.
 
 The loop only needs a function that maps a list of mixtures to their statistics over the whole
-data set: a numpy block on one machine (tests, the reference fit) or a Spark
-``mapPartitions`` + ``treeReduce`` over cached blocks. Several mixtures (``nInit`` restarts)
+data set: a numpy block on one machine (tests, the reference fit), resident Spark tasks
+holding their partitions, or a Spark job per pass. Several mixtures (``nInit`` restarts)
 share every pass over the data.
 """
 

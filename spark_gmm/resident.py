@@ -11,7 +11,8 @@ once, connects back to a socket on the driver, proves it holds the fit's secret,
 answers requests (see :mod:`spark_gmm.channel`) until the driver says stop. The EM loop, its
 M-step, logging and checkpoints stay on the driver.
 
-Nothing here can change a result, only where it is computed. The driver gives the resident
+Nothing here changes what is computed, only where: the statistics are merged in task order
+rather than ``treeReduce``'s, so the two ways agree to rounding. The driver gives the resident
 job up, and its caller goes back to one job per pass from the same state, whenever:
 not every task connects within :data:`CONNECT_SECONDS` (too few free slots, the driver's
 address unreachable from the executors), a task cannot read a stored partition where it
@@ -84,8 +85,9 @@ def _driver_address(sc: SparkContext) -> tuple[str, str]:
     return host, conf.get("spark.driver.bindAddress") or host
 
 
-def _keep_alive(sock: socket.socket) -> None:
-    # A peer whose machine vanished sends no FIN: keep-alive probes notice it in ~30 s.
+def _tune(sock: socket.socket) -> None:
+    # Small messages go out at once (no Nagle delay); a peer whose machine vanished sends no
+    # FIN: keep-alive probes notice it in ~30 s.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 4)):
@@ -114,7 +116,7 @@ def _serve(address: tuple[str, int], secret: bytes, handler: Handler, index: int
     answered = 0
     with sock:
         try:
-            _keep_alive(sock)
+            _tune(sock)
             answer_challenge(sock, secret)
             sock.settimeout(None)  # the driver may take its time between requests
             send_message(sock, "hello", {"task": index, "missing": missing,
@@ -245,7 +247,7 @@ class ResidentTasks:
         try:
             conn.setblocking(True)
             conn.settimeout(_HANDSHAKE_SECONDS)
-            _keep_alive(conn)
+            _tune(conn)
             challenge(conn, self._secret)
             hello = receive_message(conn)
             task = int(hello.meta["task"])

@@ -29,10 +29,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 from pyspark import InheritableThread, SparkContext, TaskContext
+from pyspark.sql import SparkSession
 
 from .block_store import Block, BlockStore, StoredPartition, read_stored_partition
 from .channel import (
@@ -59,6 +61,20 @@ _STOP_SECONDS = 10.0
 
 # What a task computes for one request: (values, meta, the task's blocks) -> values or None.
 Handler = Callable[[list[Value], dict[str, Any], list[Block]], "list[Value] | None"]
+
+
+@contextmanager
+def resident_tasks_setting(spark: SparkSession, enabled: bool) -> Iterator[None]:
+    """Fits inside use resident tasks or not; the session's own setting returns after."""
+    previous = spark.conf.get(ENABLED_CONF, None)
+    spark.conf.set(ENABLED_CONF, str(enabled).lower())
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(ENABLED_CONF)
+        else:
+            spark.conf.set(ENABLED_CONF, previous)
 
 
 class ResidentUnavailableError(RuntimeError):

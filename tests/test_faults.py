@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import pytest
 from spark_gmm.distributed import FAULT_INJECTION_ENV
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.jobs import run_fit
-from spark_gmm.resident import ENABLED_CONF
+from spark_gmm.resident import ENABLED_CONF, resident_tasks_setting
 from tests.helpers import job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
@@ -61,11 +60,8 @@ def test_failed_statistics_task_is_retried_without_double_counting(
         spark, tmp_path, resident_tasks: bool) -> None:
     data = _data(tmp_path)
     # fault-free, in-process, the passes run the same way
-    spark.conf.set(ENABLED_CONF, str(resident_tasks).lower())
-    try:
+    with resident_tasks_setting(spark, resident_tasks):
         run_fit(spark, build_config(_config(tmp_path, data, "clean")))
-    finally:
-        spark.conf.unset(ENABLED_CONF)
     faulty_job = _fit_job(tmp_path, data, "faulty", resident_tasks)
     failures = faulty_job.stderr.count("injected test fault in partition 1")
     if resident_tasks:
@@ -73,7 +69,7 @@ def test_failed_statistics_task_is_retried_without_double_counting(
         # its first request; its second attempt connected again and served every pass
         assert failures >= 2
         assert "resident task 1 reconnected (attempt 1)" in faulty_job.stderr
-        assert re.search(r"EM passes: 6 by resident tasks, 0 as Spark jobs", faulty_job.stderr)
+        assert "EM passes: 6 by resident tasks, 0 as Spark jobs" in faulty_job.stderr
     else:
         # every statistics pass lost its partition-1 task once
         assert failures >= 6

@@ -16,7 +16,7 @@ from spark_gmm import GaussianMixture, distributed, resident
 from spark_gmm.data import feature_moments, features_array, store_blocks
 from spark_gmm.distributed import DistributedStatistics
 from spark_gmm.kernels import GaussianParameters, block_statistics
-from spark_gmm.resident import ENABLED_CONF, ResidentTasks
+from spark_gmm.resident import ResidentTasks, resident_tasks_setting
 from tests.helpers import make_mixture, to_dataframe
 
 _PASSES = re.compile(r"EM passes: (\d+) by resident tasks, (\d+) as Spark jobs")
@@ -24,13 +24,10 @@ _PASSES = re.compile(r"EM passes: (\d+) by resident tasks, (\d+) as Spark jobs")
 
 def _fit(spark, caplog, df, resident_tasks: bool, **params):
     """The fitted model and (passes served by resident tasks, passes run as Spark jobs)."""
-    spark.conf.set(ENABLED_CONF, str(resident_tasks).lower())
     caplog.clear()
-    try:
-        with caplog.at_level(logging.INFO, logger="spark_gmm"):
-            model = GaussianMixture(**params).fit(df)
-    finally:
-        spark.conf.unset(ENABLED_CONF)
+    with (resident_tasks_setting(spark, resident_tasks),
+          caplog.at_level(logging.INFO, logger="spark_gmm")):
+        model = GaussianMixture(**params).fit(df)
     [(served, jobs)] = _PASSES.findall(caplog.text)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []  # the job has ended
     return model, (int(served), int(jobs))

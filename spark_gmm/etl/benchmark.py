@@ -30,6 +30,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -44,7 +45,7 @@ from ..estimator import GaussianMixture
 from ..kernels import GaussianParameters, score_rows
 from ..kernels.statistics import chunk_rows
 from ..model import GaussianMixtureModel
-from ..resident import ENABLED_CONF
+from ..resident import resident_tasks_setting
 from .local_processes import (
     CpuMeter,
     imports_peak_rss_bytes,
@@ -118,17 +119,10 @@ def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
     features = F.array(*[F.col(c) for c in df.columns]).alias("features")
     estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
     estimator.setInitialModel(init)
-    conf = df.sparkSession.conf
-    previous = conf.get(ENABLED_CONF, None)
-    if not resident_tasks:
-        conf.set(ENABLED_CONF, "false")
-    try:
+    # The resident fit keeps the session's setting (a user may have turned them off).
+    with (nullcontext() if resident_tasks
+          else resident_tasks_setting(df.sparkSession, enabled=False)):
         return _timed(lambda: estimator.fit(df.select(features)))
-    finally:
-        if previous is None:
-            conf.unset(ENABLED_CONF)
-        else:
-            conf.set(ENABLED_CONF, previous)
 
 
 def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel

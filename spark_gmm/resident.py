@@ -318,9 +318,10 @@ class ResidentTasks:
 
     def _check_job(self) -> None:
         if not self._thread.is_alive():
-            raise ResidentUnavailableError(
-                f"the resident job ended ({self._job_error or 'its tasks could not connect'}"
-                f" to the driver at {self._address[0]}:{self._address[1]})")
+            host, port = self._address
+            reason = (f"it failed: {self._job_error!r}" if self._job_error is not None
+                      else f"its tasks could not connect to the driver at {host}:{port}")
+            raise ResidentUnavailableError(f"the resident job ended ({reason})")
         now = time.monotonic()
         for task, since in self._lost_at.items():
             if task not in self._results and now - since > RECONNECT_SECONDS:

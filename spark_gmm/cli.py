@@ -53,14 +53,17 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 def run_job_command(args: argparse.Namespace) -> int:
     from .etl.config import load_config
-    from .etl.jobs import run_fit, run_score
 
     config = load_config(args.config, args.set or [])
     spark = _session(config, args.master)
     if args.command == "fit":
+        from .etl.fit_job import run_fit
+
         report = run_fit(spark, config)
         _print_report(report)
     else:
+        from .etl.score_job import run_score
+
         report = run_score(spark, config)
         print(json.dumps(report, indent=2))
     return EXIT_OK
@@ -74,13 +77,26 @@ def run_package_command(args: argparse.Namespace) -> int:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
-    from .etl.benchmark import BenchmarkSpec, format_table, run_benchmark
+    import dataclasses
+
+    from .bench.benchmark import BenchmarkSpec, missing_optional_modules, run_benchmark
+    from .bench.report import format_table
     from .etl.session import build_session
 
     spec = BenchmarkSpec(n=args.n, d=args.d, k=args.k, partitions=args.partitions,
                          iterations=args.iterations, seed=args.seed, input_path=args.input,
                          work_dir=args.work_dir, run_mllib=not args.skip_mllib,
                          run_sklearn=not args.skip_sklearn, warm_up=not args.no_warm_up)
+    missing = missing_optional_modules(spec)
+    if missing:
+        # Said before any work, so nobody waits a minute to learn a column is missing.
+        print(f"spark-gmm bench: {', '.join(missing)} not installed (pip install "
+              "'spark-gmm[bench]'); skipping " + ", ".join(
+                  {"sklearn": "the scikit-learn column",
+                   "psutil": "the CPU and memory readings"}[m] for m in missing),
+              file=sys.stderr)
+        spec = dataclasses.replace(spec, run_sklearn=spec.run_sklearn and "sklearn" not in missing,
+                                   probe_processes="psutil" not in missing)
     spark = build_session("spark-gmm-benchmark", args.master)
     print(format_table(run_benchmark(spark, spec)))
     print(f"results: {args.work_dir}/benchmark.json")
@@ -122,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spark-gmm`` console script and of ``jobs/*.py``."""
-    from .data import InvalidInputError
-    from .etl.config import ConfigError
-    from .kernels import CovarianceError
+    from .errors import UserInputError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
@@ -132,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ConfigError, InvalidInputError, CovarianceError) as error:
+    except UserInputError as error:
         print(f"spark-gmm: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:

@@ -44,7 +44,7 @@ def spark() -> Iterator[object]:
 def one_job_per_pass(spark) -> Iterator[None]:
     """Every EM pass of fits in this test runs as a Spark job of its own (no resident tasks),
     so that the test may run Spark jobs of its own between passes."""
-    from spark_gmm.resident import resident_tasks_setting
+    from spark_gmm.runtime.resident import resident_tasks_setting
 
     with resident_tasks_setting(spark, enabled=False):
         yield

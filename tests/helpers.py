@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from spark_gmm.em import EMRun, run_em
+from spark_gmm.fit.em import EMRun, run_em
 from spark_gmm.kernels import GaussianParameters, block_statistics
 
 

@@ -1,32 +1,134 @@
-"""Structural rules of the code base, checked statically."""
+"""Structural rules of the code base: the rooms and their order, checked on the source."""
 
 from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
+
+import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "spark_gmm"
 
+# Each room may import from rooms of a lower rank (and from itself), never from a higher one;
+# rooms of one rank do not import each other. The package's __init__ defines __version__ and
+# resolves its public names lazily (by string, on first use), so it sits at the bottom.
+RANKS = {"spark_gmm": 0, "errors": 0, "kernels": 1, "runtime": 2, "fit": 3, "ml": 4,
+         "etl": 5, "bench": 5, "cli": 6}
 
-def _imports(path: pathlib.Path) -> list[tuple[str, int]]:
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def imports_of(module: str) -> set[str]:
+    """The spark_gmm modules ``module`` imports at run time (deferred imports included,
+    ``if TYPE_CHECKING:`` blocks excluded), and any third-party top-level names."""
+    path = MODULES[module]
     tree = ast.parse(path.read_text())
-    found = []
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
     for node in ast.walk(tree):
+        if _type_checking_only(node, parents):
+            continue
         if isinstance(node, ast.Import):
-            found += [(alias.name, 0) for alias in node.names]
+            found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            found.append((node.module or "", node.level))
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            for alias in node.names:  # ``from . import x`` may name a module
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in MODULES else base)
     return found
 
 
-def test_kernels_never_import_pyspark_or_upper_layers() -> None:
-    kernel_files = sorted((PACKAGE / "kernels").glob("*.py"))
-    assert len(kernel_files) >= 5
-    for path in kernel_files:
-        for module, level in _imports(path):
-            assert not module.startswith("pyspark"), f"{path.name} imports {module}"
-            assert level in (0, 1), f"{path.name} reaches outside kernels with a relative import"
-            assert not module.startswith("spark_gmm"), f"{path.name} imports {module}"
+def test_every_room_imports_only_downward() -> None:
+    assert set(map(_room, MODULES)) == set(RANKS), "a room was added: give it a rank"
+    for module in MODULES:
+        for target in imports_of(module):
+            if not target.startswith("spark_gmm"):
+                continue
+            assert target in MODULES, f"{module} imports {target}, which does not exist"
+            source_room, target_room = _room(module), _room(target)
+            if source_room == target_room:
+                continue
+            assert RANKS[target_room] < RANKS[source_room], (
+                f"{module} (room {source_room}) imports {target} (room {target_room})")
+
+
+def test_no_import_cycles() -> None:
+    graph = {m: {t for t in imports_of(m) if t in MODULES and t != m} for m in MODULES}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycle = [*path[path.index(target):], module, target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target, [*path, module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_kernels_import_nothing_but_numpy_and_the_errors() -> None:
+    kernels = [m for m in MODULES if _room(m) == "kernels"]
+    assert len(kernels) >= 8
+    for module in kernels:
+        for target in imports_of(module):
+            top = target.split(".")[0]
+            assert top not in ("pyspark", "pyarrow", "pandas", "py4j"), f"{module}: {target}"
+            if top == "spark_gmm":
+                assert _room(target) in ("kernels", "errors"), f"{module} imports {target}"
+
+
+def test_kernels_load_without_pyspark_or_pyarrow_in_a_fresh_interpreter() -> None:
+    probe = ("import sys, spark_gmm.kernels, spark_gmm.errors; "
+             "print(sorted(m for m in ('pyspark', 'pyarrow', 'pandas', 'py4j') "
+             "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=PACKAGE.parent, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_public_names_and_moved_modules_still_import() -> None:
+    probe = ("import spark_gmm.model, spark_gmm.estimator; "
+             "from spark_gmm import GaussianMixture, GaussianMixtureModel; "
+             "assert spark_gmm.model.GaussianMixtureModel is GaussianMixtureModel; "
+             "assert spark_gmm.estimator.GaussianMixture is GaussianMixture")
+    subprocess.run([sys.executable, "-c", probe], cwd=PACKAGE.parent, check=True)
+
+
+def test_nothing_the_executors_load_imports_the_benchmark() -> None:
+    for module in MODULES:
+        if _room(module) in ("bench", "cli"):
+            continue
+        assert not any(t.startswith("spark_gmm.bench") for t in imports_of(module)), module
 
 
 def test_library_code_does_not_print_pickle_or_eval() -> None:
@@ -37,19 +139,17 @@ def test_library_code_does_not_print_pickle_or_eval() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("print", "eval", "exec"), f"{path}: {node.func.id}"
-        for module, _ in _imports(path):
-            assert module not in ("pickle", "cloudpickle", "yaml"), f"{path} imports {module}"
+        module = _module_name(path)
+        for target in imports_of(module):
+            assert target not in ("pickle", "cloudpickle", "yaml"), f"{path} imports {target}"
 
 
 def test_no_file_is_too_long() -> None:
     for path in PACKAGE.rglob("*.py"):
-        assert len(path.read_text().splitlines()) <= 420, path
+        assert len(path.read_text().splitlines()) <= 400, path
 
 
 def test_ruff_clean() -> None:
-    import subprocess
-    import sys
-
     root = PACKAGE.parent
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "spark_gmm", "tests", "jobs"],
                             cwd=root, capture_output=True, text=True)

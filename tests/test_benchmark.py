@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from spark_gmm.etl.benchmark import BenchmarkSpec, format_table, run_benchmark
+from spark_gmm.bench.benchmark import BenchmarkSpec, run_benchmark
+from spark_gmm.bench.report import format_table
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from spark_gmm import GaussianMixture, distributed
-from spark_gmm.block_store import (
+from spark_gmm import GaussianMixture
+from spark_gmm.runtime import statistics_pass
+from spark_gmm.runtime.block_store import (
     BLOCK_ROWS,
     Block,
     BlockStore,
@@ -19,7 +20,7 @@ from spark_gmm.block_store import (
     read_stored_partition,
     write_partition,
 )
-from spark_gmm.data import feature_moments, store_blocks
+from spark_gmm.runtime.ingest import feature_moments, store_blocks
 from tests.helpers import make_mixture, to_dataframe
 
 
@@ -98,7 +99,8 @@ def test_writing_pass_takes_the_weighted_feature_moments(spark, weighted) -> Non
     w = rng.uniform(0, 2, size=x.shape[0]) if weighted else None
     store = _store(spark, x, w)
     try:
-        mean, variance = feature_moments(store.stored_partitions())
+        moments = feature_moments(store.stored_partitions())
+        mean, variance = moments.mean, moments.variance
     finally:
         store.close()
     np.testing.assert_allclose(mean, np.average(x, axis=0, weights=w), rtol=1e-13)
@@ -115,7 +117,7 @@ def test_missing_or_truncated_files_are_recomputed_and_written_again(spark, capl
         os.unlink(paths[0])
         with open(paths[1], "r+b") as stream:
             stream.truncate(os.path.getsize(paths[1]) - 8)
-        with caplog.at_level(logging.WARNING, logger="spark_gmm.block_store"):
+        with caplog.at_level(logging.WARNING, logger="spark_gmm.runtime.block_store"):
             second = store.aggregate(_sums, _add, 2)
         assert store.recomputed_partitions == 2
         assert "2 of 4 partitions" in caplog.text
@@ -148,7 +150,7 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
     estimator = GaussianMixture(k=3, seed=2, maxIter=6, tol=0.0, initMode="random")
     undisturbed = estimator.fit(df)
 
-    original = distributed.DistributedStatistics.__call__
+    original = statistics_pass.DistributedStatistics.__call__
     passes: list[int] = []
     recomputed: list[int] = []
 
@@ -161,7 +163,7 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
         recomputed.append(self.store.recomputed_partitions)
         return result
 
-    monkeypatch.setattr(distributed.DistributedStatistics, "__call__",
+    monkeypatch.setattr(statistics_pass.DistributedStatistics, "__call__",
                         losing_files_after_the_second_pass)
     disturbed = estimator.fit(df)
     # the pass after the loss recomputed all three partitions from the input and wrote

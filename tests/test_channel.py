@@ -10,7 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from spark_gmm.channel import (
+from spark_gmm.kernels import GaussianParameters, SufficientStatistics, block_statistics
+from spark_gmm.kernels.covariance import COVARIANCE_TYPES
+from spark_gmm.runtime.wire import (
     ChannelError,
     answer_challenge,
     challenge,
@@ -19,8 +21,6 @@ from spark_gmm.channel import (
     receive_message,
     send_message,
 )
-from spark_gmm.kernels import GaussianParameters, SufficientStatistics, block_statistics
-from spark_gmm.kernels.covariance import COVARIANCE_TYPES
 from tests.helpers import make_mixture
 
 

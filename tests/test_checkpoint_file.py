@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from spark_gmm.checkpoint import (
+from spark_gmm.errors import CheckpointMismatchError
+from spark_gmm.fit.checkpoint import (
     WRITE_PAUSE_ENV,
-    CheckpointMismatchError,
     read_checkpoint,
     write_checkpoint,
 )
-from spark_gmm.em import EMRun
+from spark_gmm.fit.em import EMRun
 from spark_gmm.kernels import GaussianParameters
 
 FINGERPRINT = {"k": 2, "rows": 10}
@@ -50,7 +50,7 @@ WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     from tests.test_checkpoint_file import FINGERPRINT, _run
-    from spark_gmm.checkpoint import write_checkpoint
+    from spark_gmm.fit.checkpoint import write_checkpoint
     write_checkpoint(sys.argv[1], FINGERPRINT, np.zeros(1), [_run(0.9)])
 """)
 
@@ -62,7 +62,7 @@ def test_kill_during_write_keeps_the_previous_checkpoint(tmp_path) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     writer = subprocess.Popen([sys.executable, "-c", WRITER, path], env=env, cwd=root)
     deadline = time.monotonic() + 60
-    while not glob.glob(str(tmp_path / ".checkpoint-*")):  # new state written, not yet renamed
+    while not glob.glob(str(tmp_path / ".em.json.*.tmp")):  # new state written, not yet renamed
         assert writer.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     writer.send_signal(signal.SIGKILL)

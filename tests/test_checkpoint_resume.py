@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_gmm import GaussianMixtureModel
-from spark_gmm.checkpoint import WRITE_PAUSE_ENV
 from spark_gmm.etl.config import build_config
-from spark_gmm.etl.jobs import run_fit
+from spark_gmm.etl.fit_job import run_fit
+from spark_gmm.fit.checkpoint import WRITE_PAUSE_ENV
 from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow

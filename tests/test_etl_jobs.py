@@ -9,12 +9,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy.linalg import cho_factor, cho_solve
+from scipy.special import logsumexp
 
 from spark_gmm.cli import EXIT_BAD_INPUT, main
-from spark_gmm.data import InvalidInputError
+from spark_gmm.errors import InvalidInputError
 from spark_gmm.etl.config import build_config
+from spark_gmm.etl.fit_job import run_fit
 from spark_gmm.etl.io import atomic_publish
-from spark_gmm.etl.jobs import run_fit, run_score
+from spark_gmm.etl.score_job import run_score
 from tests.helpers import make_mixture
 
 
@@ -117,16 +120,52 @@ def test_csv_with_non_numeric_values(spark, tmp_path) -> None:
 
 
 def test_standardisation_stored_and_applied(spark, tmp_path, mixture) -> None:
-    x = mixture[0] * [1.0, 1000.0, 0.001]
+    x = mixture[0] * [1.0, 1000.0, 0.001] + [0.0, -5e4, 7.0]
     data = _write_parquet(tmp_path / "scaled.parquet", x)
-    config = _config(tmp_path, data, preprocess={"standardize": True})
+    reg = 1e-6
+    config = _config(tmp_path, data, preprocess={"standardize": True},
+                     model={"max_iter": 300, "tol": 0.0, "reg_covar": reg})
     report = run_fit(spark, config)
     schema = report["feature_schema"]
     np.testing.assert_allclose(schema["standardize_mean"], x.mean(axis=0), rtol=1e-10)
-    np.testing.assert_allclose(schema["standardize_scale"], x.std(axis=0, ddof=1), rtol=1e-10)
-    # original-unit means are a weighted average that recovers the data mean
-    means = np.array(report["original_units"]["means"])
-    np.testing.assert_allclose(np.array(report["weights"]) @ means, x.mean(axis=0), rtol=1e-6)
+    scale = x.std(axis=0, ddof=1)
+    np.testing.assert_allclose(schema["standardize_scale"], scale, rtol=1e-10)
+    # After 300 iterations the model is a fixed point of EM: its parameters are the M-step
+    # of its own responsibilities. Recomputed here in original units from the labelled
+    # output (numpy, raw features), they must match what the fit reports in original units.
+    labelled = pq.read_table(config.output.path).to_pandas().sort_values("id")
+    resp = np.stack(labelled["probability"].to_numpy())
+    nk = resp.sum(axis=0)
+    means = resp.T @ x / nk[:, None]
+    covariances = np.stack([(resp[:, k, None] * (x - means[k])).T @ (x - means[k]) / nk[k]
+                            + np.diag(reg * scale**2) for k in range(3)])
+    units = report["original_units"]
+    # Compared per feature in units of its spread (features differ by 10⁶ in scale).
+    np.testing.assert_allclose(np.array(units["means"]) / scale, means / scale, rtol=1e-7,
+                               atol=1e-7)
+    per_scale = np.outer(scale, scale)
+    np.testing.assert_allclose(np.array(units["covariances"]) / per_scale,
+                               covariances / per_scale, rtol=1e-6, atol=1e-8)
+    # The score job scales new rows with the stored mean and scale: its log densities are
+    # those of the original-unit model (scipy) plus log|det| of the scaling's Jacobian.
+    score = _config(tmp_path, data, output={"path": str(tmp_path / "scored")})
+    run_score(spark, score)
+    scored = pq.read_table(str(tmp_path / "scored")).to_pandas().sort_values("id")
+    components = np.stack([np.log(w) + _log_normal(x, np.array(m), np.array(c)) for w, m, c in
+                           zip(report["weights"], units["means"], units["covariances"])], axis=1)
+    expected = logsumexp(components, axis=1) + np.log(scale).sum()
+    np.testing.assert_allclose(scored["log_likelihood"], expected, rtol=1e-8)
+    np.testing.assert_array_equal(scored["prediction"], np.argmax(components, axis=1))
+
+
+def _log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    # scipy's multivariate_normal refuses covariances this ill-conditioned (feature scales
+    # 1e-3 to 1e3); a Cholesky factor handles them.
+    factor = cho_factor(cov, lower=True)
+    diff = x - mean
+    mahalanobis = np.einsum("nd,nd->n", diff, cho_solve(factor, diff.T).T)
+    log_det = 2.0 * np.log(np.diag(factor[0])).sum()
+    return -0.5 * (mahalanobis + log_det + len(mean) * np.log(2 * np.pi))
 
 
 def test_failed_write_keeps_previous_output(spark, tmp_path, mixture) -> None:

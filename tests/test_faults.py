@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spark_gmm.distributed import FAULT_INJECTION_ENV
 from spark_gmm.etl.config import build_config
-from spark_gmm.etl.jobs import run_fit
-from spark_gmm.resident import ENABLED_CONF, resident_tasks_setting
+from spark_gmm.etl.fit_job import run_fit
+from spark_gmm.runtime.resident import ENABLED_CONF, resident_tasks_setting
+from spark_gmm.runtime.statistics_pass import FAULT_INJECTION_ENV
 from tests.helpers import job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,8 @@ def test_failed_statistics_task_is_retried_without_double_counting(
         # its first request; its second attempt connected again and served every pass
         assert failures >= 2
         assert "resident task 1 reconnected (attempt 1)" in faulty_job.stderr
-        assert "EM passes: 6 by resident tasks, 0 as Spark jobs" in faulty_job.stderr
+        assert _diagnostics(tmp_path, "faulty")["em_passes"] == {"resident_tasks": 6,
+                                                                 "spark_jobs": 0}
     else:
         # every statistics pass lost its partition-1 task once
         assert failures >= 6

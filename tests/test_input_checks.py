@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spark_gmm.input_checks import InvalidInputError, RowChecks, input_counts
+from spark_gmm.errors import InvalidInputError
+from spark_gmm.runtime.input_checks import RowChecks, input_counts
 
 NAN, INF = math.nan, math.inf
 

@@ -7,12 +7,13 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from spark_gmm.errors import CovarianceError
 from spark_gmm.kernels import (
     COVARIANCE_TYPES,
-    CovarianceError,
     GaussianParameters,
     SufficientStatistics,
     block_statistics,
+    kernels_for,
     log_gaussian_density,
     log_responsibilities,
     log_sum_exp,
@@ -205,11 +206,17 @@ def test_singular_covariance_names_component_and_fix() -> None:
         GaussianParameters.from_covariances([0.5, 0.5], np.zeros((2, 2)), cov, "full")
 
 
-def test_constant_feature_is_regularised() -> None:
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES[:3])
+def test_constant_feature_gets_exactly_reg_covar(covariance_type: str) -> None:
+    # A feature without spread has zero scatter in every component: its variance is then
+    # regCovar alone, and it covaries with nothing (closed form).
     x, *_ = make_mixture(n=300, seed=2)
     x[:, 1] = 4.0
     params = initial_parameters(np.column_stack([x[:, 0], x[:, 1] + 1e-3 * np.arange(300) % 2,
-                                                 x[:, 2]]), 3, "full")
+                                                 x[:, 2]]), 3, covariance_type)
     [stats] = block_statistics(x, None, [params])
-    new, _ = m_step(stats, "full", 1e-6)
-    assert np.all(np.linalg.eigvalsh(new.covariances) > 0)
+    new, _ = m_step(stats, covariance_type, 1e-6)
+    dense = kernels_for(covariance_type).dense(new.covariances, 3, 3)
+    np.testing.assert_allclose(dense[:, 1, 1], 1e-6, rtol=1e-6)
+    np.testing.assert_allclose(dense[:, 1, [0, 2]], 0.0, atol=1e-12)
+    assert np.all(dense[:, 0, 0] > 1e-2) and np.all(dense[:, 2, 2] > 1e-2)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spark_gmm.em import EMRun, run_em
+from spark_gmm.fit.em import EMRun, run_em
 from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics
 from spark_gmm.kernels.estep import log_responsibilities
 
@@ -23,7 +23,7 @@ def mixtures(draw):
     x = rng.normal(size=(n, d)) * scale + rng.normal(size=d) * scale * 10
     means = x[rng.choice(n, k, replace=False)]
     variances = rng.uniform(0.2, 2.0, size=(k, d)) * scale**2
-    cov = {
+    cov = {  # written out, not taken from the kernels' table under test
         "full": lambda: np.stack([np.diag(v) for v in variances]),
         "tied": lambda: np.diag(variances[0]),
         "diag": lambda: variances,
@@ -43,17 +43,36 @@ def test_responsibilities_are_distributions(case) -> None:
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-10)
 
 
+# Steps of EM checked for monotonicity, and those left out because a component collapsed and
+# was re-seeded in the M-step before them (a restart of that component, not an EM step).
+_STEPS = {"checked": 0, "after_a_reseed": 0}
+
+
 @settings(max_examples=40, deadline=None)
 @given(mixtures())
 def test_em_is_monotone_and_finite(case) -> None:
     x, params = case
     scale = float(np.sqrt(np.mean(np.var(x, axis=0)))) or 1.0
     run = EMRun(params)
-    run_em([run], lambda models: block_statistics(x, None, models), 1e-6 * scale**2, 15, 0.0)
+    collapses: list[int] = []  # collapsed components so far, after each iteration's M-step
+    run_em([run], lambda models: block_statistics(x, None, models), 1e-6 * scale**2, 15, 0.0,
+           on_iteration=lambda _, runs: collapses.append(runs[0].collapsed_events))
     history = np.array(run.history)
     assert np.all(np.isfinite(history))
     for name in ("weights", "means", "covariances"):
         assert np.all(np.isfinite(getattr(run.params, name)))
     np.testing.assert_allclose(run.params.weights.sum(), 1.0, rtol=1e-12)
-    if run.collapsed_events == 0:  # re-seeding is a restart, not an EM step
-        assert np.all(np.diff(history) >= -1e-7 * np.maximum(1.0, np.abs(history[1:])))
+    # history[i + 1] follows the M-step of iteration i: an EM step unless it re-seeded.
+    reseeded = np.diff([0, *collapses])[: len(history) - 1] > 0
+    steps = np.diff(history)
+    tolerance = -1e-7 * np.maximum(1.0, np.abs(history[1:]))
+    assert np.all(steps[~reseeded] >= tolerance[~reseeded])
+    _STEPS["checked"] += int(np.count_nonzero(~reseeded))
+    _STEPS["after_a_reseed"] += int(np.count_nonzero(reseeded))
+
+
+def teardown_module() -> None:
+    # The property above must not pass by leaving most steps out: bound the share skipped.
+    total = _STEPS["checked"] + _STEPS["after_a_reseed"]
+    if total:
+        assert _STEPS["after_a_reseed"] <= 0.05 * total, _STEPS

@@ -17,7 +17,8 @@ import pytest
 
 from spark_gmm import GaussianMixture, GaussianMixtureModel
 from spark_gmm.etl.config import build_config
-from spark_gmm.etl.jobs import run_fit
+from spark_gmm.etl.fit_job import run_fit
+from spark_gmm.runtime.resident import resident_tasks_setting
 from tests.helpers import job_sections, make_mixture, to_dataframe, write_job_config
 
 pytestmark = pytest.mark.slow
@@ -119,7 +120,8 @@ def _driver_peak_bytes(action) -> tuple[object, int]:
         tracemalloc.stop()
 
 
-def test_two_thousand_partitions(spark) -> None:
+@pytest.mark.parametrize("resident_tasks", [True, False])
+def test_two_thousand_partitions(spark, resident_tasks: bool) -> None:
     x, *_ = make_mixture(n=4000, seed=61, k=8, n_features=30)
     # Every pass is 2,000 tasks, so both fits take one EM step from the same start (partition
     # invariance of the random start itself is tested with 1, 3 and 16 partitions).
@@ -132,7 +134,12 @@ def test_two_thousand_partitions(spark) -> None:
     few = fit(to_dataframe(spark, x, partitions=2))
     many_df = to_dataframe(spark, x, partitions=2000)
     assert many_df.rdd.getNumPartitions() == 2000
-    many, fit_peak = _driver_peak_bytes(lambda: fit(many_df))
+    # Resident tasks coalesce the 2,000 partitions into one task per slot; as Spark jobs,
+    # every pass is 2,000 tasks merged by treeReduce.
+    with resident_tasks_setting(spark, resident_tasks):
+        many, fit_peak = _driver_peak_bytes(lambda: fit(many_df))
+    passes = (many.summary.residentPasses, many.summary.jobPasses)
+    assert passes == ((2, 0) if resident_tasks else (0, 2))  # 1 iteration + final statistics
     np.testing.assert_allclose(many.summary.logLikelihoodHistory,
                                few.summary.logLikelihoodHistory, rtol=1e-10)
     np.testing.assert_allclose(many.summary.logLikelihood, few.summary.logLikelihood,
@@ -145,6 +152,7 @@ def test_two_thousand_partitions(spark) -> None:
     # 2,000 of them to the driver at once (118 MB when measured with tracemalloc);
     # treeReduce brings ~sqrt(2000) = 45.
     one_partial = 8 * 30 * 30 * 8
-    logger.warning("2000 partitions: driver Python peak %.1f MB during the fit "
-                   "(one partition's statistics: %.2f MB)", fit_peak / 1e6, one_partial / 1e6)
+    logger.warning("2000 partitions (resident tasks %s): driver Python peak %.1f MB during the "
+                   "fit (one partition's statistics: %.2f MB)", resident_tasks, fit_peak / 1e6,
+                   one_partial / 1e6)
     assert fit_peak < 200 * one_partial

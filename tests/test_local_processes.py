@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from spark_gmm.etl.local_processes import (
+from spark_gmm.bench.probes import (
     CpuMeter,
     descendants,
     imports_peak_rss_bytes,

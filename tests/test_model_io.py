@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -12,8 +13,8 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from spark_gmm import GaussianMixture, GaussianMixtureModel
+from spark_gmm.errors import ModelFormatError
 from spark_gmm.kernels import COVARIANCE_TYPES
-from spark_gmm.persistence import ModelFormatError
 from tests.helpers import make_mixture, to_dataframe
 
 
@@ -31,7 +32,7 @@ def fitted(data) -> GaussianMixtureModel:
 def test_transform_matches_scipy(data, fitted) -> None:
     x, df = data
     out = fitted.setLogLikelihoodCol("loglik").transform(df)
-    assert out.columns == ["features", "prediction", "probability", "loglik"]
+    assert out.columns == ["features", "probability", "prediction", "loglik"]  # MLlib's order
     assert dict(out.dtypes)["prediction"] == "int"
     rows = out.collect()
     assert len(rows) == len(x)
@@ -152,7 +153,7 @@ def _break(path: str, what: str) -> None:
 
         from pyspark.sql import SparkSession
 
-        from spark_gmm.persistence import _DATA_SCHEMA
+        from spark_gmm.ml.persistence import _DATA_SCHEMA
         shutil.rmtree(data_dir)
         rows = [(j, 1 / 3, [0.0, 1.0], [1.0, 0.0, 0.0, 1.0]) for j in range(3)]
         SparkSession.active().createDataFrame(rows, _DATA_SCHEMA).write.parquet(data_dir)
@@ -161,8 +162,9 @@ def _break(path: str, what: str) -> None:
         for name in os.listdir(meta):
             if name.startswith("part-"):
                 file = os.path.join(meta, name)
-                text = open(file).read().replace("spark_gmm.model.GaussianMixtureModel",
+                text = open(file).read().replace("spark_gmm.ml.model.GaussianMixtureModel",
                                                  "os.system")
+                assert "os.system" in text
                 open(file, "w").write(text)
                 for crc in os.listdir(meta):
                     if crc.endswith(".crc"):
@@ -177,3 +179,45 @@ def test_corrupted_model_directory_is_refused(data, fitted, tmp_path, what: str)
     _break(path, what)
     with pytest.raises(ModelFormatError):
         GaussianMixtureModel.load(path)
+
+
+def _as_saved_before_the_layered_layout(directory: str) -> None:
+    # Models then named their class spark_gmm.model.GaussianMixtureModel and carried the
+    # fit-only checkpointPath among their params.
+    for root, _, files in os.walk(directory):
+        for name in files:
+            file = os.path.join(root, name)
+            if name.endswith(".crc"):
+                os.remove(file)
+            elif os.path.basename(root) == "metadata" and name.startswith("part-"):
+                metadata = json.loads(open(file).read())
+                if metadata["class"] == "spark_gmm.ml.model.GaussianMixtureModel":
+                    metadata["class"] = "spark_gmm.model.GaussianMixtureModel"
+                    metadata["paramMap"]["checkpointPath"] = "/tmp/old.json"
+                    open(file, "w").write(json.dumps(metadata))
+
+
+def test_models_saved_by_earlier_versions_still_load(spark, data, fitted, tmp_path) -> None:
+    _, df = data
+    fitted.save(str(tmp_path / "model"))
+    PipelineModel(stages=[fitted]).save(str(tmp_path / "pipeline"))
+    _as_saved_before_the_layered_layout(str(tmp_path))
+    assert "spark_gmm.model.GaussianMixtureModel" in open(
+        next((tmp_path / "model" / "metadata").glob("part-*"))).read()
+    for loaded in (GaussianMixtureModel.load(str(tmp_path / "model")),
+                   PipelineModel.load(str(tmp_path / "pipeline")).stages[0]):
+        assert isinstance(loaded, GaussianMixtureModel)
+        assert not loaded.hasParam("checkpointPath")
+        np.testing.assert_array_equal(loaded.covariances, fitted.covariances)
+        assert ([r.prediction for r in loaded.transform(df).collect()]
+                == [r.prediction for r in fitted.transform(df).collect()])
+
+
+def test_models_do_not_carry_the_fit_only_checkpoint_path(data, tmp_path) -> None:
+    estimator = GaussianMixture(k=2, seed=1, maxIter=2, checkpointPath=str(tmp_path / "c.json"))
+    model = estimator.fit(data[1])
+    assert estimator.getCheckpointPath() == str(tmp_path / "c.json")
+    assert not model.hasParam("checkpointPath")
+    model.save(str(tmp_path / "model"))
+    metadata = open(next((tmp_path / "model" / "metadata").glob("part-*"))).read()
+    assert "checkpointPath" not in metadata

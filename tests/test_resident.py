@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from functools import partial
 
 import numpy as np
 import pytest
 
-from spark_gmm import GaussianMixture, distributed, resident
-from spark_gmm.data import feature_moments, features_array, store_blocks
-from spark_gmm.distributed import DistributedStatistics
+from spark_gmm import GaussianMixture
 from spark_gmm.kernels import GaussianParameters, block_statistics
-from spark_gmm.resident import ResidentTasks, resident_tasks_setting
+from spark_gmm.runtime import resident, statistics_pass
+from spark_gmm.runtime.ingest import feature_moments, features_array, store_blocks
+from spark_gmm.runtime.resident import ResidentTasks, resident_tasks_setting
+from spark_gmm.runtime.statistics_pass import DistributedStatistics
 from tests.helpers import make_mixture, to_dataframe
-
-_PASSES = re.compile(r"EM passes: (\d+) by resident tasks, (\d+) as Spark jobs")
 
 
 def _fit(spark, caplog, df, resident_tasks: bool, **params):
@@ -28,9 +26,8 @@ def _fit(spark, caplog, df, resident_tasks: bool, **params):
     with (resident_tasks_setting(spark, resident_tasks),
           caplog.at_level(logging.INFO, logger="spark_gmm")):
         model = GaussianMixture(**params).fit(df)
-    [(served, jobs)] = _PASSES.findall(caplog.text)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []  # the job has ended
-    return model, (int(served), int(jobs))
+    return model, (model.summary.residentPasses, model.summary.jobPasses)
 
 
 def _assert_same_model(a, b, rtol: float = 1e-10) -> None:
@@ -101,7 +98,7 @@ def test_too_few_free_slots_time_out_and_go_back_to_jobs(
     params = {"k": 3, "seed": 8, "maxIter": 3, "tol": 0.0}
     undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
     # Three tasks on two slots: the third cannot start while the first two wait for it.
-    monkeypatch.setattr(distributed, "slot_count", lambda sc: 3)
+    monkeypatch.setattr(statistics_pass, "slot_count", lambda sc: 3)
     monkeypatch.setattr(resident, "CONNECT_SECONDS", 3.0)
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
     assert "2 of 3 tasks connected to the driver within 3 s" in caplog.text
@@ -113,10 +110,11 @@ def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
     x, *_ = make_mixture(n=3000, seed=44, k=2)
     df = to_dataframe(spark, x, partitions=2)
     store = store_blocks(df, features_array(df, "features"), None)
-    center, variance = feature_moments(store.stored_partitions())
+    moments = feature_moments(store.stored_partitions())
+    center, variance = moments.mean, moments.variance
     mixture = GaussianParameters.from_covariances(
         [0.5, 0.5], x[:2] - center, np.stack([np.diag(variance)] * 2), "full")
-    tasks = ResidentTasks(store, partial(distributed._answer_statistics_request, center), 2)
+    tasks = ResidentTasks(store, partial(statistics_pass._answer_statistics_request, center), 2)
     try:
         tasks.start()
         intruder = socket.create_connection(tasks._listener.getsockname())

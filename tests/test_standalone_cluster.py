@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
-from spark_gmm.checkpoint import WRITE_PAUSE_ENV
 from spark_gmm.etl.config import build_config
-from spark_gmm.etl.jobs import run_fit
+from spark_gmm.etl.fit_job import run_fit
 from spark_gmm.etl.package import build_archive
+from spark_gmm.fit.checkpoint import WRITE_PAUSE_ENV
 from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
@@ -188,6 +188,7 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
         assert checkpointed_iterations(checkpoint) >= killed_at
         retry = _submit(cluster.master, archive, "fit_gmm.py", "--config", conf)
         assert retry.returncode == 0, retry.stderr[-5000:]
+        assert "resuming from checkpoint" in retry.stderr, retry.stderr[-5000:]
     else:
         assert "Lost executor" in stderr, stderr[-5000:]  # the kill reached the running job
 

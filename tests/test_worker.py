@@ -10,7 +10,7 @@ def _worker_state(_: Iterator[int]) -> Iterator[tuple[int, int]]:
 
     from threadpoolctl import threadpool_info
 
-    from spark_gmm.worker import prepare_python_worker
+    from spark_gmm.runtime.worker import prepare_python_worker
 
     prepare_python_worker()
     blas_threads = max((pool["num_threads"] for pool in threadpool_info()), default=1)

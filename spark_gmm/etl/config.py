@@ -12,15 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_origin, get_type_hints
 
+from ..errors import ConfigError
 from ..kernels import COVARIANCE_TYPES
-from ..params import INIT_MODES
+from ..ml.params import INIT_MODES
 
 INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
 INPUT_FORMATS = ("parquet", "csv", "table")
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and the fix."""
+__all__ = ["ConfigError", "JobConfig", "build_config", "load_config"]
 
 
 @dataclass(frozen=True)

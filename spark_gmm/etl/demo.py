@@ -8,7 +8,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from .config import JobConfig, build_config
-from .jobs import run_fit
+from .fit_job import run_fit
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 

@@ -11,7 +11,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
-from ..data import InvalidInputError, features_array
+from ..errors import InvalidInputError
+from ..runtime.ingest import features_array
+from ..runtime.input_checks import invalid_reason_column
 from .config import InputConfig
 
 FEATURES = "__spark_gmm_x"
@@ -77,11 +79,7 @@ def with_features(df: DataFrame, config: InputConfig, n_features: int | None = N
     else:
         name = config.features_column
         features = features_array(df, name)
-        bad = F.exists(features, lambda v: v.isNull() | F.isnan(v) | (F.abs(v) == F.lit(_INF)))
-        size_reason = (F.when(F.size(features) != F.lit(n_features), "wrong_length")
-                       if n_features else F.when(F.size(features) == 0, "wrong_length"))
-        reasons = {name: F.when(features.isNull(), "null").when(bad, "non_finite")
-                   .otherwise(size_reason)}
+        reasons = {name: invalid_reason_column(features, n_features)}
     reason = F.coalesce(*reasons.values()) if len(reasons) > 1 else next(iter(reasons.values()))
     return df.withColumn(FEATURES, features).withColumn(REASON, reason), reasons
 

@@ -1,7 +1,10 @@
-"""Pure-numpy numerics of Gaussian mixtures; this package never imports pyspark."""
+"""Pure-numpy numerics of Gaussian mixtures: this package never imports pyspark or pyarrow.
+
+Everything that differs between covariance types is in one table,
+:data:`~spark_gmm.kernels.covariance.KERNELS`; the rest is written once.
+"""
 
 from .covariance import COVARIANCE_TYPES, KERNELS, kernels_for, n_free_parameters
-from .errors import CovarianceError
 from .estep import (
     log_gaussian_density,
     log_responsibilities,
@@ -9,6 +12,7 @@ from .estep import (
     score_rows,
     weighted_log_density,
 )
+from .moments import FeatureMoments
 from .mstep import m_step
 from .parameters import GaussianParameters
 from .statistics import SufficientStatistics, block_statistics, merge_all
@@ -16,7 +20,7 @@ from .statistics import SufficientStatistics, block_statistics, merge_all
 __all__ = [
     "COVARIANCE_TYPES",
     "KERNELS",
-    "CovarianceError",
+    "FeatureMoments",
     "GaussianParameters",
     "SufficientStatistics",
     "block_statistics",

@@ -17,22 +17,6 @@ logger = logging.getLogger(__name__)
 COLLAPSE_FRACTION = 1e-10
 
 
-def _principal_axis(covariances: FloatArray, covariance_type: str, component: int
-                    ) -> tuple[FloatArray, float]:
-    if covariance_type == "full":
-        values, vectors = np.linalg.eigh(covariances[component])
-        return vectors[:, -1], float(values[-1])
-    if covariance_type == "tied":
-        values, vectors = np.linalg.eigh(covariances)
-        return vectors[:, -1], float(values[-1])
-    if covariance_type == "diag":
-        axis = int(np.argmax(covariances[component]))
-        direction = np.zeros(covariances.shape[1])
-        direction[axis] = 1.0
-        return direction, float(covariances[component, axis])
-    raise AssertionError("spherical components have no principal axis")
-
-
 def reseed_collapsed(
     weights: FloatArray,
     means: FloatArray,
@@ -49,23 +33,19 @@ def reseed_collapsed(
     and lets the next E-step pull both halves towards the data.
     """
     n_features = means.shape[1]
+    kernels = kernels_for(covariance_type)
     pending = set(collapsed)
     for j in collapsed:
         candidates = weights.copy()
         candidates[list(pending)] = -1.0
         donor = int(np.argmax(candidates))
         pending.discard(j)
-        if covariance_type == "spherical":
-            direction = np.zeros(n_features)
-            direction[0] = 1.0
-            variance = float(covariances[donor])
-        else:
-            direction, variance = _principal_axis(covariances, covariance_type, donor)
+        direction, variance = kernels.principal_axis(covariances, donor, n_features)
         offset = 0.5 * np.sqrt(max(variance, 0.0)) * direction
         weights[j] = weights[donor] = 0.5 * weights[donor]
         means[j] = means[donor] + offset
         means[donor] = means[donor] - offset
-        if covariance_type != "tied":
+        if not kernels.shared:
             covariances[j] = covariances[donor]
         logger.warning(
             "component %d collapsed (effective weight below %.0e of the data); re-seeded by "

@@ -28,15 +28,12 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.typing import NDArray
 
+from .chunks import rows_per_chunk
 from .covariance import LOG_2PI, FloatArray, kernels_for
 from .parameters import GaussianParameters
 
 # ε · 1e6 ≈ 2e-10: the worst relative error the expansion may add to a covariance.
 MAX_ORIGIN_DISTANCE2 = 1e6
-# Feature values per chunk (8 bytes each): 4 MB was fastest here for D = 10 and D = 50
-# (2 MB to 8 MB within 5 %; 256 kB or 8 MB+ up to 40 % slower).
-_TARGET_FEATURE_VALUES = 1 << 19
-_MIN_CHUNK_ROWS = 64
 _MAX_CHUNK_ROWS = 16384
 # exp(x) rounds to 0.0 in float64 for every x below this (the smallest subnormal is e^-745.13).
 _EXP_ZERO_BELOW = -746.0
@@ -56,8 +53,7 @@ def n_packed_features(covariance_type: str, n_features: int) -> int:
 
 def packed_chunk_rows(covariance_type: str, n_features: int) -> int:
     """Rows per chunk so that one chunk's features stay cache-sized."""
-    rows = _TARGET_FEATURE_VALUES // n_packed_features(covariance_type, n_features)
-    return int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
+    return rows_per_chunk(n_packed_features(covariance_type, n_features), _MAX_CHUNK_ROWS)
 
 
 _scratch = threading.local()
@@ -115,36 +111,21 @@ def packed_chunks(x: FloatArray, covariance_type: str, center: FloatArray | None
         yield rows, phi
 
 
-def _precision_matrices(params: GaussianParameters) -> FloatArray:
-    factors = params.precisions_cholesky
-    if params.covariance_type == "full":
-        return factors @ factors.transpose(0, 2, 1)
-    precision = factors @ factors.T
-    return np.broadcast_to(precision, (params.n_components, *precision.shape))
-
-
-def _diagonal_precisions(params: GaussianParameters) -> FloatArray:
-    factors = params.precisions_cholesky
-    if params.covariance_type == "spherical":
-        factors = np.repeat(factors[:, None], params.n_features, axis=1)
-    return factors * factors
-
-
 def density_weights(params: GaussianParameters) -> FloatArray:
     """W of shape (K, M) with ``W @ φ(x)`` = log N(x | μ_k, Σ_k) (mixing weights excluded)."""
-    d = params.n_features
+    d, k = params.n_features, params.n_components
     means = params.means
-    if uses_quadratic_features(params.covariance_type):
-        precision = _precision_matrices(params)
+    kernels = kernels_for(params.covariance_type)
+    precision = kernels.precisions(params.precisions_cholesky, k, d)
+    if kernels.full_second_moment:
         rows, cols = np.triu_indices(d)
         # x_i x_j appears once for i < j but stands for both (i, j) and (j, i).
         quadratic = -precision[:, rows, cols] * np.where(rows == cols, 0.5, 1.0)
         linear = np.einsum("kde,ke->kd", precision, means)
     else:
-        diagonal = _diagonal_precisions(params)
-        quadratic = -0.5 * diagonal
-        linear = diagonal * means
-    log_det = kernels_for(params.covariance_type).log_det(params.precisions_cholesky, d)
+        quadratic = -0.5 * precision
+        linear = precision * means
+    log_det = kernels.log_det(params.precisions_cholesky, d)
     constant = -0.5 * np.einsum("kd,kd->k", linear, means) + log_det - 0.5 * d * LOG_2PI
     return np.concatenate([quadratic, linear, constant[:, None]], axis=1)
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunks import rows_per_chunk
 from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
+from .kmeans import nearest_centre
 from .packed import (
     density_weights,
     is_exact_enough,
@@ -19,10 +21,6 @@ from .packed import (
 )
 from .parameters import GaussianParameters
 
-# Rows per inner chunk: chosen so the (chunk, K*D) projection of the full kernel stays near
-# a few MB (cache friendly) whatever K and D are.
-_TARGET_CHUNK_VALUES = 1 << 19
-_MIN_CHUNK_ROWS = 64
 _MAX_CHUNK_ROWS = 8192
 
 
@@ -110,8 +108,8 @@ def merge_all(left: Sequence[SufficientStatistics], right: Sequence[SufficientSt
 
 def chunk_rows(n_components: int, n_features: int) -> int:
     """Rows per inner chunk for a K-component, D-feature mixture."""
-    rows = _TARGET_CHUNK_VALUES // max(1, n_components * n_features)
-    return int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
+    # The exact full kernel projects a chunk on every component at once: (chunk, K*D) values.
+    return rows_per_chunk(n_components * n_features, _MAX_CHUNK_ROWS)
 
 
 def _statistics_from_responsibilities(
@@ -152,12 +150,8 @@ def _chunk_statistics(x: FloatArray, weights: FloatArray | None, params: Gaussia
 def _chunk_hard_statistics(x: FloatArray, weights: FloatArray | None,
                            params: GaussianParameters, count_assignments: bool
                            ) -> SufficientStatistics:
-    distances = (
-        np.einsum("nd,nd->n", x, x)[:, None] - 2.0 * x @ params.means.T
-        + np.einsum("kd,kd->k", params.means, params.means)
-    )
     resp = np.zeros((x.shape[0], params.n_components))
-    resp[np.arange(x.shape[0]), np.argmin(distances, axis=1)] = 1.0
+    resp[np.arange(x.shape[0]), nearest_centre(x, params.means)] = 1.0
     return _statistics_from_responsibilities(
         x, weights, resp, params.means, params.covariance_type, np.zeros(x.shape[0]),
         count_assignments,

@@ -1,159 +1,27 @@
-"""The fitted model: parameters, training summary, batch and single-row scoring."""
+"""The fitted model: parameters, training summary, batch and single-row scoring, save/load."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.broadcast import Broadcast
 from pyspark.ml import Model
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector, Vectors
-from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .data import features_array
-from .em import EMRun
-from .kernels import (
-    GaussianParameters,
-    SufficientStatistics,
-    n_free_parameters,
-    score_rows,
-)
+from ..kernels import GaussianParameters, kernels_for, score_rows
+from ..runtime.ingest import features_array
 from .params import GaussianMixtureParams
-from .persistence import GaussianMixtureModelReader, GaussianMixtureModelWriter
-from .worker import prepare_python_worker
+from .persistence import load_model_parts, save_model
+from .scoring import SCORE_TYPE, score_features
+from .summary import GaussianMixtureSummary
 
 _SCORE_COLUMN = "__spark_gmm_score"
-
-
-@dataclass(frozen=True)
-class GaussianMixtureSummary:
-    """Training summary (MLlib's names where MLlib has the quantity).
-
-    Attributes
-    ----------
-    logLikelihood : float
-        Total (weighted) log-likelihood of the final model on the training data.
-    logLikelihoodHistory : list of float
-        Total log-likelihood at each EM iteration's E-step.
-    numIter : int
-    converged : bool
-    clusterSizes : list of int
-        Training rows per component (argmax responsibility).
-    weightSum : float
-        Σ w (the row count when unweighted).
-    numFeatures : int
-    iterationSeconds : list of float
-    """
-
-    logLikelihood: float
-    logLikelihoodHistory: list[float]
-    numIter: int
-    converged: bool
-    clusterSizes: list[int]
-    weightSum: float
-    numFeatures: int
-    covarianceType: str
-    iterationSeconds: list[float] = field(default_factory=list)
-
-    @classmethod
-    def from_fit(cls, run: EMRun, final: SufficientStatistics, n_features: int
-                 ) -> GaussianMixtureSummary:
-        return cls(
-            logLikelihood=final.log_likelihood,
-            logLikelihoodHistory=[m * final.weight_sum for m in run.history],
-            numIter=run.n_iter,
-            converged=run.converged,
-            clusterSizes=[int(c) for c in final.assigned],
-            weightSum=final.weight_sum,
-            numFeatures=n_features,
-            covarianceType=run.params.covariance_type,
-            iterationSeconds=list(run.iteration_seconds),
-        )
-
-    @property
-    def k(self) -> int:
-        return len(self.clusterSizes)
-
-    @property
-    def numParameters(self) -> int:
-        return n_free_parameters(self.covarianceType, self.k, self.numFeatures)
-
-    @property
-    def bic(self) -> float:
-        """Bayesian information criterion, -2 log L + p log N (lower is better)."""
-        return -2.0 * self.logLikelihood + self.numParameters * math.log(self.weightSum)
-
-    @property
-    def aic(self) -> float:
-        """Akaike information criterion, -2 log L + 2 p (lower is better)."""
-        return -2.0 * self.logLikelihood + 2.0 * self.numParameters
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "logLikelihood": self.logLikelihood,
-            "logLikelihoodHistory": self.logLikelihoodHistory,
-            "numIter": self.numIter,
-            "converged": self.converged,
-            "clusterSizes": self.clusterSizes,
-            "weightSum": self.weightSum,
-            "numFeatures": self.numFeatures,
-            "covarianceType": self.covarianceType,
-            "iterationSeconds": self.iterationSeconds,
-        }
-
-
-def _score_features(
-    params: Broadcast[GaussianParameters], features: pa.Array
-) -> pa.StructArray:
-    """Prediction, responsibilities and log density for a batch of feature arrays.
-
-    Rows whose features are null, of the wrong length or not finite get null fields.
-    """
-    prepare_python_worker()
-    mixture = params.value
-    d, k, n = mixture.n_features, mixture.n_components, len(features)
-    if isinstance(features, pa.ChunkedArray):
-        features = features.combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
-    valid = lengths == d
-    if valid.all():
-        x = features.flatten().to_numpy(zero_copy_only=False).reshape(n, d)
-    else:
-        x = np.full((n, d), np.nan)
-        if valid.any():
-            x[valid] = pc.filter(features, pa.array(valid)).flatten().to_numpy(
-                zero_copy_only=False).reshape(-1, d)
-    valid &= np.all(np.isfinite(x), axis=1)
-    if valid.all():
-        log_likelihood, probability, prediction = score_rows(x, mixture)
-    else:
-        # Invalid rows keep zeros under a null mask.
-        prediction = np.zeros(n, dtype=np.intp)
-        probability = np.zeros((n, k))
-        log_likelihood = np.zeros(n)
-        if valid.any():
-            log_likelihood[valid], probability[valid], prediction[valid] = score_rows(
-                x[valid], mixture)
-    invalid = ~valid
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
-    return pa.StructArray.from_arrays(
-        [pa.array(prediction.astype(np.int32), mask=invalid),
-         pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
-                                  mask=pa.array(invalid)),
-         pa.array(log_likelihood, mask=invalid)],
-        names=["prediction", "probability", "log_likelihood"],
-    )
-
-
-_SCORE_TYPE = "prediction int, probability array<double>, log_likelihood double"
 
 
 class GaussianMixtureModel(
@@ -215,7 +83,8 @@ class GaussianMixtureModel(
     def gaussiansDF(self) -> DataFrame:
         """MLlib's layout: one row per component with ``mean`` (Vector) and ``cov`` (Matrix)."""
         p = self.parameters
-        dense = _dense_covariances(p)
+        dense = kernels_for(p.covariance_type).dense(p.covariances, p.n_components,
+                                                     p.n_features)
         rows = [(DenseVector(p.means[j]), DenseMatrix(p.n_features, p.n_features,
                                                       dense[j].ravel(order="F").tolist()))
                 for j in range(p.n_components)]
@@ -275,17 +144,18 @@ class GaussianMixtureModel(
         broadcast = self._broadcast
 
         def score_batch(features: pa.Array) -> pa.Array:
-            return _score_features(broadcast, features)
+            return score_features(broadcast, features)
 
-        score = arrow_udf(score_batch, _SCORE_TYPE)
+        score = arrow_udf(score_batch, SCORE_TYPE)
         scored = dataset.withColumn(_SCORE_COLUMN, score(
             features_array(dataset, self.getFeaturesCol())))
         result = F.col(_SCORE_COLUMN)
         probability = result["probability"]
         # array_to_vector fails on null arrays: rows with invalid features keep a null.
         columns = [F.col(f"`{c}`") for c in dataset.columns] + [
-            result["prediction"].alias(outputs[0]),
+            # MLlib's order: probability, then prediction.
             F.when(probability.isNotNull(), array_to_vector(probability)).alias(outputs[1]),
+            result["prediction"].alias(outputs[0]),
         ]
         if ll_col:
             columns.append(result["log_likelihood"].alias(ll_col))
@@ -311,12 +181,29 @@ class GaussianMixtureModel(
         return cls.read().load(path)
 
 
-def _dense_covariances(p: GaussianParameters) -> np.ndarray:
-    k, d = p.n_components, p.n_features
-    c = p.covariances
-    return {
-        "full": lambda: c,
-        "tied": lambda: np.repeat(c[None], k, axis=0),
-        "diag": lambda: np.stack([np.diag(row) for row in c]),
-        "spherical": lambda: np.stack([np.eye(d) * v for v in c]),
-    }[p.covariance_type]()
+class GaussianMixtureModelWriter(MLWriter):
+    """Writes a :class:`GaussianMixtureModel`; use ``model.write().overwrite().save(path)``."""
+
+    def __init__(self, instance: GaussianMixtureModel) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path: str) -> None:
+        model = self.instance
+        save_model(model, model.parameters, model._summary, path, self.sparkSession)
+
+
+class GaussianMixtureModelReader(MLReader[GaussianMixtureModel]):
+    """Reads a model saved by :class:`GaussianMixtureModelWriter`, validating everything
+    (:func:`~spark_gmm.ml.persistence.load_model_parts`)."""
+
+    def __init__(self, cls: type[GaussianMixtureModel]) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str) -> GaussianMixtureModel:
+        model = self.cls()
+        params, summary = load_model_parts(model, path, self.sparkSession)
+        model._parameters = params
+        model._summary = summary
+        return model

@@ -8,7 +8,7 @@ barrier mode cannot replace it: its ``allGather`` polls with a one-second sleep.
 Instead, one job starts one task per free slot (``min(partitions, slots)``, the stored
 partitions coalesced by the executors that hold them). Each task memory-maps its partitions
 once, connects back to a socket on the driver, proves it holds the fit's secret, and then
-answers requests (see :mod:`spark_gmm.channel`) until the driver says stop. The EM loop, its
+answers requests (see :mod:`.wire`) until the driver says stop. The EM loop, its
 M-step, logging and checkpoints stay on the driver.
 
 Nothing here changes what is computed, only where: the statistics are merged in task order
@@ -36,8 +36,9 @@ from typing import Any
 from pyspark import InheritableThread, SparkContext, TaskContext
 from pyspark.sql import SparkSession
 
-from .block_store import Block, BlockStore, StoredPartition, read_stored_partition
-from .channel import (
+from .block_store import BlockStore, StoredPartition, read_partitions
+from .input_checks import Block
+from .wire import (
     ChannelError,
     Value,
     answer_challenge,
@@ -115,14 +116,7 @@ def _serve(address: tuple[str, int], secret: bytes, handler: Handler, index: int
            handles: Iterator[StoredPartition]) -> Iterator[int]:
     """The task: map the partitions, connect, answer requests until told to stop."""
     prepare_python_worker()
-    blocks: list[Block] = []
-    missing = []
-    for stored in handles:
-        readable = read_stored_partition(stored)
-        if readable is None:
-            missing.append(stored.partition)
-        else:
-            blocks.extend(readable)
+    blocks, missing = read_partitions(handles)
     try:
         sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
     except OSError:

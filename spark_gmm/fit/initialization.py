@@ -12,11 +12,12 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .block_store import BlockStore
-from .data import InvalidInputError, sample_rows
-from .distributed import DistributedStatistics
-from .kernels import GaussianParameters, m_step
-from .kernels.kmeans import kmeans_plus_plus, lloyd
+from ..errors import InvalidInputError
+from ..kernels import GaussianParameters, kernels_for, m_step
+from ..kernels.kmeans import kmeans_plus_plus, lloyd
+from ..runtime.block_store import BlockStore
+from ..runtime.sampling import sample_rows
+from ..runtime.statistics_pass import DistributedStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,7 @@ def _diagonal_covariances(variance: np.ndarray, k: int, covariance_type: str,
                           reg_covar: float) -> np.ndarray:
     # A constant feature has zero variance; fall back to 1 so the start is well defined.
     var = np.where(variance > 0, variance, 1.0) + reg_covar
-    return {
-        "full": lambda: np.stack([np.diag(var)] * k),
-        "tied": lambda: np.diag(var),
-        "diag": lambda: np.tile(var, (k, 1)),
-        "spherical": lambda: np.full(k, var.mean()),
-    }[covariance_type]()
+    return kernels_for(covariance_type).from_variances(var, k)
 
 
 def _random_rows(spec: InitialisationInput) -> list[GaussianParameters]:

@@ -1,7 +1,7 @@
 """The distributed statistics pass: fold the stored partitions, merge, hand to the driver.
 
 A pass is either a Spark job of its own (broadcast the mixtures, fold each partition,
-``treeReduce``) or a request to the resident tasks (see :mod:`spark_gmm.resident`).
+``treeReduce``) or a request to the resident tasks (see :mod:`.resident`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import numpy as np
 from pyspark.broadcast import Broadcast
 from pyspark.sql import SparkSession
 
-from .block_store import Block, BlockStore
-from .channel import Value
-from .kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+from ..kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+from .block_store import BlockStore
+from .input_checks import Block
 from .resident import ENABLED_CONF, ResidentTasks, ResidentUnavailableError, slot_count
+from .wire import Value
 
 logger = logging.getLogger(__name__)
 

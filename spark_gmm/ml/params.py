@@ -14,7 +14,7 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
-from .kernels import COVARIANCE_TYPES
+from ..kernels import COVARIANCE_TYPES
 
 INIT_MODES = ("k-means||", "k-means++", "random")
 # pyspark derives its default seed from hash(), which changes between Python processes;
@@ -65,13 +65,6 @@ class GaussianMixtureParams(
         typeConverter=TypeConverters.toString,
     )
 
-    checkpointPath: Param[str] = Param(
-        Params._dummy(), "checkpointPath",
-        "Driver-local file for the EM state, rewritten atomically after every iteration; a fit "
-        "that finds a matching checkpoint resumes from it. Unset: no checkpoints.",
-        typeConverter=TypeConverters.toString,
-    )
-
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
@@ -102,15 +95,6 @@ class GaussianMixtureParams(
     def getLogLikelihoodCol(self) -> str:
         """Column name for the per-row log density."""
         return self.getOrDefault(self.logLikelihoodCol)
-
-    def getCheckpointPath(self) -> str:
-        """File of the EM checkpoint."""
-        return self.getOrDefault(self.checkpointPath)
-
-    def _checkpoint_path_or_none(self) -> str | None:
-        if self.isDefined(self.checkpointPath) and self.getCheckpointPath():
-            return self.getCheckpointPath()
-        return None
 
     def _weight_col_or_none(self) -> str | None:
         if self.isDefined(self.weightCol) and self.getWeightCol():

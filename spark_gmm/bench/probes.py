@@ -1,10 +1,11 @@
-"""CPU time and peak memory of processes on this machine, read from Linux's /proc.
+"""CPU time and peak memory of local processes, for the benchmark.
 
-For the benchmark: in local mode Spark's Python workers are descendants of the driver's JVM
-(forked by the PySpark daemon), so what they use can be read here without touching the
-library code they run. ``VmHWM`` is the kernel's own high-water mark of a process's RSS: it
-needs no sampling, but it counts every page the process has touched, including those of
-memory-mapped files (page cache, shared) and those inherited from its parent at fork.
+In local mode Spark's Python workers are descendants of the driver's JVM (forked by the
+PySpark daemon), so what they use can be read here without touching the library code they
+run. psutil walks the process tree and reads CPU times; the peak resident set size is read
+from ``/proc/PID/status`` (``VmHWM``, the kernel's own high-water mark, which psutil does not
+expose): it needs no sampling, but counts every page the process has touched, including
+those of memory-mapped files (page cache, shared) and those inherited from its parent.
 """
 
 from __future__ import annotations
@@ -14,53 +15,30 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-_PROC = "/proc"
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(os.path.join(_PROC, str(pid), "stat")) as stream:
-            stat = stream.read()
-    except OSError:  # the process ended while we looked
-        return None
-    # The command name is in parentheses and may itself contain spaces or parentheses;
-    # the fields after it start with the state (field 3 of proc(5)).
-    return stat[stat.rindex(")") + 2:].split()
-
-
-def _parent_pid(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of every thread of the process so far (0.0 if it is gone)."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+import psutil
 
 
 def descendants(root: int) -> list[int]:
     """Every live process below ``root`` in the process tree (not ``root`` itself)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir(_PROC):
-        if entry.isdigit():
-            parent = _parent_pid(int(entry))
-            if parent is not None:
-                children.setdefault(parent, []).append(int(entry))
-    found, frontier = [], [root]
-    while frontier:
-        below = children.get(frontier.pop(), [])
-        found += below
-        frontier += below
-    return found
+    try:
+        return [child.pid for child in psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of every thread of the process so far (0.0 if it is gone)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
 
 
 def peak_rss_bytes(pid: int) -> int | None:
     """The process's peak resident set size (``VmHWM``), or None if it is gone."""
     try:
-        with open(os.path.join(_PROC, str(pid), "status")) as stream:
+        with open(f"/proc/{pid}/status") as stream:
             for line in stream:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
@@ -71,17 +49,14 @@ def peak_rss_bytes(pid: int) -> int | None:
 
 def _is_python(pid: int) -> bool:
     try:
-        return os.path.basename(os.readlink(os.path.join(_PROC, str(pid), "exe"))).startswith(
-            "python")
-    except OSError:
+        return os.path.basename(psutil.Process(pid).exe()).startswith("python")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
 
 def python_descendants(root: int) -> list[int]:
     """The Python processes below ``root``, except this one (under spark-submit the driver's
-    Python is itself a child of the JVM); empty where there is no /proc."""
-    if not os.path.isdir(_PROC):
-        return []
+    Python is itself a child of the JVM)."""
     return [pid for pid in descendants(root) if pid != os.getpid() and _is_python(pid)]
 
 

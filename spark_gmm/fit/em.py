@@ -14,15 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .kernels import GaussianParameters, SufficientStatistics, m_step
+from ..errors import NonFiniteLikelihoodError
+from ..kernels import GaussianParameters, SufficientStatistics, m_step
 
 logger = logging.getLogger(__name__)
 
 StatisticsFunction = Callable[[Sequence[GaussianParameters]], list[SufficientStatistics]]
-
-
-class NonFiniteLikelihoodError(FloatingPointError):
-    """The log-likelihood became NaN or infinite."""
 
 
 @dataclass

@@ -22,22 +22,27 @@ live executor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mmap
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from pyspark import RDD, StorageLevel
+from pyspark.sql import Row
 
+from ..kernels import FeatureMoments
+from .files import AtomicFile
+from .input_checks import Block, RowChecks
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
 
-Block = tuple[np.ndarray, "np.ndarray | None"]
 T = TypeVar("T")
 PartitionFunction = Callable[[Iterator[Block]], "T | None"]
 
@@ -48,14 +53,16 @@ _DIRECTORY_PREFIX = "spark-gmm-blocks-"
 
 
 class StoredPartition(NamedTuple):
-    """Where one partition's rows were written, and how many there are."""
+    """Where one partition's rows were written, how many there are, and what the writing
+    task counted (bad rows) and measured (feature moments) on the way."""
 
     partition: int
     directory: str
     n_rows: int
     n_features: int
     has_weights: bool
-    checks: tuple = ()  # whatever the writing task counted about the rows (opaque here)
+    checks: RowChecks | None = None  # set by the writing task
+    moments: FeatureMoments | None = None  # None for a partition without rows
 
     @property
     def features_path(self) -> str:
@@ -65,38 +72,47 @@ class StoredPartition(NamedTuple):
     def weights_path(self) -> str:
         return os.path.join(self.directory, f"part-{self.partition:05d}.weights")
 
+    def to_arrow(self) -> pa.RecordBatch:
+        """This handle as the one-row batch a writing task returns (:data:`HANDLE_SCHEMA`)."""
+        moments = self.moments
+        assert self.checks is not None, "the writing task counts its rows"
+        row: dict[str, Any] = {
+            **{name: getattr(self, name) for name in _LOCATION_FIELDS},
+            **{f"checks_{name}": value for name, value in dataclasses.asdict(self.checks).items()},
+            "moments_weight": None if moments is None else moments.weight,
+            "moments_mean": None if moments is None else moments.mean.tolist(),
+            "moments_scatter": None if moments is None else moments.scatter.tolist(),
+        }
+        return pa.RecordBatch.from_pylist([row], schema=HANDLE_SCHEMA)
+
+    @classmethod
+    def from_row(cls, row: Row) -> StoredPartition:
+        """The handle a writing task returned, read back by field name."""
+        values = row.asDict()
+        checks = RowChecks(**{f.name: values[f"checks_{f.name}"]
+                              for f in dataclasses.fields(RowChecks)})
+        moments = None if values["moments_mean"] is None else FeatureMoments(
+            values["moments_weight"], np.array(values["moments_mean"]),
+            np.array(values["moments_scatter"]))
+        return cls(*(values[name] for name in _LOCATION_FIELDS), checks=checks, moments=moments)
+
+
+_LOCATION_FIELDS = ("partition", "directory", "n_rows", "n_features", "has_weights")
+HANDLE_SCHEMA = pa.schema(
+    [("partition", pa.int64()), ("directory", pa.string()), ("n_rows", pa.int64()),
+     ("n_features", pa.int64()), ("has_weights", pa.bool_())]
+    + [(f"checks_{f.name}", pa.float64() if f.type in ("float", float) else pa.int64())
+       for f in dataclasses.fields(RowChecks)]
+    + [("moments_weight", pa.float64()), ("moments_mean", pa.list_(pa.float64())),
+       ("moments_scatter", pa.list_(pa.float64()))]
+)
+
 
 def _local_directory(store_id: str, partition: int) -> str:
     # The executor's block manager directories, which Spark removes when the executor stops.
     roots = [d for d in os.environ.get("SPARK_LOCAL_DIRS", "").split(",") if d]
     root = roots[partition % len(roots)] if roots else tempfile.gettempdir()
     return os.path.join(root, _DIRECTORY_PREFIX + store_id)
-
-
-class _AtomicFile:
-    """A file written under a temporary name and renamed into place when complete.
-
-    A retried or speculative attempt may write the same partition while another task has the
-    old file mapped: replacing it (never rewriting in place) keeps that mapping valid, and a
-    reader never sees a half-written file.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        handle, self.temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        self.stream = os.fdopen(handle, "wb")
-
-    def write(self, values: np.ndarray) -> None:
-        self.stream.write(memoryview(np.ascontiguousarray(values, dtype=np.float64)))
-
-    def commit(self) -> None:
-        self.stream.close()
-        os.replace(self.temporary, self.path)
-
-    def abort(self) -> None:
-        self.stream.close()
-        if os.path.exists(self.temporary):
-            os.unlink(self.temporary)
 
 
 def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> StoredPartition:
@@ -121,17 +137,20 @@ def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> S
 
 def _write_files(names: StoredPartition, blocks: Iterator[Block]) -> StoredPartition:
     os.makedirs(names.directory, exist_ok=True)
-    features, weights = _AtomicFile(names.features_path), _AtomicFile(names.weights_path)
+    # Never rewritten in place: a retried or speculative attempt may write the partition
+    # again while another task has the old file mapped, and replacing keeps that mapping valid.
+    features = AtomicFile(names.features_path, durable=False)
+    weights = AtomicFile(names.weights_path, durable=False)
     n_rows = n_features = 0
     has_weights = False
     try:
         for x, w in blocks:
             n_rows += x.shape[0]
             n_features = x.shape[1]
-            features.write(x)
+            features.stream.write(memoryview(np.ascontiguousarray(x, dtype=np.float64)))
             if w is not None:
                 has_weights = True
-                weights.write(w)
+                weights.stream.write(memoryview(np.ascontiguousarray(w, dtype=np.float64)))
         for stream, used in ((features, n_rows > 0), (weights, has_weights)):
             if used:
                 stream.commit()
@@ -170,6 +189,19 @@ def read_stored_partition(stored: StoredPartition) -> list[Block] | None:
             for start in range(0, stored.n_rows, BLOCK_ROWS)]
 
 
+def read_partitions(handles: Iterable[StoredPartition]) -> tuple[list[Block], list[int]]:
+    """The blocks of every partition readable here, and the partitions that are not."""
+    blocks: list[Block] = []
+    missing: list[int] = []
+    for stored in handles:
+        readable = read_stored_partition(stored)
+        if readable is None:
+            missing.append(stored.partition)
+        else:
+            blocks.extend(readable)
+    return blocks, missing
+
+
 # The outcome of one task: the partitions it could not read, and what the rest folded to.
 Outcome = tuple[list[int], "T | None"]
 
@@ -177,13 +209,10 @@ Outcome = tuple[list[int], "T | None"]
 def _on_stored(function: PartitionFunction, index: int, handles: Iterator[StoredPartition]
                ) -> Iterator[Outcome]:
     prepare_python_worker()
-    blocks: list[Block] = []
-    for stored in handles:  # one per partition
-        readable = read_stored_partition(stored)
-        if readable is None:
-            yield [index], None
-            return
-        blocks.extend(readable)
+    blocks, missing = read_partitions(handles)
+    if missing:
+        yield [index], None  # the RDD index of this task's partition, for recomputation
+        return
     yield [], function(iter(blocks)) if blocks else None
 
 
@@ -211,20 +240,12 @@ def _remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]
     yield removed
 
 
-_LOCATION_FIELDS = len(StoredPartition._fields) - 1  # all but ``checks``
-
-
-def _as_stored(row: tuple) -> StoredPartition:
-    # The writer's row: StoredPartition's location fields, then what it counted and measured.
-    return StoredPartition(*row[:_LOCATION_FIELDS], checks=tuple(row[_LOCATION_FIELDS:]))
-
-
 class BlockStore:
     """Feature blocks written once to executor-local files, folded per partition by each pass.
 
     Parameters
     ----------
-    written : RDD of rows (partition, directory, n_rows, n_features, has_weights, *checks)
+    written : RDD of rows of :data:`HANDLE_SCHEMA`
         One row per partition, from a task that wrote that partition's blocks with
         :func:`write_partition`; not persisted. The store caches it, and computes it again
         for partitions whose files are lost.
@@ -233,7 +254,7 @@ class BlockStore:
     def __init__(self, written: RDD) -> None:
         self.written = written
         self.recomputed_partitions = 0
-        self.handles: RDD[StoredPartition] = written.map(_as_stored).persist(
+        self.handles: RDD[StoredPartition] = written.map(StoredPartition.from_row).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         self._written = False
@@ -262,7 +283,7 @@ class BlockStore:
                            len(missing), self.handles.getNumPartitions())
             # The same lineage as the cached handles, uncached: each task writes its
             # partition again where it runs and folds it there.
-            rewritten = self.written.map(_as_stored).mapPartitionsWithIndex(fold)
+            rewritten = self.written.map(StoredPartition.from_row).mapPartitionsWithIndex(fold)
             for lost, recomputed in self.handles.context.runJob(rewritten, lambda o: o,
                                                                 sorted(missing)):
                 if lost:

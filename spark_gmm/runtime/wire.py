@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels import GaussianParameters, SufficientStatistics
+from ..kernels import GaussianParameters, SufficientStatistics
 
 _MAGIC = b"GMM1"
 _PREFIX = struct.Struct("!4sI")

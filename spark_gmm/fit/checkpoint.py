@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..errors import CheckpointMismatchError
+from ..kernels import GaussianParameters
+from ..runtime.files import AtomicFile
 from .em import EMRun
-from .kernels import GaussianParameters
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +28,6 @@ CHECKPOINT_VERSION = 1
 # Test-only: seconds to pause between writing the temporary file and renaming it, so a test
 # can kill the process in the middle of a checkpoint write.
 WRITE_PAUSE_ENV = "SPARK_GMM_TEST_CHECKPOINT_WRITE_PAUSE"
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint belongs to a different fit (data or parameters changed)."""
 
 
 def _params_to_json(p: GaussianParameters) -> dict[str, Any]:
@@ -44,9 +42,10 @@ def _params_from_json(d: dict[str, Any]) -> GaussianParameters:
 
 def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,
                      runs: Sequence[EMRun]) -> None:
-    """Atomically replace the checkpoint at ``path`` (write a temporary file, then rename).
+    """Atomically and durably replace the checkpoint at ``path``.
 
-    A crash at any moment leaves either the previous checkpoint or the new one, never a mix.
+    A crash at any moment, of the process or of the machine, leaves either the previous
+    checkpoint or the new one, never a mix (:class:`~spark_gmm.runtime.files.AtomicFile`).
     """
     state = {
         "version": CHECKPOINT_VERSION,
@@ -58,24 +57,16 @@ def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,
             for r in runs
         ],
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(state, out)
-            out.flush()
-            os.fsync(out.fileno())
-        pause = float(os.environ.get(WRITE_PAUSE_ENV, "0") or 0)
-        if pause:
-            import time
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with AtomicFile(path, durable=True, text=True) as checkpoint:
+        json.dump(state, checkpoint.stream)
+        checkpoint.commit(before_replace=_test_pause)
 
-            time.sleep(pause)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+def _test_pause() -> None:
+    pause = float(os.environ.get(WRITE_PAUSE_ENV, "0") or 0)
+    if pause:
+        time.sleep(pause)
 
 
 def read_checkpoint(path: str, fingerprint: dict[str, Any]

@@ -23,6 +23,7 @@ the feature bytes of the largest partition.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import logging
@@ -41,17 +42,11 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..estimator import GaussianMixture
 from ..kernels import GaussianParameters, score_rows
 from ..kernels.statistics import chunk_rows
-from ..model import GaussianMixtureModel
-from ..resident import resident_tasks_setting
-from .local_processes import (
-    CpuMeter,
-    imports_peak_rss_bytes,
-    largest_peak_rss,
-    python_descendants,
-)
+from ..ml.estimator import GaussianMixture
+from ..ml.model import GaussianMixtureModel
+from ..runtime.resident import resident_tasks_setting
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +67,14 @@ class BenchmarkSpec:
     run_mllib: bool = True
     run_sklearn: bool = True
     warm_up: bool = True
+    probe_processes: bool = True  # CPU and memory readings of local processes (psutil)
+
+
+def missing_optional_modules(spec: BenchmarkSpec) -> list[str]:
+    """What the ``bench`` extra brings that this interpreter lacks, for what ``spec`` runs."""
+    wanted = (["psutil"] if spec.probe_processes else []) + (
+        ["sklearn"] if spec.run_sklearn else [])
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
 
 
 def generate(spec: BenchmarkSpec, path: str) -> None:
@@ -131,8 +134,12 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
     # a JVM's first pass over a new data size still compiles code paths (3-10 s here) that
     # would otherwise fall on whichever system is timed first.
     first_seconds, _ = _fit_ours(df, spec, init)
-    jvm = _local_jvm_pid(df.sparkSession)
-    meter = None if jvm is None else CpuMeter(jvm)
+    jvm = _local_jvm_pid(df.sparkSession) if spec.probe_processes else None
+    meter = None
+    if jvm is not None:
+        from .probes import CpuMeter
+
+        meter = CpuMeter(jvm)
     seconds, model = _fit_ours(df, spec, init)
     cpu = None if meter is None else meter.used()
     summary = model.summary
@@ -174,11 +181,18 @@ def _scaling(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
             "cost_ratio": full_seconds_per_iteration / seconds}
 
 
-def _worker_memory(spark: SparkSession, df: DataFrame, d: int) -> dict[str, float] | None:
+def _worker_memory(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec
+                   ) -> dict[str, float] | None:
     """Peak RSS of the local Python workers so far (our fits), next to what they need.
 
-    None unless the master is local: elsewhere the workers run on other machines.
+    None unless the master is local (elsewhere the workers run on other machines) and the
+    probes are on.
     """
+    if not spec.probe_processes:
+        return None
+    from .probes import imports_peak_rss_bytes, largest_peak_rss, python_descendants
+
+    d = len(df.columns)
     jvm = _local_jvm_pid(spark)
     workers = [] if jvm is None else python_descendants(jvm)
     peak = largest_peak_rss(workers)
@@ -309,7 +323,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     results["ours"], ours_model = _ours(df, spec, init)
     # Read before scoring the full data runs in the same workers (the warm-up scored only a
     # 20k-row slice).
-    results["worker_memory"] = _worker_memory(spark, df, len(df.columns))
+    results["worker_memory"] = _worker_memory(spark, df, spec)
     results["scaling"] = _scaling(df, spec, init, results["ours"]["seconds_per_iteration"])
     mllib_model = None
     if spec.run_mllib:
@@ -347,59 +361,3 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     with open(os.path.join(spec.work_dir, "benchmark.json"), "w") as handle:
         json.dump(results, handle, indent=2)
     return results
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """A plain-text table of the results."""
-    lines = [f"{'system':<10}{'s/iter':>10}{'end-to-end s':>14}{'mean loglik':>16}"]
-    for name in ("ours", "mllib", "sklearn"):
-        if name in results:
-            r = results[name]
-            per_iteration = r["seconds_per_iteration"]
-            shown = "n/a" if per_iteration is None else f"{per_iteration:.4f}"
-            lines.append(f"{name:<10}{shown:>10}"
-                         f"{r['end_to_end_seconds']:>14.2f}{r['mean_log_likelihood']:>16.6f}")
-    floor = results["floor"]
-    lines.append(f"{'floor':<10}{floor['floor_seconds']:>10.4f}")
-    if "mllib" in results:
-        mllib = results["mllib"]
-        lines.append(f"mllib ran {mllib['iterations_run']} of {results['spec']['iterations']} "
-                     "iterations; its model's mean log-likelihood recomputed in log space: "
-                     f"{mllib['mean_log_likelihood_recomputed']:.6f}")
-    if "mllib" in results:
-        lines.append("end-to-end is each system's second full-data fit; the first took: ours "
-                     f"{results['ours']['first_fit_seconds']:.2f} s (same fit), mllib "
-                     f"{results['mllib']['short_fit_seconds']:.2f} s (its short fit)")
-    if "warm_up_seconds" in results:
-        lines.append(f"warm-up (every system once on a 20k-row slice, untimed above): "
-                     f"{results['warm_up_seconds']:.1f} s")
-    ours = results["ours"]
-    lines.append("ours with one Spark job per EM pass (no resident tasks): "
-                 f"{ours['job_per_pass_seconds_per_iteration']:.4f} s/iter, "
-                 f"{ours['job_per_pass_end_to_end_seconds']:.2f} s end-to-end")
-    cpu = ours["cpu_seconds"]
-    if cpu:
-        wall = results["ours"]["end_to_end_seconds"]
-        lines.append(f"CPU seconds during our timed fit ({wall:.2f} s wall): python workers "
-                     f"{cpu['python_workers']:.2f}, JVM {cpu['jvm']:.2f}, driver python "
-                     f"{cpu['driver_python']:.2f}")
-    scaling = results.get("scaling")
-    if scaling:
-        lines.append(f"scaling: a sample of {scaling['rows']:.0f} rows takes "
-                     f"{scaling['seconds_per_iteration']:.4f} s/iter; "
-                     f"{scaling['rows_ratio']:.2f}x the rows cost "
-                     f"{scaling['cost_ratio']:.2f}x per iteration")
-    memory = results.get("worker_memory")
-    if memory:
-        mb = 1 << 20
-        lines.append(f"python workers ({memory['python_processes']:.0f} processes): peak RSS "
-                     f"{memory['worker_peak_rss_bytes'] / mb:.0f} MB; an interpreter importing "
-                     f"what they import {memory['imports_rss_bytes'] / mb:.0f} MB; largest "
-                     f"partition's features {memory['largest_partition_feature_bytes'] / mb:.0f}"
-                     f" MB; (peak - imports) / features "
-                     f"{memory['peak_beyond_imports_over_feature_bytes']:.2f}")
-    scoring = results["scoring"]
-    lines.append("scoring (transform + Parquet write): " + ", ".join(
-        f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))
-    lines += [f"{k}: {'n/a' if v is None else f'{v:.4g}'}" for k, v in results["ratios"].items()]
-    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The benchmark's results as a plain-text table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A plain-text table of the results."""
+    lines = [f"{'system':<10}{'s/iter':>10}{'end-to-end s':>14}{'mean loglik':>16}"]
+    for name in ("ours", "mllib", "sklearn"):
+        if name in results:
+            r = results[name]
+            per_iteration = r["seconds_per_iteration"]
+            shown = "n/a" if per_iteration is None else f"{per_iteration:.4f}"
+            lines.append(f"{name:<10}{shown:>10}"
+                         f"{r['end_to_end_seconds']:>14.2f}{r['mean_log_likelihood']:>16.6f}")
+    floor = results["floor"]
+    lines.append(f"{'floor':<10}{floor['floor_seconds']:>10.4f}")
+    if "mllib" in results:
+        mllib = results["mllib"]
+        lines.append(f"mllib ran {mllib['iterations_run']} of {results['spec']['iterations']} "
+                     "iterations; its model's mean log-likelihood recomputed in log space: "
+                     f"{mllib['mean_log_likelihood_recomputed']:.6f}")
+    if "mllib" in results:
+        lines.append("end-to-end is each system's second full-data fit; the first took: ours "
+                     f"{results['ours']['first_fit_seconds']:.2f} s (same fit), mllib "
+                     f"{results['mllib']['short_fit_seconds']:.2f} s (its short fit)")
+    if "warm_up_seconds" in results:
+        lines.append(f"warm-up (every system once on a 20k-row slice, untimed above): "
+                     f"{results['warm_up_seconds']:.1f} s")
+    ours = results["ours"]
+    lines.append("ours with one Spark job per EM pass (no resident tasks): "
+                 f"{ours['job_per_pass_seconds_per_iteration']:.4f} s/iter, "
+                 f"{ours['job_per_pass_end_to_end_seconds']:.2f} s end-to-end")
+    cpu = ours["cpu_seconds"]
+    if cpu:
+        wall = results["ours"]["end_to_end_seconds"]
+        lines.append(f"CPU seconds during our timed fit ({wall:.2f} s wall): python workers "
+                     f"{cpu['python_workers']:.2f}, JVM {cpu['jvm']:.2f}, driver python "
+                     f"{cpu['driver_python']:.2f}")
+    scaling = results.get("scaling")
+    if scaling:
+        lines.append(f"scaling: a sample of {scaling['rows']:.0f} rows takes "
+                     f"{scaling['seconds_per_iteration']:.4f} s/iter; "
+                     f"{scaling['rows_ratio']:.2f}x the rows cost "
+                     f"{scaling['cost_ratio']:.2f}x per iteration")
+    memory = results.get("worker_memory")
+    if memory:
+        mb = 1 << 20
+        lines.append(f"python workers ({memory['python_processes']:.0f} processes): peak RSS "
+                     f"{memory['worker_peak_rss_bytes'] / mb:.0f} MB; an interpreter importing "
+                     f"what they import {memory['imports_rss_bytes'] / mb:.0f} MB; largest "
+                     f"partition's features {memory['largest_partition_feature_bytes'] / mb:.0f}"
+                     f" MB; (peak - imports) / features "
+                     f"{memory['peak_beyond_imports_over_feature_bytes']:.2f}")
+    scoring = results["scoring"]
+    lines.append("scoring (transform + Parquet write): " + ", ".join(
+        f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))
+    lines += [f"{k}: {'n/a' if v is None else f'{v:.4g}'}" for k, v in results["ratios"].items()]
+    return "\n".join(lines)

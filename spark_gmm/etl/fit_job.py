@@ -1,0 +1,157 @@
+"""The fit job: config in, labelled Parquet and a model artifact out.
+
+A model artifact is a directory::
+
+    model/             GaussianMixtureModel.save (JSON metadata + Parquet arrays)
+    features.json      feature schema, standardisation, outlier threshold, model id
+    diagnostics.json   config, version, history, timings, sizes, BIC/AIC, row counts
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+
+from .. import __version__
+from ..errors import InvalidInputError
+from ..kernels import kernels_for
+from ..ml.estimator import GaussianMixture
+from ..ml.model import GaussianMixtureModel
+from .config import JobConfig
+from .io import atomic_publish, write_json
+from .prepare import FEATURES, FeatureSchema, RowCounts, apply_standardisation, standardisation
+from .rows import (
+    LOG_LIKELIHOOD,
+    label,
+    prepare_rows,
+    rows_to_label,
+    scoring_model,
+    valid_rows,
+    write_outputs,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def model_id_of(model: GaussianMixtureModel) -> str:
+    """A stable id: the hash of the fitted parameters (same model, same id)."""
+    digest = hashlib.sha256()
+    for array in (model.weights, model.means, model.covariances):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return "gmm-" + digest.hexdigest()[:12]
+
+
+def in_original_units(model: GaussianMixtureModel, schema: FeatureSchema) -> dict[str, Any]:
+    """Means and covariances before standardisation (a spherical covariance becomes its
+    per-feature variances, shape (K, D): scaled per feature it is no longer spherical)."""
+    if not schema.mean:
+        return {"means": model.means.tolist(), "covariances": model.covariances.tolist()}
+    scale, mean = np.array(schema.scale), np.array(schema.mean)
+    covariances = kernels_for(model.getCovarianceType()).rescaled(model.covariances, scale)
+    return {"means": (model.means * scale + mean).tolist(), "covariances": covariances.tolist()}
+
+
+def _estimator(config: JobConfig) -> GaussianMixture:
+    m = config.model
+    return GaussianMixture(
+        k=m.k, covarianceType=m.covariance_type, maxIter=m.max_iter, tol=m.tol,
+        regCovar=m.reg_covar, initMode=m.init_mode, nInit=m.n_init, seed=m.seed,
+        aggregationDepth=m.aggregation_depth, featuresCol=FEATURES,
+        weightCol=config.input.weight_column or None,
+        checkpointPath=config.checkpoint.path or None,
+    )
+
+
+def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts
+                  ) -> tuple[DataFrame, FeatureSchema]:
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    if config.preprocess.standardize:
+        mean, scale = standardisation(valid_rows(prepared))
+        prepared = apply_standardisation(prepared, mean, scale)
+    return prepared, FeatureSchema(config.input.features, config.input.features_column,
+                                   counts.n_features, mean, scale)
+
+
+def _fit(config: JobConfig, prepared: DataFrame
+         ) -> tuple[GaussianMixtureModel, float | None]:
+    """The fitted model and, with ``output.outlier_quantile``, the training log-density
+    below which a row is an outlier."""
+    valid = valid_rows(prepared).persist()
+    try:
+        model = _estimator(config).fit(valid)
+        threshold = None
+        if config.output.outlier_quantile > 0:
+            threshold = float(scoring_model(model).transform(valid).approxQuantile(
+                LOG_LIKELIHOOD, [config.output.outlier_quantile], 1e-4)[0])
+    finally:
+        valid.unpersist()
+    return model, threshold
+
+
+def _report(config: JobConfig, model: GaussianMixtureModel, model_id: str,
+            schema: FeatureSchema, threshold: float | None, counts: RowCounts,
+            rows: dict[str, int]) -> dict[str, Any]:
+    summary = model.summary
+    return {
+        "spark_gmm_version": __version__, "model_id": model_id, "config": config.to_dict(),
+        "feature_schema": schema.to_dict(), "outlier_log_likelihood_threshold": threshold,
+        "log_likelihood": summary.logLikelihood,
+        "log_likelihood_history": summary.logLikelihoodHistory,
+        "seconds_per_iteration": summary.iterationSeconds, "num_iter": summary.numIter,
+        "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
+        "bic": summary.bic, "aic": summary.aic, "weights": model.weights.tolist(),
+        "em_passes": {"resident_tasks": summary.residentPasses,
+                      "spark_jobs": summary.jobPasses},
+        "original_units": in_original_units(model, schema),
+        "invalid_rows": {"total": counts.invalid, "by_reason": counts.by_reason,
+                         "by_column": counts.by_column},
+        **rows,
+    }
+
+
+def _publish_artifact(spark: SparkSession, path: str, model: GaussianMixtureModel,
+                      model_id: str, schema: FeatureSchema, threshold: float | None,
+                      report: dict[str, Any]) -> None:
+    def write(staging: str) -> None:
+        model.save(os.path.join(staging, "model"))
+        write_json(spark, os.path.join(staging, "features.json"), {
+            **schema.to_dict(), "model_id": model_id,
+            "outlier_log_likelihood_threshold": threshold})
+        write_json(spark, os.path.join(staging, "diagnostics.json"), report)
+
+    atomic_publish(spark, path, write)
+
+
+def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
+    """Fit a mixture as configured, write the labelled output and the model artifact.
+
+    Returns the run report (also stored as the artifact's ``diagnostics.json``).
+
+    Raises
+    ------
+    InvalidInputError
+        Missing paths, invalid rows under ``error``, bad weights or parameters.
+    """
+    started = time.perf_counter()
+    if not config.model.path or not config.output.path:
+        raise InvalidInputError("model.path and output.path must be set for a fit job")
+    prepared, input_columns, counts = prepare_rows(spark, config)
+    prepared, schema = _standardised(config, prepared, counts)
+    model, threshold = _fit(config, prepared)
+    model_id = config.output.model_id or model_id_of(model)
+    labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
+                     model_id, threshold)
+    rows = write_outputs(spark, config, prepared, labelled, counts)
+    report = _report(config, model, model_id, schema, threshold, counts, rows)
+    _publish_artifact(spark, config.model.path, model, model_id, schema, threshold, report)
+    if config.checkpoint.path and os.path.exists(config.checkpoint.path):
+        os.remove(config.checkpoint.path)  # the fit is complete; a rerun starts afresh
+    report["seconds_total"] = time.perf_counter() - started
+    return report

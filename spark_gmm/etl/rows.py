@@ -1,0 +1,113 @@
+"""What both jobs do to rows: read and check them, label them with a model, write them.
+
+Every row read is accounted for: labelled (a null prediction when it was invalid and the
+policy is ``skip``) or quarantined, and the jobs check that on what they wrote.
+"""
+
+from __future__ import annotations
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ..errors import InvalidInputError
+from ..ml.model import GaussianMixtureModel
+from .config import JobConfig
+from .io import atomic_publish, read_input
+from .prepare import FEATURES, REASON, RowCounts, count_rows, invalid_rows_error, with_features
+
+_PROBABILITY = "__spark_gmm_probability"
+LOG_LIKELIHOOD = "log_likelihood"
+
+
+def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None = None
+                 ) -> tuple[DataFrame, list[str], RowCounts]:
+    """The input with its features and invalid reason, its own columns, and the counts.
+
+    Raises
+    ------
+    InvalidInputError
+        No rows, duplicated columns, or invalid rows under the ``error`` policy.
+    """
+    raw = read_input(spark, config.input)
+    if len(set(raw.columns)) != len(raw.columns):
+        raise InvalidInputError(f"the input has duplicated column names: {raw.columns}; "
+                                "rename them so each column is unique")
+    prepared, reasons = with_features(raw, config.input, n_features)
+    counts = count_rows(prepared, reasons)
+    if counts.rows == 0:
+        raise InvalidInputError(f"the input {config.input.path or config.input.table!r} has "
+                                "no rows")
+    if counts.invalid and config.preprocess.invalid_rows == "error":
+        raise invalid_rows_error(counts)
+    return prepared, raw.columns, counts
+
+
+def valid_rows(prepared: DataFrame) -> DataFrame:
+    return prepared.where(F.col(REASON).isNull())
+
+
+def rows_to_label(config: JobConfig, prepared: DataFrame) -> DataFrame:
+    """Quarantined rows go to their own output; every other row is labelled."""
+    return valid_rows(prepared) if config.preprocess.invalid_rows == "quarantine" else prepared
+
+
+def scoring_model(model: GaussianMixtureModel) -> GaussianMixtureModel:
+    """``model`` reading the prepared features and adding the columns the jobs write."""
+    return (model.copy().setFeaturesCol(FEATURES).setPredictionCol("prediction")
+            .setProbabilityCol(_PROBABILITY).setLogLikelihoodCol(LOG_LIKELIHOOD))
+
+
+def label(model: GaussianMixtureModel, frame: DataFrame, input_columns: list[str],
+          model_id: str, threshold: float | None) -> DataFrame:
+    """The input columns plus prediction, probability, log_likelihood, model_id (and
+    is_outlier with a threshold); ``model`` from :func:`scoring_model`."""
+    scored = model.transform(frame)
+    labelled = scored.select(
+        *[F.col(f"`{c}`") for c in input_columns],
+        F.col("prediction"),
+        F.when(F.col(_PROBABILITY).isNotNull(), vector_to_array(_PROBABILITY))
+        .alias("probability"),
+        F.col(LOG_LIKELIHOOD),
+        F.lit(model_id).alias("model_id"),
+    )
+    if threshold is not None:
+        ll = F.col(LOG_LIKELIHOOD)
+        labelled = labelled.withColumn("is_outlier", F.when(ll.isNotNull(), ll < threshold))
+    return labelled
+
+
+def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
+                  labelled: DataFrame, counts: RowCounts) -> dict[str, int]:
+    """Publish the labelled rows (and the quarantined ones); check rows out = rows in.
+
+    Raises
+    ------
+    RuntimeError
+        The rows written do not add up to the rows read.
+    """
+    quarantined = 0
+    if config.preprocess.invalid_rows == "quarantine" and counts.invalid:
+        bad = prepared.where(F.col(REASON).isNotNull()).drop(FEATURES)
+        atomic_publish(spark, config.preprocess.quarantine_path,
+                       lambda path: bad.write.parquet(path))
+        quarantined = spark.read.parquet(config.preprocess.quarantine_path).count()
+
+    def write(path: str) -> None:
+        writer = labelled.write
+        if config.output.partition_by:
+            writer = writer.partitionBy(*config.output.partition_by)
+        writer.parquet(path)
+
+    atomic_publish(spark, config.output.path, write)
+    written = spark.read.parquet(config.output.path)
+    labelled_rows = written.count()
+    null_predictions = written.where(F.col("prediction").isNull()).count()
+    if labelled_rows + quarantined != counts.rows:
+        raise RuntimeError(
+            f"row accounting failed: {counts.rows} read, {labelled_rows} labelled, "
+            f"{quarantined} quarantined"
+        )
+    return {"rows_read": counts.rows, "rows_labelled": labelled_rows,
+            "rows_quarantined": quarantined, "rows_skipped": counts.invalid - quarantined,
+            "rows_with_null_prediction": null_predictions}

@@ -1,0 +1,192 @@
+"""One fit on the driver: store the rows, validate, start, iterate, summarise.
+
+:func:`fit_mixture` is what ``GaussianMixture.fit`` runs once its params are read. Each
+phase is a function of its own and logs its duration as it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+
+from ..errors import InvalidInputError
+from ..kernels import FeatureMoments, GaussianParameters, SufficientStatistics
+from ..runtime.block_store import BlockStore
+from ..runtime.ingest import (
+    check_weight_column,
+    feature_moments,
+    features_array,
+    store_blocks,
+    stored_input_counts,
+)
+from ..runtime.input_checks import InputCounts
+from ..runtime.statistics_pass import DistributedStatistics
+from .checkpoint import read_checkpoint, write_checkpoint
+from .em import EMRun, best_run, run_em
+from .initialization import InitialisationInput, from_initial_model, initial_mixtures
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The estimator's params, snake_case, as the fit uses them."""
+
+    features_col: str
+    weight_col: str | None
+    k: int
+    covariance_type: str
+    max_iter: int
+    tol: float
+    reg_covar: float
+    init_mode: str
+    n_init: int
+    seed: int
+    depth: int
+    checkpoint_path: str | None
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a fit produced.
+
+    Attributes
+    ----------
+    best : EMRun
+        The winning restart; its parameters are centred at ``center``.
+    final : SufficientStatistics
+        Statistics of the final model over every row, cluster sizes included.
+    center : ndarray of shape (D,)
+    counts : InputCounts
+    resident_passes, job_passes : int
+        Passes over the stored rows served by resident tasks, and run as Spark jobs.
+    """
+
+    best: EMRun
+    final: SufficientStatistics
+    center: np.ndarray
+    counts: InputCounts
+    resident_passes: int
+    job_passes: int
+
+    @property
+    def parameters(self) -> GaussianParameters:
+        """The fitted mixture in the original feature coordinates."""
+        return self.best.params.shifted(self.center)
+
+
+@contextmanager
+def _phase(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    logger.info("%s ...", name)
+    yield
+    logger.info("%s took %.2f s", name, time.perf_counter() - started)
+
+
+def _fingerprint(settings: FitSettings, counts: InputCounts, has_initial_model: bool
+                 ) -> dict[str, Any]:
+    # What must match for a checkpoint to belong to this fit.
+    return {
+        "k": settings.k, "covarianceType": settings.covariance_type,
+        "regCovar": settings.reg_covar, "initMode": settings.init_mode,
+        "nInit": settings.n_init, "seed": settings.seed,
+        "initialModel": has_initial_model,
+        "rows": counts.n_rows, "features": counts.n_features, "weightSum": counts.weight_sum,
+    }
+
+
+def _starts(settings: FitSettings, dataset: DataFrame, features: Column, store: BlockStore,
+            moments: FeatureMoments, center: np.ndarray, statistics: DistributedStatistics,
+            n_features: int, initial: GaussianParameters | None) -> list[GaussianParameters]:
+    if initial is not None:
+        return [from_initial_model(initial, settings.k, n_features, settings.covariance_type,
+                                   center)]
+    spec = InitialisationInput(
+        df=dataset, features=features, weight_col=settings.weight_col, store=store,
+        center=center, variance=moments.variance, statistics=statistics, k=settings.k,
+        covariance_type=settings.covariance_type, reg_covar=settings.reg_covar,
+        seed=settings.seed % (2**31), n_init=settings.n_init, depth=settings.depth,
+    )
+    return initial_mixtures(spec, settings.init_mode)
+
+
+def _iterate(settings: FitSettings, statistics: DistributedStatistics, runs: Sequence[EMRun],
+             fingerprint: dict[str, Any], center: np.ndarray
+             ) -> tuple[EMRun, SufficientStatistics]:
+    path = settings.checkpoint_path
+
+    def save(_: int, current: Sequence[EMRun]) -> None:
+        if path:
+            write_checkpoint(path, fingerprint, center, current)
+
+    with statistics.resident([r.params for r in runs]):
+        run_em(runs, statistics, settings.reg_covar, settings.max_iter, settings.tol,
+               on_iteration=save)
+        best = best_run(runs)
+        [final] = statistics([best.params], count_assignments=True)
+    logger.info("EM passes: %d by resident tasks, %d as Spark jobs",
+                statistics.resident_passes, statistics.job_passes)
+    return best, final
+
+
+def _validated(store: BlockStore, settings: FitSettings) -> tuple[InputCounts, FeatureMoments]:
+    partitions = store.stored_partitions()  # the first pass: files, counts, moments
+    counts = stored_input_counts(partitions, settings.features_col, settings.weight_col)
+    if settings.k > counts.n_rows:
+        raise InvalidInputError(
+            f"k={settings.k} is larger than the number of rows ({counts.n_rows}); reduce k")
+    return counts, feature_moments(partitions)
+
+
+def fit_mixture(dataset: DataFrame, settings: FitSettings,
+                initial: GaussianParameters | None = None) -> FitResult:
+    """Fit a mixture to ``dataset[settings.features_col]`` by distributed EM.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+    settings : FitSettings
+    initial : GaussianParameters or None
+        Start EM here (original coordinates) instead of ``settings.init_mode``.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad rows, weights or parameters; raised before any EM work.
+    CheckpointMismatchError
+        ``settings.checkpoint_path`` holds the state of another fit.
+    """
+    logger.debug("fit settings: %s", asdict(settings))
+    features = features_array(dataset, settings.features_col)
+    check_weight_column(dataset, settings.weight_col)
+    store = store_blocks(dataset, features, settings.weight_col)
+    try:
+        with _phase("storing and checking the rows"):
+            counts, moments = _validated(store, settings)
+        fingerprint = _fingerprint(settings, counts, initial is not None)
+        resumed = (read_checkpoint(settings.checkpoint_path, fingerprint)
+                   if settings.checkpoint_path else None)
+        center = resumed[0] if resumed is not None else moments.mean
+        statistics = DistributedStatistics(store, center, settings.depth)
+        if resumed is not None:
+            runs = resumed[1]
+        else:
+            with _phase(f"initialisation ({settings.init_mode}, {settings.n_init} restarts)"):
+                runs = [EMRun(p) for p in _starts(settings, dataset, features, store, moments,
+                                                  center, statistics, counts.n_features,
+                                                  initial)]
+        with _phase("EM"):
+            best, final = _iterate(settings, statistics, runs, fingerprint, center)
+    finally:
+        store.close()
+    logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",
+                settings.k, counts.n_rows, best.n_iter, best.converged)
+    return FitResult(best, final, center, counts, statistics.resident_passes,
+                     statistics.job_passes)

@@ -1,0 +1,155 @@
+"""The public estimator: a drop-in for ``pyspark.ml.clustering.GaussianMixture``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+
+from ..fit.driver import FitSettings, fit_mixture
+from .model import GaussianMixtureModel
+from .params import GaussianMixtureParams
+from .summary import GaussianMixtureSummary
+
+
+class GaussianMixture(
+    Estimator[GaussianMixtureModel],
+    GaussianMixtureParams,
+    DefaultParamsWritable,
+    DefaultParamsReadable["GaussianMixture"],
+):
+    """Gaussian mixture fitted by distributed Expectation-Maximization.
+
+    Same parameter names, defaults and output columns as MLlib's ``GaussianMixture`` plus
+    ``covarianceType``, ``regCovar``, ``initMode``, ``nInit``, ``logLikelihoodCol`` and an
+    initial model. ``featuresCol`` may hold ml Vectors, ``array<double>`` or ``array<float>``.
+
+    Examples
+    --------
+    >>> gmm = GaussianMixture(k=3, covarianceType="diag", seed=1)  # doctest: +SKIP
+    >>> model = gmm.fit(df)                                         # doctest: +SKIP
+    >>> model.transform(df).select("prediction", "probability")    # doctest: +SKIP
+    """
+
+    _input_kwargs: dict[str, Any]
+
+    # The estimator's alone: a model does not carry where its fit kept its checkpoints.
+    checkpointPath: Param[str] = Param(
+        Params._dummy(), "checkpointPath",
+        "Driver-local file for the EM state, rewritten atomically after every iteration; a fit "
+        "that finds a matching checkpoint resumes from it. Unset: no checkpoints.",
+        typeConverter=TypeConverters.toString,
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        featuresCol: str = "features",
+        predictionCol: str = "prediction",
+        k: int = 2,
+        probabilityCol: str = "probability",
+        tol: float = 1e-3,
+        maxIter: int = 100,
+        seed: int | None = None,
+        aggregationDepth: int = 2,
+        weightCol: str | None = None,
+        covarianceType: str = "full",
+        regCovar: float = 1e-6,
+        initMode: str = "k-means||",
+        nInit: int = 1,
+        logLikelihoodCol: str | None = None,
+        checkpointPath: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._initial_model: GaussianMixtureModel | None = None
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, **kwargs: Any) -> GaussianMixture:
+        """Set any of the constructor's keyword parameters."""
+        kwargs = {name: value for name, value in self._input_kwargs.items() if value is not None}
+        return self._set(**kwargs)
+
+    def setK(self, value: int) -> GaussianMixture:
+        return self._set(k=value)
+
+    def setCovarianceType(self, value: str) -> GaussianMixture:
+        return self._set(covarianceType=value)
+
+    def setRegCovar(self, value: float) -> GaussianMixture:
+        return self._set(regCovar=value)
+
+    def setInitMode(self, value: str) -> GaussianMixture:
+        return self._set(initMode=value)
+
+    def setNInit(self, value: int) -> GaussianMixture:
+        return self._set(nInit=value)
+
+    def setLogLikelihoodCol(self, value: str) -> GaussianMixture:
+        return self._set(logLikelihoodCol=value)
+
+    def setMaxIter(self, value: int) -> GaussianMixture:
+        return self._set(maxIter=value)
+
+    def setTol(self, value: float) -> GaussianMixture:
+        return self._set(tol=value)
+
+    def setSeed(self, value: int) -> GaussianMixture:
+        return self._set(seed=value)
+
+    def setAggregationDepth(self, value: int) -> GaussianMixture:
+        return self._set(aggregationDepth=value)
+
+    def setWeightCol(self, value: str) -> GaussianMixture:
+        return self._set(weightCol=value)
+
+    def setFeaturesCol(self, value: str) -> GaussianMixture:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> GaussianMixture:
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> GaussianMixture:
+        return self._set(probabilityCol=value)
+
+    def setCheckpointPath(self, value: str) -> GaussianMixture:
+        return self._set(checkpointPath=value)
+
+    def setInitialModel(self, model: GaussianMixtureModel) -> GaussianMixture:
+        """Start EM from ``model`` (same k, features and covarianceType) instead of initMode."""
+        self._initial_model = model
+        return self
+
+    def copy(self, extra: dict | None = None) -> GaussianMixture:
+        that = super().copy(extra)
+        that._initial_model = self._initial_model
+        return that
+
+    def getCheckpointPath(self) -> str:
+        """File of the EM checkpoint."""
+        return self.getOrDefault(self.checkpointPath)
+
+    def _settings(self) -> FitSettings:
+        checkpoint = (self.getCheckpointPath() if self.isDefined(self.checkpointPath)
+                      else None)
+        return FitSettings(
+            features_col=self.getFeaturesCol(), weight_col=self._weight_col_or_none(),
+            k=self.getK(), covariance_type=self.getCovarianceType(),
+            max_iter=self.getMaxIter(), tol=self.getTol(), reg_covar=self.getRegCovar(),
+            init_mode=self.getInitMode(), n_init=self.getNInit(), seed=self.getSeed(),
+            depth=self.getAggregationDepth(), checkpoint_path=checkpoint or None,
+        )
+
+    def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
+        self._validate_params()
+        initial = self._initial_model.parameters if self._initial_model is not None else None
+        result = fit_mixture(dataset, self._settings(), initial)
+        summary = GaussianMixtureSummary.from_fit(result)
+        model = GaussianMixtureModel(result.parameters, summary)
+        self._copyValues(model)
+        return model

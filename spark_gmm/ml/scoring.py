@@ -1,0 +1,48 @@
+"""Scoring batches of rows in the executors: prediction, responsibilities, log density."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from pyspark.broadcast import Broadcast
+
+from ..kernels import GaussianParameters, score_rows
+from ..runtime.input_checks import FeatureRows
+from ..runtime.worker import prepare_python_worker
+
+SCORE_TYPE = "prediction int, probability array<double>, log_likelihood double"
+
+
+def score_features(params: Broadcast[GaussianParameters], features: pa.Array
+                   ) -> pa.StructArray:
+    """Prediction, responsibilities and log density (:data:`SCORE_TYPE`) for a batch of
+    feature arrays.
+
+    Rows that :class:`~spark_gmm.runtime.input_checks.FeatureRows` rejects (null, non-finite
+    or of the wrong length) get null fields; no row is dropped.
+    """
+    prepare_python_worker()
+    mixture = params.value
+    d, k = mixture.n_features, mixture.n_components
+    rows = FeatureRows.of(features)
+    n = len(rows)
+    valid = rows.valid(d)
+    if valid.all():
+        log_likelihood, probability, prediction = score_rows(rows.rows(valid, d), mixture)
+    else:
+        # Invalid rows keep zeros under a null mask.
+        prediction = np.zeros(n, dtype=np.intp)
+        probability = np.zeros((n, k))
+        log_likelihood = np.zeros(n)
+        if valid.any():
+            log_likelihood[valid], probability[valid], prediction[valid] = score_rows(
+                rows.rows(valid, d), mixture)
+    invalid = ~valid
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
+    return pa.StructArray.from_arrays(
+        [pa.array(prediction.astype(np.int32), mask=invalid),
+         pa.ListArray.from_arrays(offsets, pa.array(probability.ravel()),
+                                  mask=pa.array(invalid)),
+         pa.array(log_likelihood, mask=invalid)],
+        names=["prediction", "probability", "log_likelihood"],
+    )

@@ -1,0 +1,142 @@
+"""Ingest: the features column to validated float64 rows stored on the executors, in one pass.
+
+The first pass of a fit reads the input once: each partition's Arrow batches are counted for
+bad rows (:mod:`.input_checks`), their feature moments taken, and their rows written to an
+executor-local file (:mod:`.block_store`). What each task counted and measured comes back in
+its partition's handle; the driver merges it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from functools import partial, reduce
+
+import pyarrow as pa
+from pyspark import TaskContext
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
+
+from ..errors import InvalidInputError
+from ..kernels import FeatureMoments
+from .block_store import HANDLE_SCHEMA, BlockStore, StoredPartition, write_partition
+from .input_checks import Block, InputCounts, RowChecks, input_counts
+from .worker import prepare_python_worker
+
+logger = logging.getLogger(__name__)
+
+
+def features_array(df: DataFrame, features_col: str) -> Column:
+    """The features column as ``array<double>``, whatever supported type it has.
+
+    Raises
+    ------
+    InvalidInputError
+        The column is missing or of an unsupported type.
+    """
+    if features_col not in df.columns:
+        raise InvalidInputError(
+            f"features column {features_col!r} not found; available columns: "
+            f"{', '.join(df.columns)}. Set featuresCol to the column that holds the features."
+        )
+    if df.columns.count(features_col) > 1:
+        raise InvalidInputError(
+            f"features column {features_col!r} appears {df.columns.count(features_col)} times "
+            "in the input; rename or drop the duplicates"
+        )
+    data_type = df.schema[features_col].dataType
+    column = F.col(f"`{features_col}`")
+    if isinstance(data_type, VectorUDT):
+        # vector_to_array fails on null vectors instead of returning null.
+        return F.when(column.isNotNull(), vector_to_array(column, "float64"))
+    if isinstance(data_type, ArrayType) and isinstance(data_type.elementType, DoubleType):
+        return column
+    if isinstance(data_type, ArrayType) and isinstance(
+        data_type.elementType, (FloatType, NumericType)
+    ):
+        return column.cast(ArrayType(DoubleType()))
+    raise InvalidInputError(
+        f"features column {features_col!r} has type {data_type.simpleString()}; expected an "
+        "ml Vector, array<double> or array<float>. Assemble numeric columns with "
+        "pyspark.ml.feature.VectorAssembler or F.array(...)."
+    )
+
+
+def check_weight_column(df: DataFrame, weight_col: str | None) -> None:
+    """Raise unless ``weight_col`` is unset or names one numeric column of ``df``."""
+    if weight_col is None:
+        return
+    if weight_col not in df.columns:
+        raise InvalidInputError(
+            f"weight column {weight_col!r} not found; available columns: "
+            f"{', '.join(df.columns)}. Unset weightCol or name an existing column."
+        )
+    if not isinstance(df.schema[weight_col].dataType, NumericType):
+        raise InvalidInputError(
+            f"weight column {weight_col!r} has type "
+            f"{df.schema[weight_col].dataType.simpleString()}; it must be numeric"
+        )
+
+
+def _write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBatch]
+                  ) -> Iterator[pa.RecordBatch]:
+    prepare_python_worker()
+    context = TaskContext.get()
+    assert context is not None, "runs inside a Spark task"
+    checks = RowChecks()
+    moments: list[FeatureMoments] = []
+
+    def measured(blocks: Iterator[Block]) -> Iterator[Block]:
+        for x, w in blocks:
+            moments.append(FeatureMoments.of(x, w))
+            yield x, w
+
+    stored = write_partition(store_id, context.partitionId(),
+                             measured(checks.blocks(batches, has_weights)))
+    merged = reduce(FeatureMoments.merge, moments) if moments else None
+    yield stored._replace(checks=checks, moments=merged).to_arrow()
+
+
+def store_blocks(df: DataFrame, features: Column, weight_col: str | None) -> BlockStore:
+    """Convert the features once into contiguous float64 rows kept for every EM pass.
+
+    The first pass over the store writes each partition's rows straight from the Arrow
+    batches of the input (see :mod:`spark_gmm.block_store`) and on the way counts bad rows
+    (see :func:`stored_input_counts`) and takes the features' moments (see
+    :func:`feature_moments`). The caller closes the store.
+    """
+    weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
+    selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
+    written = selected.mapInArrow(
+        partial(_write_blocks, uuid.uuid4().hex, weight_col is not None),
+        from_arrow_schema(HANDLE_SCHEMA),
+    )
+    return BlockStore(written.rdd)
+
+
+def stored_input_counts(partitions: Sequence[StoredPartition], features_col: str,
+                        weight_col: str | None) -> InputCounts:
+    """Validate the input from what the writing pass counted (``store.stored_partitions()``).
+
+    Raises
+    ------
+    InvalidInputError
+        See :func:`.input_checks.input_counts`; raised before any EM work.
+    """
+    checks = reduce(RowChecks.merge, (p.checks for p in partitions if p.checks), RowChecks())
+    return input_counts(checks, features_col, weight_col)
+
+
+def feature_moments(partitions: Sequence[StoredPartition]) -> FeatureMoments:
+    """The weighted moments of every feature (mean, variance) over all stored rows.
+
+    Merged from the moments each writing task took of its rows on the way to the file, so
+    they cost no pass of their own. Call after validation (it guarantees rows).
+    """
+    return reduce(FeatureMoments.merge,
+                  (p.moments for p in partitions if p.moments is not None))

@@ -1,0 +1,130 @@
+"""Spark-free pieces checked against independent references: scikit-learn's information
+criteria and k-means, numpy's moments, and the sampling's invariance to partitioning."""
+
+from __future__ import annotations
+
+import warnings
+from functools import reduce
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from spark_gmm.kernels import (
+    COVARIANCE_TYPES,
+    FeatureMoments,
+    GaussianParameters,
+    log_responsibilities,
+)
+from spark_gmm.kernels.kmeans import kmeans_plus_plus, lloyd
+from spark_gmm.ml.summary import GaussianMixtureSummary
+from spark_gmm.runtime import sampling
+from tests.helpers import make_mixture
+
+
+def _sklearn_parameters(fitted: SkGaussianMixture, covariance_type: str) -> GaussianParameters:
+    return GaussianParameters.from_covariances(fitted.weights_, fitted.means_,
+                                               fitted.covariances_, covariance_type)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_bic_and_aic_equal_scikit_learns(covariance_type: str) -> None:
+    x, *_ = make_mixture(n=700, seed=12, k=3, n_features=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0,
+                                      max_iter=50).fit(x)
+    # Our log-likelihood of scikit-learn's model, from our own kernels...
+    log_likelihood, _ = log_responsibilities(x, _sklearn_parameters(reference,
+                                                                     covariance_type))
+    np.testing.assert_allclose(log_likelihood.sum(), reference.score(x) * len(x), rtol=1e-12)
+    # ... and our criteria from it, with our parameter counts.
+    summary = GaussianMixtureSummary(
+        logLikelihood=float(log_likelihood.sum()), logLikelihoodHistory=[], numIter=1,
+        converged=True, clusterSizes=[0, 0, 0], weightSum=float(len(x)), numFeatures=4,
+        covarianceType=covariance_type)
+    np.testing.assert_allclose(summary.bic, reference.bic(x), rtol=1e-12)
+    np.testing.assert_allclose(summary.aic, reference.aic(x), rtol=1e-12)
+
+
+def test_lloyd_equals_scikit_learns_kmeans_from_the_same_centres() -> None:
+    x, *_ = make_mixture(n=1500, seed=5, k=4, n_features=3)
+    start = x[np.random.default_rng(3).choice(len(x), 4, replace=False)]
+    reference = KMeans(4, init=start, n_init=1, algorithm="lloyd", tol=0.0,
+                       max_iter=300).fit(x)
+    ours = lloyd(x, start, max_iter=300)
+    order = [int(np.argmin(np.linalg.norm(reference.cluster_centers_ - c, axis=1)))
+             for c in ours]
+    assert sorted(order) == [0, 1, 2, 3]
+    np.testing.assert_allclose(ours, reference.cluster_centers_[order], rtol=1e-10, atol=1e-10)
+
+
+def test_kmeans_plus_plus_seeds_each_far_cluster_and_beats_random_rows() -> None:
+    # Four tight clusters 100 apart: D² seeding puts one centre in each almost always.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0], [100.0, 100.0]])
+    x = np.concatenate([c + rng.normal(size=(250, 2)) for c in centres])
+    hits = 0
+    for seed in range(100):
+        chosen = kmeans_plus_plus(x, 4, np.random.default_rng(seed))
+        assert all(any(np.array_equal(c, row) for row in x) for c in chosen)  # data rows
+        nearest = {int(np.argmin(np.linalg.norm(centres - c, axis=1))) for c in chosen}
+        hits += nearest == {0, 1, 2, 3}
+    # By chance alone (uniform rows) all four clusters are hit with probability 4!/4⁴ ≈ 9 %.
+    assert hits >= 95
+
+
+def test_feature_moments_merge_equals_the_whole_for_any_split() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(1000, 3)) * [1.0, 1e-3, 50.0] + [1e6, -3.0, 0.0]
+    w = rng.uniform(0.0, 2.0, size=len(x))
+    w[:100] = 0.0  # a split with no weight at all
+    whole = FeatureMoments.of(x, w)
+    np.testing.assert_allclose(whole.mean, np.average(x, axis=0, weights=w), rtol=1e-14)
+    expected_variance = np.average((x - whole.mean) ** 2, axis=0, weights=w)
+    np.testing.assert_allclose(whole.variance, expected_variance, rtol=1e-9)
+    for cuts in ([100], [1, 2, 999], [300, 301, 700]):
+        parts = [FeatureMoments.of(a, b) for a, b in zip(np.split(x, cuts), np.split(w, cuts))]
+        left = reduce(FeatureMoments.merge, parts)
+        right = reduce(lambda a, b: b.merge(a), reversed(parts))
+        for merged in (left, right):
+            assert merged.weight == pytest.approx(whole.weight, rel=1e-14)
+            np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-14)
+            np.testing.assert_allclose(merged.variance, whole.variance, rtol=1e-9)
+
+
+def _sample_of(blocks: list[np.ndarray], size: int, seed: int, distinct: bool) -> np.ndarray:
+    # What the pass does: each partition keeps its smallest keys, the driver merges them.
+    per_partition = [sampling._partition_sample(seed, size, distinct, iter([(b, None)]))
+                     for b in blocks]
+    merged = reduce(lambda a, b: sampling._merge_samples(size, distinct, a, b), per_partition)
+    return merged[1]
+
+
+@pytest.mark.parametrize("distinct", [True, False])
+def test_sample_does_not_depend_on_the_partitioning(distinct: bool) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3000, 4))
+    x[1000:1500] = x[0]  # 500 copies of one row
+    whole = _sample_of([x], 50, seed=11, distinct=distinct)
+    assert whole.shape == (50, 4)
+    for partitions in (3, 17):
+        shuffled = x[rng.permutation(len(x))]
+        split = _sample_of(np.array_split(shuffled, partitions), 50, seed=11,
+                           distinct=distinct)
+        np.testing.assert_array_equal(split, whole)
+    unique_rows = np.unique(whole, axis=0).shape[0]
+    if distinct:
+        assert unique_rows == 50
+    # Another seed picks other rows; the keys are a pure function of (row, seed).
+    assert not np.array_equal(_sample_of([x], 50, seed=12, distinct=distinct), whole)
+    np.testing.assert_array_equal(sampling.row_keys(x[:5], 11), sampling.row_keys(x[:5], 11))
+
+
+def test_sample_is_close_to_uniform_over_rows() -> None:
+    # Each row's key is uniform: over many seeds each of 10 rows leads about equally often.
+    x = np.arange(10.0)[:, None]
+    first = [int(_sample_of([x], 1, seed=s, distinct=True)[0, 0]) for s in range(3000)]
+    counts = np.bincount(first, minlength=10)
+    assert counts.min() > 240 and counts.max() < 360  # 300 expected, ±3.5 standard deviations

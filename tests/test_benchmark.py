@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -63,3 +64,23 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert "mllib_over_ours_per_iteration" in table and "floor" in table
     assert "second full-data fit" in table and "one Spark job per EM pass" in table
     assert "x the rows cost" in table and "python workers" in table
+
+
+def test_bench_without_its_extra_says_so_first_and_skips_those_readings(
+        spark, tmp_path, monkeypatch, capsys) -> None:
+    from spark_gmm.cli import main
+
+    # As on a plain `pip install .`: neither scikit-learn nor psutil can be imported.
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    work_dir = tmp_path / "bench"
+    code = main(["bench", "--n", "800", "--d", "2", "--k", "2", "--iterations", "2",
+                 "--skip-mllib", "--no-warm-up", "--work-dir", str(work_dir)])
+    assert code == 0
+    captured = capsys.readouterr()
+    # the first thing it says, before any Spark work
+    assert captured.err.startswith("spark-gmm bench: psutil, sklearn not installed")
+    assert "pip install 'spark-gmm[bench]'" in captured.err
+    results = json.load(open(work_dir / "benchmark.json"))
+    assert "sklearn" not in results and results["worker_memory"] is None
+    assert results["ours"]["cpu_seconds"] is None and results["ours"]["end_to_end_seconds"] > 0

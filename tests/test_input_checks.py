@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from spark_gmm.errors import InvalidInputError
-from spark_gmm.runtime.input_checks import RowChecks, input_counts
+from spark_gmm.runtime.input_checks import FeatureRows, RowChecks, input_counts
 
 NAN, INF = math.nan, math.inf
 
@@ -88,3 +88,49 @@ def test_merge_is_the_count_of_the_whole() -> None:
 def test_errors_name_the_column_and_the_count(checks, pattern) -> None:
     with pytest.raises(InvalidInputError, match=pattern):
         input_counts(checks, "features", "w")
+
+
+HOSTILE = [[1.0, 2.0], [1.0, NAN], None, [None, 1.0], [1.0, 2.0, 3.0], [INF, 4.0], [],
+           [5.0, -INF], [6.0, 7.0]]
+
+
+def test_feature_rows_reasons_and_selected_rows_on_a_sliced_batch() -> None:
+    # A slice of a larger array (offsets not starting at 0) whose null slot has values under
+    # it (Arrow allows that): the selected rows must still be the right ones.
+    rows_with_padding = [[9.0, 9.0], *HOSTILE]
+    lengths = [2 if r is None else len(r) for r in rows_with_padding]
+    values = [v for r in rows_with_padding for v in (r if r is not None else [8.0, 8.0])]
+    padded = pa.ListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int32()),
+        pa.array(values, type=pa.float64()),
+        mask=pa.array([r is None for r in rows_with_padding])).slice(1)
+    rows = FeatureRows.of(padded)
+    assert rows.reasons(2) == [None, "non_finite", "null", "non_finite", "wrong_length",
+                               "non_finite", "wrong_length", "non_finite", None]
+    valid = rows.valid(2)
+    np.testing.assert_array_equal(rows.rows(valid, 2), [[1.0, 2.0], [6.0, 7.0]])
+    assert rows.length_range() == (0, 3)
+    chunked = FeatureRows.of(pa.chunked_array([padded.slice(0, 4), padded.slice(4)]))
+    assert chunked.reasons(2) == rows.reasons(2)
+    checks, blocks = _count([pa.RecordBatch.from_arrays(
+        [padded, pa.array([None] * len(padded), type=pa.float64())], ["x", "w"])])
+    assert (checks.rows, checks.null_rows, checks.bad_rows) == (9, 1, 4)
+    assert (checks.min_length, checks.max_length) == (0, 3) and blocks == []
+
+
+@pytest.mark.parametrize("n_features", [2, None])
+def test_the_sql_rule_gives_the_arrow_rule_s_reasons(spark, n_features) -> None:
+    from pyspark.sql import functions as F
+
+    from spark_gmm.runtime.input_checks import invalid_reason_column
+
+    df = spark.createDataFrame([(i, r) for i, r in enumerate(HOSTILE)],
+                               "id int, x array<double>").repartition(3)
+    sql = {r.id: r.reason for r in df.select(
+        "id", invalid_reason_column(F.col("x"), n_features).alias("reason")).collect()}
+    arrow = FeatureRows.of(pa.array(HOSTILE, type=pa.list_(pa.float64())))
+    expected = arrow.reasons(2)
+    if n_features is None:  # without a length to hold them to, only empty rows are wrong
+        expected = [None if reason == "wrong_length" and len(HOSTILE[i]) else reason
+                    for i, reason in enumerate(expected)]
+    assert [sql[i] for i in range(len(HOSTILE))] == expected

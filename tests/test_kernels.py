@@ -44,13 +44,10 @@ def _random_params(covariance_type: str, k: int = 3, d: int = 4, seed: int = 0
 
 
 def _dense_covariance(params: GaussianParameters, k: int) -> np.ndarray:
-    c = params.covariances
-    return {
-        "full": lambda: c[k],
-        "tied": lambda: c,
-        "diag": lambda: np.diag(c[k]),
-        "spherical": lambda: np.eye(params.n_features) * c[k],
-    }[params.covariance_type]()
+    # The table's dense form is checked against hand-built matrices in test_covariance_table.
+    dense = kernels_for(params.covariance_type).dense(params.covariances, params.n_components,
+                                                      params.n_features)
+    return dense[k]
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

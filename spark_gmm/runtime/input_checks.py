@@ -42,7 +42,8 @@ class FeatureRows:
     lengths : ndarray of int64, shape (n,)
         Elements per row (0 for null rows).
     values : ndarray of float64
-        Every element of the non-null rows in order (null elements as NaN).
+        Every element under the batch's rows in order, null elements as NaN (Arrow may keep
+        values under a null row: they are here, and never selected).
     """
 
     features: pa.Array = field(repr=False)
@@ -58,11 +59,15 @@ class FeatureRows:
         null = features.is_null().to_numpy(zero_copy_only=False)
         lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(
             zero_copy_only=False).astype(np.int64)
-        values = features.flatten().to_numpy(zero_copy_only=False)  # null elements: NaN
+        # Not flatten(): it drops what lies under null rows, list_parent_indices does not.
+        offsets = features.offsets
+        start, stop = offsets[0].as_py(), offsets[-1].as_py()
+        values = features.values.slice(start, stop - start).to_numpy(zero_copy_only=False)
         non_finite = np.zeros(len(features), dtype=bool)
         bad_values = ~np.isfinite(values)
         if bad_values.any():
             non_finite[_parents(features)[bad_values]] = True
+            non_finite &= ~null
         return cls(features, null, non_finite, lengths, values)
 
     def __len__(self) -> int:
@@ -83,7 +88,8 @@ class FeatureRows:
                 for ok, null, bad in zip(self.valid(n_features), self.null, self.non_finite)]
 
     def rows(self, selected: np.ndarray, n_features: int) -> np.ndarray:
-        """The selected rows (each of ``n_features`` elements) as an (m, D) float64 array."""
+        """The selected rows (non-null, each of ``n_features`` elements) as an (m, D) float64
+        array."""
         if selected.all() and self.values.size == len(self) * n_features:
             return self.values.reshape(len(self), n_features)
         keep = selected[_parents(self.features)]
@@ -91,7 +97,7 @@ class FeatureRows:
 
 
 def _parents(features: pa.Array) -> np.ndarray:
-    # The row of every element of ``features.flatten()``.
+    # The row of every value between the first and the last offset (FeatureRows.values).
     return pc.list_parent_indices(features).to_numpy(zero_copy_only=False)
 
 
@@ -149,7 +155,7 @@ class RowChecks:
         rows = FeatureRows.of(batch.column("x"))
         self.rows += len(rows)
         self.null_rows += int(rows.null.sum())
-        self.bad_rows += int((rows.non_finite & ~rows.null).sum())
+        self.bad_rows += int(rows.non_finite.sum())
         shortest, longest = rows.length_range()
         self.min_length, self.max_length = _length_range(
             (self.min_length, self.max_length), (shortest, longest))

@@ -21,7 +21,7 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _PUBLIC = {
     "GaussianMixture": "spark_gmm.ml.estimator",

@@ -64,3 +64,16 @@ def test_bad_toml_file(tmp_path) -> None:
         load_config(str(bad))
     with pytest.raises(ConfigError, match="not found"):
         load_config(str(tmp_path / "missing.toml"))
+
+
+def test_the_executors_archive_holds_the_package_but_not_the_benchmark(tmp_path) -> None:
+    import zipfile
+
+    from spark_gmm.etl.package import build_archive
+
+    names = zipfile.ZipFile(build_archive(str(tmp_path / "spark_gmm.zip"))).namelist()
+    for module in ("spark_gmm/__init__.py", "spark_gmm/kernels/packed.py",
+                   "spark_gmm/runtime/resident.py", "spark_gmm/ml/scoring.py",
+                   "spark_gmm/data/iris.csv"):
+        assert module in names
+    assert not [n for n in names if n.startswith("spark_gmm/bench") or n.endswith(".pyc")]

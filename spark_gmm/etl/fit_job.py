@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 
-from .. import __version__
 from ..errors import InvalidInputError
 from ..kernels import kernels_for
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
+from ..version import __version__
 from .config import JobConfig
 from .io import atomic_publish, write_json
 from .prepare import FEATURES, FeatureSchema, RowCounts, apply_standardisation, standardisation

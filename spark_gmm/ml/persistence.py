@@ -22,9 +22,9 @@ from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
 from pyspark.sql import SparkSession
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from .. import __version__
 from ..errors import ModelFormatError
 from ..kernels import COVARIANCE_TYPES, GaussianParameters, kernels_for
+from ..version import __version__
 from .summary import GaussianMixtureSummary
 
 FORMAT_VERSION = 1

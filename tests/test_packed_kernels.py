@@ -13,8 +13,8 @@ from spark_gmm.kernels import (
     log_responsibilities,
     score_rows,
 )
+from spark_gmm.kernels.flush import exp_flushed_in_place, flush_cut
 from spark_gmm.kernels.packed import (
-    _exp_in_place,
     density_weights,
     is_exact_enough,
     packed_chunk_rows,
@@ -57,22 +57,23 @@ def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
         np.testing.assert_array_equal(fast.assigned, exact.assigned)
 
 
-@pytest.mark.parametrize("dead_fraction", [0.0, 0.1, 0.5, 0.9, 1.0])
-def test_exp_in_place_is_bit_identical_to_numpy(dead_fraction: float) -> None:
-    # Both branches (plain ufunc when few values underflow, gather/scatter otherwise), and
-    # the edges: the last subnormals, exact zeros, -inf, NaN.
+@pytest.mark.parametrize("dead_fraction", [0.0, 0.0001, 0.1, 0.5, 0.9, 1.0])
+def test_flushed_exp_is_numpy_s_exp_on_normal_results(dead_fraction: float) -> None:
+    # Both branches (plain ufunc when few values are flushed, masked otherwise), and the
+    # edges: around the cut for K=8, the last subnormals, exact zeros, -inf, NaN.
     rng = np.random.default_rng(5)
-    n = 4000
+    n = 80_000
     values = -rng.exponential(20.0, size=n)
     dead = rng.random(n) < dead_fraction
-    values[dead] = -rng.uniform(746.0, 1e5, size=dead.sum())
-    edges = [0.0, -708.5, -745.0, -745.13, -745.2, -745.9, -746.0, -np.inf, np.nan]
+    values[dead] = -rng.uniform(706.0, 1e5, size=dead.sum())
+    cut = flush_cut(8)
+    edges = [0.0, cut + 1e-9, cut, cut - 1e-9, -708.5, -745.13, -746.0, -np.inf, np.nan]
     values[: len(edges)] = edges
-    expected = np.exp(values)
+    expected = np.where(values < cut, 0.0, np.exp(values))  # NaN is not < cut: it stays
     shifted = values.reshape(8, n // 8).copy()
-    _exp_in_place(shifted)
+    exp_flushed_in_place(shifted, 8)
     np.testing.assert_array_equal(shifted.reshape(-1), expected)  # NaN == NaN here
-    assert shifted.reshape(-1)[3] > 0.0  # e^-745.13 is the smallest subnormal, not 0
+    assert shifted.reshape(-1)[1] > 0.0 and shifted.reshape(-1)[3] == 0.0
 
 
 def test_zero_weight_component_gets_no_responsibility_and_no_nan() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .covariance import LOG_2PI, FloatArray, kernels_for
+from .flush import exp_flushed_in_place
 from .packed import (
     density_weights,
     is_exact_enough,
@@ -46,8 +47,10 @@ def log_sum_exp(values: FloatArray) -> FloatArray:
     """
     row_max = np.max(values, axis=1)
     safe_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    terms = values - safe_max[:, None]
+    exp_flushed_in_place(terms)  # each row's largest term is 1: flushed ones change nothing
     with np.errstate(divide="ignore"):
-        return np.log(np.sum(np.exp(values - safe_max[:, None]), axis=1)) + safe_max
+        return np.log(np.sum(terms, axis=1)) + safe_max
 
 
 def log_responsibilities(
@@ -91,7 +94,9 @@ def score_rows(x: FloatArray, params: GaussianParameters
     centred = params.shifted(-center)
     if not is_exact_enough(centred):
         log_likelihood, log_resp = log_responsibilities(x, params)
-        return log_likelihood, np.exp(log_resp), np.argmax(log_resp, axis=1)
+        best = np.argmax(log_resp, axis=1)
+        exp_flushed_in_place(log_resp)
+        return log_likelihood, log_resp, best
     n = x.shape[0]
     resp = np.empty((n, params.n_components))
     log_likelihood = np.empty(n)

@@ -30,13 +30,12 @@ from numpy.typing import NDArray
 
 from .chunks import rows_per_chunk
 from .covariance import LOG_2PI, FloatArray, kernels_for
+from .flush import exp_flushed_in_place
 from .parameters import GaussianParameters
 
 # ε · 1e6 ≈ 2e-10: the worst relative error the expansion may add to a covariance.
 MAX_ORIGIN_DISTANCE2 = 1e6
 _MAX_CHUNK_ROWS = 16384
-# exp(x) rounds to 0.0 in float64 for every x below this (the smallest subnormal is e^-745.13).
-_EXP_ZERO_BELOW = -746.0
 
 
 def uses_quadratic_features(covariance_type: str) -> bool:
@@ -142,27 +141,6 @@ def is_exact_enough(params: GaussianParameters) -> bool:
     return bool(np.all(origin_distance2(params) <= MAX_ORIGIN_DISTANCE2))
 
 
-def _exp_in_place(shifted: FloatArray) -> None:
-    """exp of a contiguous array of values ≤ 0, in place, bit-identical to ``np.exp``.
-
-    Below :data:`_EXP_ZERO_BELOW` the result is 0.0 whatever the value, yet libm takes its
-    slow underflow path for it (2-3x a normal exp here). In well-separated mixtures many
-    (row, component) pairs are that far down (44 % in the 1M × 10 × 8 benchmark data), so the
-    live values are gathered, exponentiated and scattered back; when nearly all are live
-    that costs more than it saves, and the plain ufunc runs.
-    """
-    flat = shifted.reshape(-1)
-    dead = flat < _EXP_ZERO_BELOW
-    n_dead = int(np.count_nonzero(dead))
-    if n_dead * 4 < flat.size:
-        np.exp(flat, out=flat)
-        return
-    live = np.flatnonzero(~dead)  # NaN stays live, so it still propagates
-    values = np.exp(flat[live])
-    flat.fill(0.0)
-    flat[live] = values
-
-
 def packed_log_responsibilities(
     phi: FloatArray, density: FloatArray, log_weights: FloatArray, find_best: bool = True
 ) -> tuple[FloatArray, FloatArray, NDArray[np.intp] | None]:
@@ -191,7 +169,7 @@ def packed_log_responsibilities(
     best = np.argmax(scores, axis=0) if find_best else None
     row_max = scores.max(axis=0)
     scores -= row_max
-    _exp_in_place(scores)
+    exp_flushed_in_place(scores, scores.shape[0])
     total = scores.sum(axis=0)
     scores /= total
     return scores, np.log(total) + row_max, best

@@ -10,6 +10,7 @@ import numpy as np
 from .chunks import rows_per_chunk
 from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
+from .flush import exp_flushed_in_place
 from .kmeans import nearest_centre
 from .packed import (
     density_weights,
@@ -140,9 +141,10 @@ def _statistics_from_responsibilities(
 
 def _chunk_statistics(x: FloatArray, weights: FloatArray | None, params: GaussianParameters,
                       count_assignments: bool) -> SufficientStatistics:
-    log_likelihood, log_resp = log_responsibilities(x, params)
+    log_likelihood, resp = log_responsibilities(x, params)
+    exp_flushed_in_place(resp)
     return _statistics_from_responsibilities(
-        x, weights, np.exp(log_resp), params.means, params.covariance_type, log_likelihood,
+        x, weights, resp, params.means, params.covariance_type, log_likelihood,
         count_assignments,
     )
 

@@ -18,8 +18,8 @@ from spark_gmm.kernels import (
     log_responsibilities,
 )
 from spark_gmm.kernels.kmeans import kmeans_plus_plus, lloyd
+from spark_gmm.kernels.sampling import Candidates, KeyedRows, row_keys
 from spark_gmm.ml.summary import GaussianMixtureSummary
-from spark_gmm.runtime import sampling
 from tests.helpers import make_mixture
 
 
@@ -95,11 +95,8 @@ def test_feature_moments_merge_equals_the_whole_for_any_split() -> None:
 
 
 def _sample_of(blocks: list[np.ndarray], size: int, seed: int, distinct: bool) -> np.ndarray:
-    # What the pass does: each partition keeps its smallest keys, the driver merges them.
-    per_partition = [sampling._partition_sample(seed, size, distinct, iter([(b, None)]))
-                     for b in blocks]
-    merged = reduce(lambda a, b: sampling._merge_samples(size, distinct, a, b), per_partition)
-    return merged[1]
+    # What the pass does: each block keeps its smallest keys, the driver merges them.
+    return reduce(KeyedRows.merge, [KeyedRows.of(b, seed, size, distinct) for b in blocks]).rows
 
 
 @pytest.mark.parametrize("distinct", [True, False])
@@ -119,7 +116,7 @@ def test_sample_does_not_depend_on_the_partitioning(distinct: bool) -> None:
         assert unique_rows == 50
     # Another seed picks other rows; the keys are a pure function of (row, seed).
     assert not np.array_equal(_sample_of([x], 50, seed=12, distinct=distinct), whole)
-    np.testing.assert_array_equal(sampling.row_keys(x[:5], 11), sampling.row_keys(x[:5], 11))
+    np.testing.assert_array_equal(row_keys(x[:5], 11), row_keys(x[:5], 11))
 
 
 def test_sample_is_close_to_uniform_over_rows() -> None:
@@ -128,3 +125,28 @@ def test_sample_is_close_to_uniform_over_rows() -> None:
     first = [int(_sample_of([x], 1, seed=s, distinct=True)[0, 0]) for s in range(3000)]
     counts = np.bincount(first, minlength=10)
     assert counts.min() > 240 and counts.max() < 360  # 300 expected, ±3.5 standard deviations
+
+
+def test_kmeans_parallel_candidates_follow_the_d2_distribution_whatever_the_split() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(20_000, 2))
+    centres = np.array([[0.0, 0.0]])
+    d2 = (x**2).sum(axis=1)
+    whole = Candidates.of(x, x, None, centres, seed=3, oversampling=40.0)
+    np.testing.assert_allclose(whole.cost, d2.sum(), rtol=1e-12)
+    chosen = whole.chosen()
+    # Split into uneven parts and merged in another order: the very same rows are chosen.
+    parts = [Candidates.of(b, b, None, centres, 3, 40.0) for b in np.array_split(x, 7)]
+    merged = reduce(Candidates.merge, parts[::-1])
+    assert sorted(map(tuple, merged.chosen())) == sorted(map(tuple, chosen))
+    # About ℓ rows, each with probability ℓ·d²/φ: far rows far more often than near ones.
+    assert 20 <= len(chosen) <= 60
+    probability = 40.0 * d2 / d2.sum()
+    expected_far = probability[d2 > 4].sum()
+    assert abs(np.count_nonzero((chosen**2).sum(axis=1) > 4) - expected_far) < 4 * np.sqrt(
+        expected_far)
+    # Over many seeds each row's frequency is its probability (a far row and the rest).
+    far = int(np.argmax(d2))
+    hits = sum(any(np.array_equal(r, x[far]) for r in
+                   Candidates.of(x, x, None, centres, s, 40.0).chosen()) for s in range(300))
+    assert abs(hits / 300 - min(1.0, probability[far])) < 0.1

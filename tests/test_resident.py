@@ -52,9 +52,10 @@ def test_resident_fit_equals_one_job_per_pass(spark, caplog, weighted_df) -> Non
     served, (resident_passes, job_passes) = _fit(spark, caplog, weighted_df, True, **params)
     # 5 partitions on 2 slots: two tasks, each folding the partitions of its executor
     assert "2 resident tasks serve the EM passes" in caplog.text
-    assert (resident_passes, job_passes) == (9, 0)  # 8 iterations + the final statistics
+    # the initial sample (both restarts), 8 iterations, the final statistics
+    assert (resident_passes, job_passes) == (10, 0)
     by_jobs, passes = _fit(spark, caplog, weighted_df, False, **params)
-    assert passes == (0, 9)
+    assert passes == (0, 10)
     _assert_same_model(served, by_jobs)
 
 
@@ -65,16 +66,17 @@ def test_partitions_unreadable_where_resident_tasks_run_go_back_to_jobs(
     original = DistributedStatistics.resident
     recomputed: list[int] = []
 
-    def losing_the_files_first(self, models):
+    def losing_the_files_first(self, n_models, n_components):
         for stored in self.store.stored_partitions():
             os.unlink(stored.features_path)
         recomputed.append(self.store.recomputed_partitions)
-        return original(self, models)
+        return original(self, n_models, n_components)
 
     monkeypatch.setattr(DistributedStatistics, "resident", losing_the_files_first)
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
     assert "are not readable where their resident task runs" in caplog.text
-    assert passes == (0, 7)  # the initialisation's, 5 iterations, the final statistics
+    # the sample, the hard assignment of its k-means++ centres, 5 iterations, the final pass
+    assert passes == (0, 8)
     # the first pass after the loss recomputed all five partitions from the input
     assert recomputed == [0] and "5 of 5 partitions" in caplog.text
     _assert_same_model(disturbed, undisturbed)
@@ -87,9 +89,10 @@ def test_driver_unreachable_from_the_tasks_goes_back_to_jobs(
     # The tasks are told an address where nothing listens (the socket is on 127.0.0.1).
     monkeypatch.setattr(resident, "_driver_address", lambda sc: ("127.0.0.2", "127.0.0.1"))
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
-    assert ("EM runs one Spark job per pass: the resident job ended (its tasks could not "
-            "connect to the driver at 127.0.0.2:") in caplog.text
-    assert passes == (0, 6)
+    assert ("the fit runs one Spark job per pass: the resident job ended (its tasks could "
+            "not connect to the driver at 127.0.0.2:") in caplog.text
+    # every pass of k-means|| and EM ran as a Spark job, as in the fit without resident tasks
+    assert passes == (0, undisturbed.summary.jobPasses) and passes[1] >= 4 + 1 + 5
     _assert_same_model(disturbed, undisturbed)
 
 
@@ -102,7 +105,7 @@ def test_too_few_free_slots_time_out_and_go_back_to_jobs(
     monkeypatch.setattr(resident, "CONNECT_SECONDS", 3.0)
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
     assert "2 of 3 tasks connected to the driver within 3 s" in caplog.text
-    assert passes == (0, 5)
+    assert passes == (0, undisturbed.summary.jobPasses) and passes[1] >= 3 + 1 + 5
     _assert_same_model(disturbed, undisturbed)
 
 
@@ -114,13 +117,13 @@ def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
     center, variance = moments.mean, moments.variance
     mixture = GaussianParameters.from_covariances(
         [0.5, 0.5], x[:2] - center, np.stack([np.diag(variance)] * 2), "full")
-    tasks = ResidentTasks(store, partial(statistics_pass._answer_statistics_request, center), 2)
+    tasks = ResidentTasks(store, partial(statistics_pass._answer_request, center), 2)
     try:
         tasks.start()
         intruder = socket.create_connection(tasks._listener.getsockname())
         intruder.sendall(os.urandom(32))  # not HMAC(secret, nonce)
         with caplog.at_level(logging.WARNING, logger="spark_gmm"):
-            answers = tasks.request([mixture], {"hard_assignment": False,
+            answers = tasks.request([mixture], {"kind": "statistics", "hard_assignment": False,
                                                 "count_assignments": True})
         assert "refused a connection" in caplog.text and "secret" in caplog.text
         assert intruder.recv(1024, socket.MSG_WAITALL)[32:] == b""  # nonce, then closed

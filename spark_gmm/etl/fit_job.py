@@ -22,6 +22,7 @@ from ..errors import InvalidInputError
 from ..kernels import kernels_for
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
+from ..runtime.progress import phase
 from ..version import __version__
 from .config import JobConfig
 from .io import atomic_publish, write_json
@@ -142,15 +143,20 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if not config.model.path or not config.output.path:
         raise InvalidInputError("model.path and output.path must be set for a fit job")
-    prepared, input_columns, counts = prepare_rows(spark, config)
-    prepared, schema = _standardised(config, prepared, counts)
-    model, threshold = _fit(config, prepared)
+    with phase(f"reading and checking {config.input.path or config.input.table}", logger):
+        prepared, input_columns, counts = prepare_rows(spark, config)
+    with phase("standardising" if config.preprocess.standardize else "fitting", logger):
+        prepared, schema = _standardised(config, prepared, counts)
+        model, threshold = _fit(config, prepared)
     model_id = config.output.model_id or model_id_of(model)
-    labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
-                     model_id, threshold)
-    rows = write_outputs(spark, config, prepared, labelled, counts)
+    with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
+        labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
+                         model_id, threshold)
+        rows = write_outputs(spark, config, prepared, labelled, counts)
     report = _report(config, model, model_id, schema, threshold, counts, rows)
-    _publish_artifact(spark, config.model.path, model, model_id, schema, threshold, report)
+    with phase(f"writing the model artifact {config.model.path}", logger):
+        _publish_artifact(spark, config.model.path, model, model_id, schema, threshold,
+                          report)
     if config.checkpoint.path and os.path.exists(config.checkpoint.path):
         os.remove(config.checkpoint.path)  # the fit is complete; a rerun starts afresh
     report["seconds_total"] = time.perf_counter() - started

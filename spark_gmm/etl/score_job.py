@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -9,10 +10,13 @@ from pyspark.sql import SparkSession
 
 from ..errors import InvalidInputError
 from ..ml.model import GaussianMixtureModel
+from ..runtime.progress import phase
 from .config import JobConfig
 from .io import read_json
 from .prepare import FeatureSchema, apply_standardisation
 from .rows import label, prepare_rows, rows_to_label, scoring_model, write_outputs
+
+logger = logging.getLogger(__name__)
 
 
 def _artifact_schema(spark: SparkSession, config: JobConfig) -> tuple[dict[str, Any],
@@ -46,13 +50,15 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
         raise InvalidInputError("model.path and output.path must be set for a score job")
     artifact, schema = _artifact_schema(spark, config)
     model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
-    prepared, input_columns, counts = prepare_rows(spark, config, schema.n_features)
+    with phase(f"reading and checking {config.input.path or config.input.table}", logger):
+        prepared, input_columns, counts = prepare_rows(spark, config, schema.n_features)
     if counts.n_features not in (0, schema.n_features):
         raise InvalidInputError(f"the input has {counts.n_features} features; the model "
                                 f"expects {schema.n_features}")
     prepared = apply_standardisation(prepared, schema.mean, schema.scale)
     labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
                      artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"))
-    rows = write_outputs(spark, config, prepared, labelled, counts)
+    with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
+        rows = write_outputs(spark, config, prepared, labelled, counts)
     return {"model_id": artifact["model_id"], "invalid_rows": {
         "total": counts.invalid, "by_reason": counts.by_reason}, **rows}

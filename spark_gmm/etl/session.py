@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
+
+from ..runtime.progress import phase
+
+logger = logging.getLogger(__name__)
 
 # Applied only where neither spark-submit nor the job's config already set the key.
 DEFAULT_SPARK_CONF: dict[str, str] = {
@@ -51,6 +56,8 @@ def build_session(app_name: str, master: str | None = None,
     builder = builder.config("spark.ui.showConsoleProgress", "false")
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    shown = master or submitted.get("spark.master") or "local[*]"
+    with phase(f"starting the Spark session ({shown})", logger):
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("SPARK_GMM_SPARK_LOG_LEVEL", "WARN"))
     return session

@@ -7,14 +7,12 @@ phase is a function of its own and logs its duration as it ends.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 
 from ..errors import InvalidInputError
 from ..kernels import FeatureMoments, GaussianParameters, SufficientStatistics
@@ -27,6 +25,7 @@ from ..runtime.ingest import (
     stored_input_counts,
 )
 from ..runtime.input_checks import InputCounts
+from ..runtime.progress import phase
 from ..runtime.statistics_pass import DistributedStatistics
 from .checkpoint import read_checkpoint, write_checkpoint
 from .em import EMRun, best_run, run_em
@@ -82,14 +81,6 @@ class FitResult:
         return self.best.params.shifted(self.center)
 
 
-@contextmanager
-def _phase(name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    logger.info("%s ...", name)
-    yield
-    logger.info("%s took %.2f s", name, time.perf_counter() - started)
-
-
 def _fingerprint(settings: FitSettings, counts: InputCounts, has_initial_model: bool
                  ) -> dict[str, Any]:
     # What must match for a checkpoint to belong to this fit.
@@ -102,19 +93,18 @@ def _fingerprint(settings: FitSettings, counts: InputCounts, has_initial_model: 
     }
 
 
-def _starts(settings: FitSettings, dataset: DataFrame, features: Column, store: BlockStore,
-            moments: FeatureMoments, center: np.ndarray, statistics: DistributedStatistics,
-            n_features: int, initial: GaussianParameters | None) -> list[GaussianParameters]:
+def _starts(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
+            statistics: DistributedStatistics, n_features: int,
+            initial: GaussianParameters | None) -> list[EMRun]:
     if initial is not None:
-        return [from_initial_model(initial, settings.k, n_features, settings.covariance_type,
-                                   center)]
+        return [EMRun(from_initial_model(initial, settings.k, n_features,
+                                         settings.covariance_type, center))]
     spec = InitialisationInput(
-        df=dataset, features=features, weight_col=settings.weight_col, store=store,
         center=center, variance=moments.variance, statistics=statistics, k=settings.k,
         covariance_type=settings.covariance_type, reg_covar=settings.reg_covar,
-        seed=settings.seed % (2**31), n_init=settings.n_init, depth=settings.depth,
+        seed=settings.seed % (2**31), n_init=settings.n_init,
     )
-    return initial_mixtures(spec, settings.init_mode)
+    return [EMRun(p) for p in initial_mixtures(spec, settings.init_mode)]
 
 
 def _iterate(settings: FitSettings, statistics: DistributedStatistics, runs: Sequence[EMRun],
@@ -126,13 +116,10 @@ def _iterate(settings: FitSettings, statistics: DistributedStatistics, runs: Seq
         if path:
             write_checkpoint(path, fingerprint, center, current)
 
-    with statistics.resident([r.params for r in runs]):
-        run_em(runs, statistics, settings.reg_covar, settings.max_iter, settings.tol,
-               on_iteration=save)
-        best = best_run(runs)
-        [final] = statistics([best.params], count_assignments=True)
-    logger.info("EM passes: %d by resident tasks, %d as Spark jobs",
-                statistics.resident_passes, statistics.job_passes)
+    run_em(runs, statistics, settings.reg_covar, settings.max_iter, settings.tol,
+           on_iteration=save)
+    best = best_run(runs)
+    [final] = statistics([best.params], count_assignments=True)
     return best, final
 
 
@@ -164,26 +151,32 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
         ``settings.checkpoint_path`` holds the state of another fit.
     """
     logger.debug("fit settings: %s", asdict(settings))
-    features = features_array(dataset, settings.features_col)
     check_weight_column(dataset, settings.weight_col)
-    store = store_blocks(dataset, features, settings.weight_col)
+    store = store_blocks(dataset, features_array(dataset, settings.features_col),
+                         settings.weight_col)
     try:
-        with _phase("storing and checking the rows"):
+        with phase("storing and checking the rows", logger):
             counts, moments = _validated(store, settings)
         fingerprint = _fingerprint(settings, counts, initial is not None)
         resumed = (read_checkpoint(settings.checkpoint_path, fingerprint)
                    if settings.checkpoint_path else None)
         center = resumed[0] if resumed is not None else moments.mean
         statistics = DistributedStatistics(store, center, settings.depth)
-        if resumed is not None:
-            runs = resumed[1]
-        else:
-            with _phase(f"initialisation ({settings.init_mode}, {settings.n_init} restarts)"):
-                runs = [EMRun(p) for p in _starts(settings, dataset, features, store, moments,
-                                                  center, statistics, counts.n_features,
-                                                  initial)]
-        with _phase("EM"):
-            best, final = _iterate(settings, statistics, runs, fingerprint, center)
+        # Initialisation and EM need no Spark job of their own: one resident job serves all.
+        with statistics.resident(settings.n_init, settings.k):
+            if resumed is not None:
+                runs = resumed[1]
+            else:
+                label = ("the initial model" if initial is not None else
+                         f"initialisation ({settings.init_mode}, {settings.n_init} restart(s) "
+                         "sharing each pass)")
+                with phase(label, logger):
+                    runs = _starts(settings, moments, center, statistics, counts.n_features,
+                                   initial)
+            with phase("EM", logger):
+                best, final = _iterate(settings, statistics, runs, fingerprint, center)
+        logger.info("passes over the data: %d by resident tasks, %d as Spark jobs",
+                    statistics.resident_passes, statistics.job_passes)
     finally:
         store.close()
     logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",

@@ -1,22 +1,28 @@
-"""Initial mixtures for EM: k-means‖ (MLlib), k-means++ on a sample, random rows, or a model."""
+"""Initial mixtures for EM: k-means‖, k-means++ on a sample, random rows, or a given model.
+
+Every mode works on passes over the stored rows (:class:`DistributedStatistics`: resident
+tasks when they run, Spark jobs otherwise), and all ``nInit`` restarts share each pass.
+
+k-means‖ (Bahmani et al. 2012, as MLlib's KMeans does it, on our passes): one pass draws a
+first centre per restart; each of :data:`KMEANS_PARALLEL_ROUNDS` passes adds about ℓ = 2k
+rows drawn with probability proportional to their squared distance to the centres so far;
+one pass weighs the candidates by the rows nearest to them; weighted k-means++ and Lloyd
+on the driver reduce them to k centres; up to :data:`LLOYD_PASSES` Lloyd passes over the
+data refine them; the final hard-assignment pass turns them into a mixture.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark import StorageLevel
-from pyspark.ml.clustering import KMeans
-from pyspark.ml.functions import array_to_vector
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
 
 from ..errors import InvalidInputError
 from ..kernels import GaussianParameters, kernels_for, m_step
 from ..kernels.kmeans import kmeans_plus_plus, lloyd
-from ..runtime.block_store import BlockStore
-from ..runtime.sampling import sample_rows
 from ..runtime.statistics_pass import DistributedStatistics
 
 logger = logging.getLogger(__name__)
@@ -25,16 +31,16 @@ logger = logging.getLogger(__name__)
 # the driver (5,000 rows per component, at most 200,000).
 _SAMPLE_ROWS_PER_COMPONENT = 5000
 _MAX_SAMPLE_ROWS = 200_000
+KMEANS_PARALLEL_ROUNDS = 2  # MLlib's initSteps
+LLOYD_PASSES = 10
+# Lloyd passes stop once no centre moves by more than this share of the data's spread.
+_LLOYD_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
 class InitialisationInput:
     """What every initialisation mode may use."""
 
-    df: DataFrame
-    features: Column
-    weight_col: str | None
-    store: BlockStore
     center: np.ndarray
     variance: np.ndarray
     statistics: DistributedStatistics
@@ -43,7 +49,10 @@ class InitialisationInput:
     reg_covar: float
     seed: int
     n_init: int
-    depth: int
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + restart for restart in range(self.n_init)]
 
 
 def _diagonal_covariances(variance: np.ndarray, k: int, covariance_type: str,
@@ -53,71 +62,83 @@ def _diagonal_covariances(variance: np.ndarray, k: int, covariance_type: str,
     return kernels_for(covariance_type).from_variances(var, k)
 
 
+def _placeholders(spec: InitialisationInput, centre_sets: list[np.ndarray],
+                  covariance_type: str) -> list[GaussianParameters]:
+    """Mixtures with these centres (centred coordinates) and the data's diagonal spread."""
+    return [GaussianParameters.from_covariances(
+        np.full(len(c), 1.0 / len(c)), c,
+        _diagonal_covariances(spec.variance, len(c), covariance_type, spec.reg_covar),
+        covariance_type) for c in centre_sets]
+
+
 def _random_rows(spec: InitialisationInput) -> list[GaussianParameters]:
-    models = []
-    for restart in range(spec.n_init):
-        rows = sample_rows(spec.store, spec.k, spec.seed + restart, True, spec.depth)
-        if rows.shape[0] < spec.k:
-            raise InvalidInputError(
-                f"k={spec.k} but the data have only {rows.shape[0]} distinct rows; reduce k"
-            )
-        models.append(GaussianParameters.from_covariances(
-            np.full(spec.k, 1.0 / spec.k), rows - spec.center,
-            _diagonal_covariances(spec.variance, spec.k, spec.covariance_type, spec.reg_covar),
-            spec.covariance_type,
-        ))
-    return models
+    samples = spec.statistics.sample(spec.seeds, spec.k, distinct=True)
+    for sample in samples:
+        if sample.rows.shape[0] < spec.k:
+            raise InvalidInputError(f"k={spec.k} but the data have only "
+                                    f"{sample.rows.shape[0]} distinct rows; reduce k")
+    return _placeholders(spec, [s.rows - spec.center for s in samples], spec.covariance_type)
 
 
 def _kmeans_plus_plus_centres(spec: InitialisationInput) -> list[np.ndarray]:
     size = min(_MAX_SAMPLE_ROWS, _SAMPLE_ROWS_PER_COMPONENT * spec.k)
+    samples = spec.statistics.sample(spec.seeds, size, distinct=False)
     centres = []
-    for restart in range(spec.n_init):
-        sample = sample_rows(spec.store, size, spec.seed + restart, False, spec.depth)
-        rng = np.random.default_rng(spec.seed + restart)
-        centres.append(lloyd(sample, kmeans_plus_plus(sample, spec.k, rng)))
+    for seed, sample in zip(spec.seeds, samples):
+        x = sample.rows - spec.center
+        centres.append(lloyd(x, kmeans_plus_plus(x, spec.k, np.random.default_rng(seed))))
     return centres
 
 
+def _timed(label: str, step: Callable[[], list]) -> list:
+    started = time.perf_counter()
+    result = step()
+    logger.info("initialisation: %s, %.3f s", label, time.perf_counter() - started)
+    return result
+
+
 def _kmeans_parallel_centres(spec: InitialisationInput) -> list[np.ndarray]:
-    sc = spec.df.sparkSession.sparkContext
-    weight = F.col(f"`{spec.weight_col}`").cast("double") if spec.weight_col else F.lit(1.0)
-    # A layout that depends only on the data (hash partitioning, then sorting) makes MLlib's
-    # sampling, and so the centres, independent of how the input was partitioned.
-    laid_out = (
-        spec.df.select(spec.features.alias("x"), weight.alias("w"))
-        .repartition(max(2, sc.defaultParallelism), "x")
-        .sortWithinPartitions("x", "w")
-        .select(array_to_vector("x").alias("features"), "w")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    try:
-        centres = []
-        for restart in range(spec.n_init):
-            kmeans = KMeans(k=spec.k, initMode="k-means||", seed=spec.seed + restart,
-                            featuresCol="features", weightCol="w", maxIter=20)
-            found = np.array(kmeans.fit(laid_out).clusterCenters(), dtype=np.float64)
-            if found.shape[0] < spec.k:
-                # Fewer distinct points than k: the surplus components start empty and are
-                # re-seeded by the M-step's collapse rule.
-                found = np.vstack([found, np.repeat(found[:1], spec.k - found.shape[0], 0)])
-            centres.append(found)
-        return centres
-    finally:
-        laid_out.unpersist()
+    statistics, k = spec.statistics, spec.k
+    first = _timed("first centres", lambda: statistics.sample(spec.seeds, 1, distinct=False))
+    centres = [s.rows - spec.center for s in first]
+    for step in range(KMEANS_PARALLEL_ROUNDS):
+        seeds = [seed * 7919 + 104729 * (step + 1) for seed in spec.seeds]
+        rounds = _timed(f"k-means|| round {step + 1} of {KMEANS_PARALLEL_ROUNDS}",
+                        lambda c=centres, s=seeds: statistics.candidates(c, s, 2.0 * k))
+        centres = [np.vstack([c, r.chosen()]) for c, r in zip(centres, rounds)]
+    # Each candidate weighs as much as the rows nearest to it; then k of them are chosen.
+    weighing = _timed(f"weighing {sum(len(c) for c in centres)} candidates", lambda: statistics(
+        _placeholders(spec, centres, "spherical"), hard_assignment=True))
+    local = []
+    for seed, candidates, stats in zip(spec.seeds, centres, weighing):
+        weights = stats.resp_sum
+        chosen = kmeans_plus_plus(candidates, k, np.random.default_rng(seed), weights)
+        local.append(lloyd(candidates, chosen, max_iter=30, weights=weights))
+    return _lloyd_passes(spec, local)
 
 
-def _from_centres(spec: InitialisationInput, centres: list[np.ndarray]) -> list[GaussianParameters]:
+def _lloyd_passes(spec: InitialisationInput, centres: list[np.ndarray]) -> list[np.ndarray]:
+    spread = float(np.sqrt(np.mean(spec.variance))) or 1.0
+    for step in range(LLOYD_PASSES - 1):  # the final hard-assignment pass is one more
+        stats = _timed(f"Lloyd pass {step + 1}", lambda c=centres: spec.statistics(
+            _placeholders(spec, c, "spherical"), hard_assignment=True))
+        moved = []
+        for index, s in enumerate(stats):
+            filled = s.resp_sum > 0  # an empty cluster keeps its centre
+            new = centres[index].copy()
+            new[filled] = s.shift[filled] + s.first[filled] / s.resp_sum[filled, None]
+            moved.append(float(np.max(np.linalg.norm(new - centres[index], axis=1))))
+            centres[index] = new
+        if max(moved) <= _LLOYD_TOLERANCE * spread:
+            break
+    return centres
+
+
+def _from_centres(spec: InitialisationInput, centres: list[np.ndarray]
+                  ) -> list[GaussianParameters]:
     # One hard-assignment pass turns every restart's centres into weights and covariances.
-    placeholders = [
-        GaussianParameters.from_covariances(
-            np.full(spec.k, 1.0 / spec.k), c - spec.center,
-            _diagonal_covariances(spec.variance, spec.k, spec.covariance_type, spec.reg_covar),
-            spec.covariance_type,
-        )
-        for c in centres
-    ]
-    stats = spec.statistics(placeholders, hard_assignment=True)
+    stats = spec.statistics(_placeholders(spec, centres, spec.covariance_type),
+                            hard_assignment=True)
     return [m_step(s, spec.covariance_type, spec.reg_covar)[0] for s in stats]
 
 
@@ -125,8 +146,8 @@ def initial_mixtures(spec: InitialisationInput, init_mode: str) -> list[Gaussian
     """``spec.n_init`` starting mixtures, in coordinates centred at ``spec.center``."""
     if init_mode == "random":
         return _random_rows(spec)
-    if spec.k == 1:  # one cluster: its k-means centre is the data mean (MLlib needs k > 1)
-        return _from_centres(spec, [spec.center[None, :]] * spec.n_init)
+    if spec.k == 1:  # one cluster: its k-means centre is the data mean
+        return _from_centres(spec, [np.zeros((1, spec.center.shape[0]))] * spec.n_init)
     if init_mode == "k-means++":
         return _from_centres(spec, _kmeans_plus_plus_centres(spec))
     if init_mode == "k-means||":

@@ -1,4 +1,5 @@
-"""k-means++ seeding and Lloyd refinement on an in-memory sample (for ``initMode=k-means++``)."""
+"""k-means++ seeding and Lloyd refinement in memory, optionally weighted: on a sample of the
+rows (``initMode=k-means++``) or on the weighted candidates of k-means‖."""
 
 from __future__ import annotations
 
@@ -19,38 +20,52 @@ def nearest_centre(x: FloatArray, centers: FloatArray) -> np.ndarray:
     return np.argmin(squared_distances(x, centers), axis=1)
 
 
-def kmeans_plus_plus(x: FloatArray, k: int, rng: np.random.Generator) -> FloatArray:
-    """Arthur & Vassilvitskii's D² seeding: ``k`` centres drawn from the rows of ``x``.
+def kmeans_plus_plus(x: FloatArray, k: int, rng: np.random.Generator,
+                     weights: FloatArray | None = None) -> FloatArray:
+    """Arthur & Vassilvitskii's D² seeding: ``k`` centres drawn from the rows of ``x``, each
+    with probability proportional to its weight times its squared distance to the nearest
+    centre drawn before (the first in proportion to its weight).
 
     Parameters
     ----------
     x : ndarray of shape (n, D)
     k : int
     rng : numpy Generator (seeded by the caller)
+    weights : ndarray of shape (n,) or None
+        Non-negative row weights; None means 1 each.
 
     Returns
     -------
     ndarray of shape (k, D)
     """
+    w = np.ones(x.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
     centers = np.empty((k, x.shape[1]))
-    centers[0] = x[rng.integers(x.shape[0])]
+    centers[0] = x[_draw(rng, w)]
     closest = squared_distances(x, centers[:1])[:, 0]
     for i in range(1, k):
-        total = closest.sum()
-        index = rng.choice(x.shape[0], p=closest / total) if total > 0 else rng.integers(
-            x.shape[0])
-        centers[i] = x[index]
+        centers[i] = x[_draw(rng, w * closest, fallback=w)]
         closest = np.minimum(closest, squared_distances(x, centers[i : i + 1])[:, 0])
     return centers
 
 
-def lloyd(x: FloatArray, centers: FloatArray, max_iter: int = 100) -> FloatArray:
+def _draw(rng: np.random.Generator, p: FloatArray, fallback: FloatArray | None = None) -> int:
+    total = p.sum()
+    if total > 0:
+        return int(rng.choice(p.shape[0], p=p / total))
+    if fallback is not None and fallback.sum() > 0:  # every row is a centre already
+        return _draw(rng, fallback)
+    return int(rng.integers(p.shape[0]))
+
+
+def lloyd(x: FloatArray, centers: FloatArray, max_iter: int = 100,
+          weights: FloatArray | None = None) -> FloatArray:
     """Lloyd iterations until the assignment stops changing; empty clusters keep their centre.
 
     Returns
     -------
     ndarray of shape (k, D)
     """
+    w = np.ones(x.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
     centers = centers.copy()
     labels = None
     for _ in range(max_iter):
@@ -59,7 +74,8 @@ def lloyd(x: FloatArray, centers: FloatArray, max_iter: int = 100) -> FloatArray
             break
         labels = new_labels
         for j in range(centers.shape[0]):
-            members = x[labels == j]
-            if members.shape[0]:
-                centers[j] = members.mean(axis=0)
+            members = labels == j
+            total = w[members].sum()
+            if total > 0:
+                centers[j] = w[members] @ x[members] / total
     return centers

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial, reduce
 from typing import Any
@@ -18,6 +18,7 @@ from pyspark.broadcast import Broadcast
 from pyspark.sql import SparkSession
 
 from ..kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+from ..kernels.sampling import Candidates, KeyedRows
 from .block_store import BlockStore
 from .input_checks import Block
 from .resident import ENABLED_CONF, ResidentTasks, ResidentUnavailableError, slot_count
@@ -61,25 +62,52 @@ def fold_statistics(
     return total
 
 
-def _partition_statistics(
-    models: Broadcast[list[GaussianParameters]],
-    center: np.ndarray,
-    hard_assignment: bool,
-    count_assignments: bool,
-    blocks: Iterator[Block],
-) -> list[SufficientStatistics] | None:
+def _per_block(blocks: Iterable[Block], fold: Callable[[Block], list[Any]]) -> list[Any] | None:
+    total = None
+    for block in blocks:
+        values = fold(block)
+        total = values if total is None else merge_all(total, values)
+    return total
+
+
+def fold_pass(center: np.ndarray, mixtures: Sequence[GaussianParameters],
+              meta: dict[str, Any], blocks: Iterable[Block]) -> list[Any] | None:
+    """One pass of kind ``meta["kind"]`` over some blocks: a list with one mergeable value
+    per model or restart (None for no blocks).
+
+    ``statistics``: :class:`SufficientStatistics` of each mixture. ``sample``: for each seed,
+    the :class:`KeyedRows` with the smallest keys. ``candidates``: for each centre set (in
+    centred coordinates) and seed, one round of k-means‖ :class:`Candidates`.
+    """
+    kind = meta.get("kind", "statistics")
+    if kind == "statistics":
+        return fold_statistics(mixtures, center, bool(meta["hard_assignment"]),
+                               bool(meta["count_assignments"]), blocks)
+    if kind == "sample":
+        return _per_block(blocks, lambda block: [
+            KeyedRows.of(block[0], seed, int(meta["size"]), bool(meta["distinct"]))
+            for seed in meta["seeds"]])
+    if kind == "candidates":
+        centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
+        return _per_block(blocks, lambda block: [
+            Candidates.of(block[0] - center, block[0], block[1], centres, seed,
+                          float(meta["oversampling"]))
+            for centres, seed in zip(centre_sets, meta["seeds"])])
+    raise ValueError(f"unknown pass {kind!r}")
+
+
+def _partition_pass(mixtures: Broadcast[list[GaussianParameters]] | None, center: np.ndarray,
+                    meta: dict[str, Any], blocks: Iterator[Block]) -> list[Any] | None:
     _inject_test_fault()
-    return fold_statistics(models.value, center, hard_assignment, count_assignments, blocks)
+    return fold_pass(center, [] if mixtures is None else mixtures.value, meta, blocks)
 
 
-def _answer_statistics_request(center: np.ndarray, mixtures: list[Value],
-                               options: dict[str, Any], blocks: list[Block]
-                               ) -> list[SufficientStatistics] | None:
+def _answer_request(center: np.ndarray, values: list[Value], meta: dict[str, Any],
+                    blocks: list[Block]) -> list[Any] | None:
     # In a resident task: one request is one pass over the task's blocks.
     _inject_test_fault()
-    params = [m for m in mixtures if isinstance(m, GaussianParameters)]
-    return fold_statistics(params, center, bool(options["hard_assignment"]),
-                           bool(options["count_assignments"]), blocks)
+    return fold_pass(center, [v for v in values if isinstance(v, GaussianParameters)], meta,
+                     blocks)
 
 
 class DistributedStatistics:
@@ -107,14 +135,13 @@ class DistributedStatistics:
         self._resident: ResidentTasks | None = None
 
     @contextmanager
-    def resident(self, models: Sequence[GaussianParameters]
-                 ) -> Iterator[DistributedStatistics]:
+    def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
         """Serve the passes made inside from one long-running Spark job where possible.
 
         Nothing else may run Spark jobs on this application inside: the resident tasks hold
         the task slots. Any pass the resident job cannot serve runs as a job of its own.
         """
-        self._resident = self._start_resident(len(models), models[0].n_components)
+        self._resident = self._start_resident(n_models, n_components)
         try:
             yield self
         finally:
@@ -135,11 +162,10 @@ class DistributedStatistics:
             return None
         tasks = None
         try:
-            tasks = ResidentTasks(self.store, partial(_answer_statistics_request, self.center),
-                                  n_tasks)
+            tasks = ResidentTasks(self.store, partial(_answer_request, self.center), n_tasks)
             tasks.start()
         except ResidentUnavailableError as reason:
-            logger.warning("EM runs one Spark job per pass: %s", reason)
+            logger.warning("the fit runs one Spark job per pass: %s", reason)
             if tasks is not None:
                 tasks.close()
             return None
@@ -157,11 +183,27 @@ class DistributedStatistics:
         EM iterations leave ``count_assignments`` off: only the summary of the final model
         needs the cluster sizes.
         """
+        return self._pass(list(models), {"kind": "statistics",
+                                         "hard_assignment": hard_assignment,
+                                         "count_assignments": count_assignments})
+
+    def sample(self, seeds: Sequence[int], size: int, distinct: bool) -> list[KeyedRows]:
+        """For each seed, up to ``size`` rows (raw) chosen pseudo-randomly, identically for any
+        partitioning; with ``distinct`` no two are equal. One pass for all seeds."""
+        return self._pass([], {"kind": "sample", "seeds": list(seeds), "size": size,
+                               "distinct": distinct})
+
+    def candidates(self, centre_sets: Sequence[np.ndarray], seeds: Sequence[int],
+                   oversampling: float) -> list[Candidates]:
+        """One round of k-means‖ for each centre set (centred coordinates) in one pass."""
+        return self._pass([], {"kind": "candidates", "seeds": list(seeds),
+                               "oversampling": oversampling,
+                               "centres": [np.asarray(c).tolist() for c in centre_sets]})
+
+    def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any]) -> list[Any]:
         if self._resident is not None:
             try:
-                answers = self._resident.request(
-                    list(models), {"hard_assignment": hard_assignment,
-                                   "count_assignments": count_assignments})
+                answers = self._resident.request(list(mixtures), meta)
             except ResidentUnavailableError as reason:
                 logger.warning("resident tasks given up, one Spark job per pass from now: %s",
                                reason)
@@ -170,14 +212,12 @@ class DistributedStatistics:
                 self.resident_passes += 1
                 return reduce(merge_all, (a for a in answers if a))
         self.job_passes += 1
-        broadcast = self.store.handles.context.broadcast(list(models))
+        broadcast = self.store.handles.context.broadcast(mixtures) if mixtures else None
         try:
-            statistics = self.store.aggregate(
-                partial(_partition_statistics, broadcast, self.center, hard_assignment,
-                        count_assignments),
-                merge_all, self.depth,
-            )
+            merged = self.store.aggregate(partial(_partition_pass, broadcast, self.center, meta),
+                                          merge_all, self.depth)
         finally:
-            broadcast.destroy()
-        assert statistics is not None, "validation rejects empty input before EM"
-        return statistics
+            if broadcast is not None:
+                broadcast.destroy()
+        assert merged is not None, "validation rejects empty input before any pass"
+        return merged

@@ -1,13 +1,14 @@
 """Framed, authenticated messages between the driver and long-running tasks, without pickle.
 
 A message is a kind, a small JSON-able ``meta`` dict and a list of values, each a
-:class:`~spark_gmm.kernels.GaussianParameters` or
-:class:`~spark_gmm.kernels.SufficientStatistics`. On the wire::
+:class:`~spark_gmm.kernels.GaussianParameters`,
+:class:`~spark_gmm.kernels.SufficientStatistics` or one of the row samples of
+:mod:`spark_gmm.kernels.sampling`. On the wire::
 
     b"GMM1" | header length (u32, big-endian) | header (JSON) | payload (raw array bytes)
 
 The header names each value's type and fields; array fields point into the payload by
-dtype, shape and offset. Only the two value types above and float64/int64 arrays are
+dtype, shape and offset. Only the value types above and float64/int64 arrays are
 accepted: nothing received can run code, whatever a peer sends.
 
 A connection starts with a challenge: the driver sends a random nonce and the task answers
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels import GaussianParameters, SufficientStatistics
+from ..kernels.sampling import Candidates, KeyedRows
 
 _MAGIC = b"GMM1"
 _PREFIX = struct.Struct("!4sI")
@@ -39,10 +41,12 @@ _NONCE_BYTES = 32
 _VALUE_TYPES: dict[str, type] = {
     "GaussianParameters": GaussianParameters,
     "SufficientStatistics": SufficientStatistics,
+    "KeyedRows": KeyedRows,
+    "Candidates": Candidates,
 }
 _ARRAY_DTYPES = {"<f8": np.float64, "<i8": np.int64}
 
-Value = GaussianParameters | SufficientStatistics
+Value = GaussianParameters | SufficientStatistics | KeyedRows | Candidates
 
 
 class ChannelError(ConnectionError):
@@ -95,7 +99,7 @@ def encode(kind: str, meta: dict[str, Any] | None = None, values: Sequence[Value
     header = json.dumps({"kind": kind, "meta": meta or {}, "values": encoded,
                          "payload": offset}).encode()
     return b"".join([_PREFIX.pack(_MAGIC, len(header)), header,
-                     *(memoryview(a).cast("B") for a in arrays)])
+                     *(memoryview(a).cast("B") for a in arrays if a.size)])
 
 
 def _decode_value(entry: dict[str, Any], payload: bytearray) -> Value:

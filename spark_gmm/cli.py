@@ -86,7 +86,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     spec = BenchmarkSpec(n=args.n, d=args.d, k=args.k, partitions=args.partitions,
                          iterations=args.iterations, seed=args.seed, input_path=args.input,
                          work_dir=args.work_dir, run_mllib=not args.skip_mllib,
-                         run_sklearn=not args.skip_sklearn, warm_up=not args.no_warm_up)
+                         run_sklearn=not args.skip_sklearn, warm_up=not args.no_warm_up,
+                         rounds=args.rounds, init_quality_seeds=args.init_quality_seeds)
     missing = missing_optional_modules(spec)
     if missing:
         # Said before any work, so nobody waits a minute to learn a column is missing.
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         job.set_defaults(handler=run_job_command)
     bench = commands.add_parser("bench", help="benchmark against MLlib and scikit-learn")
     for flag, default in (("--n", 100_000), ("--d", 10), ("--k", 8), ("--partitions", 2),
-                          ("--iterations", 10), ("--seed", 0)):
+                          ("--iterations", 10), ("--seed", 0), ("--rounds", 3),
+                          ("--init-quality-seeds", 0)):
         bench.add_argument(flag, type=int, default=default)
     bench.add_argument("--input", default="", help="existing Parquet (numeric columns)")
     bench.add_argument("--work-dir", default="output/benchmark")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
-    spec = BenchmarkSpec(n=3000, d=3, k=2, partitions=2, iterations=5,
+    spec = BenchmarkSpec(n=3000, d=3, k=2, partitions=2, iterations=5, rounds=1,
                          work_dir=str(tmp_path / "bench"))
     results = run_benchmark(spark, spec)
     for system in ("ours", "mllib", "sklearn"):
@@ -60,7 +60,22 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert memory["worker_peak_rss_bytes"] > 0.8 * memory["imports_rss_bytes"]
     written = json.load(open(os.path.join(spec.work_dir, "benchmark.json")))
     assert written["ratios"] == results["ratios"]
+    # one round of ours from both starts and MLlib; the kernel alone in two plain processes
+    rounds = results["rounds"]
+    [entry] = rounds["rounds"]
+    assert len(entry["random_rows"]["iteration_seconds"]) == 5
+    assert entry["kmeans"]["phase_seconds"]["initialisation"] > 0
+    assert 0 < rounds["kmeans_initialisation_share"] < 1
+    assert rounds["mllib_over_random_rows_per_iteration_rounds"] == (
+        [] if entry["mllib"]["seconds_per_iteration"] is None else [pytest.approx(
+            entry["mllib"]["seconds_per_iteration"]
+            / entry["random_rows"]["seconds_per_iteration"])])
+    kernel = results["kernel_alone"]
+    assert kernel["processes"] == 2 and len(kernel["iteration_seconds"]) == 5
+    assert results["ratios"]["ours_random_rows_over_kernel_alone"] > 0
     table = format_table(results)
+    assert "the kernel alone (2 plain Python processes" in table
+    assert "round 1, random-rows start, seconds per iteration" in table
     assert "mllib_over_ours_per_iteration" in table and "floor" in table
     assert "second full-data fit" in table and "one Spark job per EM pass" in table
     assert "x the rows cost" in table and "python workers" in table
@@ -75,7 +90,7 @@ def test_bench_without_its_extra_says_so_first_and_skips_those_readings(
     monkeypatch.setitem(sys.modules, "psutil", None)
     work_dir = tmp_path / "bench"
     code = main(["bench", "--n", "800", "--d", "2", "--k", "2", "--iterations", "2",
-                 "--skip-mllib", "--no-warm-up", "--work-dir", str(work_dir)])
+                 "--rounds", "1", "--skip-mllib", "--no-warm-up", "--work-dir", str(work_dir)])
     assert code == 0
     captured = capsys.readouterr()
     # the first thing it says, before any Spark work

@@ -221,3 +221,17 @@ def test_models_do_not_carry_the_fit_only_checkpoint_path(data, tmp_path) -> Non
     model.save(str(tmp_path / "model"))
     metadata = open(next((tmp_path / "model" / "metadata").glob("part-*"))).read()
     assert "checkpointPath" not in metadata
+
+
+def test_a_summary_field_from_a_later_version_is_ignored(data, fitted, tmp_path) -> None:
+    fitted.save(str(tmp_path / "model"))
+    for file in (tmp_path / "model" / "metadata").iterdir():
+        if file.name.startswith("part-"):
+            metadata = json.loads(file.read_text())
+            metadata["summary"]["fieldOfALaterVersion"] = [1, 2]
+            file.write_text(json.dumps(metadata))
+        elif file.name.endswith(".crc"):
+            file.unlink()
+    loaded = GaussianMixtureModel.load(str(tmp_path / "model"))
+    assert loaded.summary.logLikelihood == fitted.summary.logLikelihood
+    assert loaded.summary.phaseSeconds == fitted.summary.phaseSeconds

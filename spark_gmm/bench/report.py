@@ -54,6 +54,35 @@ def format_table(results: dict[str, Any]) -> str:
                      f"partition's features {memory['largest_partition_feature_bytes'] / mb:.0f}"
                      f" MB; (peak - imports) / features "
                      f"{memory['peak_beyond_imports_over_feature_bytes']:.2f}")
+    rounds = results.get("rounds")
+    if rounds:
+        for start, label in (("random_rows", "random-rows start"), ("kmeans", "k-means|| start")):
+            line = (f"ours from a {label}: {rounds[f'{start}_seconds_per_iteration']:.4f} s/iter"
+                    f" (median of {len(rounds['rounds'])} rounds), initialisation "
+                    f"{rounds[f'{start}_initialisation_seconds']:.2f} s")
+            share = rounds[f"{start}_initialisation_share"]
+            if share is not None and start == "kmeans":
+                line += f" ({100 * share:.0f} % of initialisation + EM)"
+            ratio = rounds.get(f"mllib_over_{start}_per_iteration")
+            if ratio is not None:
+                each = ", ".join(
+                    f"{r:.1f}" for r in rounds[f"mllib_over_{start}_per_iteration_rounds"])
+                line += f"; MLlib / ours per iteration {ratio:.2f} (rounds: {each})"
+            lines.append(line)
+        for index, entry in enumerate(rounds["rounds"]):
+            seconds = " ".join(f"{s:.3f}" for s in entry["random_rows"]["iteration_seconds"])
+            lines.append(f"round {index + 1}, random-rows start, seconds per iteration: {seconds}")
+        kernel = results["kernel_alone"]
+        lines.append(f"the kernel alone ({kernel['processes']} plain Python processes, no Spark): "
+                     f"{kernel['seconds_per_iteration']:.4f} s/iter")
+    quality = results.get("initialisation_quality")
+    if quality:
+        lines.append("final mean log-likelihood from our k-means|| / from MLlib's KMeans, per "
+                     "seed: " + ", ".join(f"{a:.5f} / {b:.5f}" for a, b in zip(
+                         quality["ours_kmeans_parallel"], quality["mllib_kmeans"])))
+        lines.append("initialisation seconds, ours / MLlib KMeans: " + ", ".join(
+            f"{a:.2f} / {b:.2f}" for a, b in zip(quality["ours_initialisation_seconds"],
+                                                 quality["mllib_kmeans_seconds"])))
     scoring = results["scoring"]
     lines.append("scoring (transform + Parquet write): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))

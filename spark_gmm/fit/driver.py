@@ -25,7 +25,7 @@ from ..runtime.ingest import (
     stored_input_counts,
 )
 from ..runtime.input_checks import InputCounts
-from ..runtime.progress import phase
+from ..runtime.progress import PhaseTiming, phase
 from ..runtime.statistics_pass import DistributedStatistics
 from .checkpoint import read_checkpoint, write_checkpoint
 from .em import EMRun, best_run, run_em
@@ -66,6 +66,9 @@ class FitResult:
     counts : InputCounts
     resident_passes, job_passes : int
         Passes over the stored rows served by resident tasks, and run as Spark jobs.
+    phase_seconds : dict
+        Seconds of ``storing`` (the first pass: write, count, moments), ``initialisation``
+        (0 when resumed from a checkpoint) and ``em`` (the iterations and the final pass).
     """
 
     best: EMRun
@@ -74,6 +77,7 @@ class FitResult:
     counts: InputCounts
     resident_passes: int
     job_passes: int
+    phase_seconds: dict[str, float]
 
     @property
     def parameters(self) -> GaussianParameters:
@@ -155,7 +159,7 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
     store = store_blocks(dataset, features_array(dataset, settings.features_col),
                          settings.weight_col)
     try:
-        with phase("storing and checking the rows", logger):
+        with phase("storing and checking the rows", logger) as storing:
             counts, moments = _validated(store, settings)
         fingerprint = _fingerprint(settings, counts, initial is not None)
         resumed = (read_checkpoint(settings.checkpoint_path, fingerprint)
@@ -164,16 +168,17 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
         statistics = DistributedStatistics(store, center, settings.depth)
         # Initialisation and EM need no Spark job of their own: one resident job serves all.
         with statistics.resident(settings.n_init, settings.k):
+            initialising = PhaseTiming()
             if resumed is not None:
                 runs = resumed[1]
             else:
                 label = ("the initial model" if initial is not None else
                          f"initialisation ({settings.init_mode}, {settings.n_init} restart(s) "
                          "sharing each pass)")
-                with phase(label, logger):
+                with phase(label, logger) as initialising:
                     runs = _starts(settings, moments, center, statistics, counts.n_features,
                                    initial)
-            with phase("EM", logger):
+            with phase("EM", logger) as iterating:
                 best, final = _iterate(settings, statistics, runs, fingerprint, center)
         logger.info("passes over the data: %d by resident tasks, %d as Spark jobs",
                     statistics.resident_passes, statistics.job_passes)
@@ -182,4 +187,6 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
     logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",
                 settings.k, counts.n_rows, best.n_iter, best.converged)
     return FitResult(best, final, center, counts, statistics.resident_passes,
-                     statistics.job_passes)
+                     statistics.job_passes,
+                     {"storing": storing.seconds, "initialisation": initialising.seconds,
+                      "em": iterating.seconds})

@@ -13,6 +13,7 @@ MLWriter/MLReader).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -148,8 +149,15 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
     )
     instance._resetUid(metadata["uid"])
     DefaultParamsReader.getAndSetParams(instance, metadata)
-    summary = metadata.get("summary")
-    return params, GaussianMixtureSummary(**summary) if summary else None
+    return params, _summary(metadata.get("summary"))
+
+
+def _summary(saved: dict[str, Any] | None) -> GaussianMixtureSummary | None:
+    # Fields a later version added are left out, so that its models still load here.
+    if not saved:
+        return None
+    known = {f.name for f in dataclasses.fields(GaussianMixtureSummary)}
+    return GaussianMixtureSummary(**{k: v for k, v in saved.items() if k in known})
 
 
 def _shaped(values: Any, shape: tuple[int, ...], path: str, name: str) -> np.ndarray:

@@ -31,6 +31,9 @@ class GaussianMixtureSummary:
     residentPasses, jobPasses : int
         Passes over the data (initialisation, EM iterations, final statistics) served by
         resident tasks and run as Spark jobs of their own.
+    phaseSeconds : dict
+        Seconds spent ``storing`` the rows (the first pass), in ``initialisation`` and in
+        ``em`` (iterations and the final statistics pass).
     """
 
     logLikelihood: float
@@ -44,6 +47,7 @@ class GaussianMixtureSummary:
     iterationSeconds: list[float] = field(default_factory=list)
     residentPasses: int = 0
     jobPasses: int = 0
+    phaseSeconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_fit(cls, result: FitResult) -> GaussianMixtureSummary:
@@ -60,6 +64,7 @@ class GaussianMixtureSummary:
             iterationSeconds=list(run.iteration_seconds),
             residentPasses=result.resident_passes,
             jobPasses=result.job_passes,
+            phaseSeconds=dict(result.phase_seconds),
         )
 
     @property
@@ -93,4 +98,5 @@ class GaussianMixtureSummary:
             "iterationSeconds": self.iterationSeconds,
             "residentPasses": self.residentPasses,
             "jobPasses": self.jobPasses,
+            "phaseSeconds": self.phaseSeconds,
         }

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from pyspark import SparkContext
 
@@ -31,11 +32,19 @@ def _running_stages() -> str:
     return f" ({'; '.join(done)})" if done else ""
 
 
+@dataclass
+class PhaseTiming:
+    """Seconds a phase took; set when it ends."""
+
+    seconds: float = 0.0
+
+
 @contextmanager
 def phase(name: str, log: logging.Logger = logger, every: float = HEARTBEAT_SECONDS
-          ) -> Iterator[None]:
+          ) -> Iterator[PhaseTiming]:
     """Log ``name ...`` now, ``name: still running after N s`` every ``every`` seconds, and
-    ``name took N s`` (or ``name failed after N s``) at the end."""
+    ``name took N s`` (or ``name failed after N s``) at the end; the timing it yields holds
+    the seconds once the phase has ended."""
     started = time.perf_counter()
     log.info("%s ...", name)
     stop = threading.Event()
@@ -48,11 +57,12 @@ def phase(name: str, log: logging.Logger = logger, every: float = HEARTBEAT_SECO
     beating = threading.Thread(target=heartbeat, name=f"progress: {name}", daemon=True)
     beating.start()
     failed = True
+    timing = PhaseTiming()
     try:
-        yield
+        yield timing
         failed = False
     finally:
         stop.set()
         beating.join()
-        log.info("%s %s %.2f s", name, "failed after" if failed else "took",
-                 time.perf_counter() - started)
+        timing.seconds = time.perf_counter() - started
+        log.info("%s %s %.2f s", name, "failed after" if failed else "took", timing.seconds)

@@ -1,0 +1,153 @@
+"""Interleaved rounds of the timed fits, and the kernel alone in plain Python processes.
+
+MLlib's speed moves by 1.6x from hour to hour on these machines, so a ratio is only worth
+what its rounds are: each round times ours (from a random-rows start and from our own
+k-means‖) and MLlib back to back, and the ratios are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ..ml.estimator import GaussianMixture
+from ..ml.model import GaussianMixtureModel
+
+
+def _fit(df: DataFrame, estimator: GaussianMixture) -> tuple[float, GaussianMixtureModel]:
+    features = F.array(*[F.col(c) for c in df.columns]).alias("features")
+    started = time.perf_counter()
+    model = estimator.fit(df.select(features))
+    return time.perf_counter() - started, model
+
+
+def _ours(df: DataFrame, spec: Any, init: GaussianMixtureModel | None) -> dict[str, Any]:
+    estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
+    if init is not None:
+        estimator.setInitialModel(init)
+    seconds, model = _fit(df, estimator)
+    summary = model.summary
+    return {"end_to_end_seconds": seconds,
+            "seconds_per_iteration": statistics.median(summary.iterationSeconds),
+            "iteration_seconds": summary.iterationSeconds,
+            "phase_seconds": summary.phaseSeconds,
+            "mean_log_likelihood": summary.logLikelihood / summary.weightSum,
+            "_model": model}
+
+
+def interleaved_rounds(df: DataFrame, spec: Any, init: GaussianMixtureModel,
+                       mllib: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
+    """``spec.rounds`` rounds of: ours from ``init`` (random rows), ours from k-means‖,
+    MLlib; per-round values and the medians of the per-round ratios."""
+    rounds: list[dict[str, Any]] = []
+    for _ in range(spec.rounds):
+        entry = {"random_rows": _ours(df, spec, init), "kmeans": _ours(df, spec, None)}
+        if mllib is not None:
+            entry["mllib"] = mllib()
+        rounds.append(entry)
+    summary: dict[str, Any] = {"rounds": [
+        {start: {k: v for k, v in values.items() if not k.startswith("_")}
+         for start, values in entry.items()} for entry in rounds]}
+    for start in ("random_rows", "kmeans"):
+        per_iteration = [r[start]["seconds_per_iteration"] for r in rounds]
+        summary[f"{start}_seconds_per_iteration"] = statistics.median(per_iteration)
+        phases = [r[start]["phase_seconds"] for r in rounds]
+        init = statistics.median(p.get("initialisation", 0.0) for p in phases)
+        em = statistics.median(p.get("em", 0.0) for p in phases)
+        summary[f"{start}_initialisation_seconds"] = init
+        summary[f"{start}_initialisation_share"] = init / (init + em) if init + em else None
+        if mllib is not None:
+            ratios = [r["mllib"]["seconds_per_iteration"] / r[start]["seconds_per_iteration"]
+                      for r in rounds if r["mllib"]["seconds_per_iteration"]]
+            summary[f"mllib_over_{start}_per_iteration"] = (statistics.median(ratios)
+                                                            if ratios else None)
+            summary[f"mllib_over_{start}_per_iteration_rounds"] = ratios
+    summary["_last_model"] = rounds[-1]["random_rows"]["_model"]
+    return summary
+
+
+_KERNEL = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np, pyarrow.parquet as pq
+    from threadpoolctl import threadpool_limits
+    from spark_gmm.kernels import GaussianParameters, block_statistics
+    spec = json.loads(sys.stdin.read())
+    x = np.column_stack([np.concatenate([pq.read_table(f).column(c).to_numpy()
+                                         for f in spec["files"]]) for c in spec["columns"]])
+    center = np.array(spec["center"])
+    params = GaussianParameters.from_covariances(
+        np.array(spec["weights"]), np.array(spec["means"]) - center,
+        np.array(spec["covariances"]), spec["covariance_type"])
+    times = []
+    with threadpool_limits(1):
+        for _ in range(spec["iterations"]):
+            started = time.perf_counter()
+            block_statistics(x, None, [params], center)
+            times.append(time.perf_counter() - started)
+    print(json.dumps(times))
+""")
+
+
+def kernel_alone(path: str, columns: list[str], model: GaussianMixtureModel, center: np.ndarray,
+                 processes: int, iterations: int) -> dict[str, Any]:
+    """The statistics kernel on the same rows, with no Spark: one plain Python process per
+    core, each on its share of the Parquet files, all at once. Per iteration: the slowest
+    process (they run in parallel); the median over iterations is returned."""
+    files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
+    shares = [files[i::processes] for i in range(processes) if files[i::processes]]
+    request = {"columns": columns, "center": center.tolist(), "iterations": iterations,
+               "weights": model.weights.tolist(), "means": model.means.tolist(),
+               "covariances": model.covariances.tolist(),
+               "covariance_type": model.getCovarianceType()}
+    running = [subprocess.Popen([sys.executable, "-c", _KERNEL], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in shares]
+    for process, share in zip(running, shares):
+        assert process.stdin is not None
+        process.stdin.write(json.dumps({**request, "files": share}))
+        process.stdin.close()
+    times = [json.loads(p.communicate()[0]) for p in running]
+    slowest = [max(t[i] for t in times) for i in range(iterations)]
+    return {"processes": len(shares), "seconds_per_iteration": statistics.median(slowest),
+            "iteration_seconds": slowest}
+
+
+def initialisation_quality(df: DataFrame, spec: Any, seeds: int, covariance: np.ndarray
+                           ) -> dict[str, Any]:
+    """Final mean log-likelihood of ``spec.iterations`` EM iterations from our k-means‖ and
+    from MLlib's KMeans (k-means‖; its centres, each with the data's ``covariance``, as the
+    initial model), for ``seeds`` seeds; and each initialisation's seconds."""
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.feature import VectorAssembler
+
+    assembled = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
+    ours, theirs, ours_seconds, theirs_seconds = [], [], [], []
+    for seed in range(seeds):
+        fitted = _ours(df, _with(spec, seed=seed), None)
+        ours.append(fitted["mean_log_likelihood"])
+        ours_seconds.append(fitted["phase_seconds"]["initialisation"])
+        started = time.perf_counter()
+        centres = np.array(KMeans(k=spec.k, seed=seed, maxIter=20).fit(assembled)
+                           .clusterCenters())
+        theirs_seconds.append(time.perf_counter() - started)
+        start = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), centres,
+                                                np.stack([covariance] * spec.k))
+        theirs.append(_ours(df, _with(spec, seed=seed), start)["mean_log_likelihood"])
+    return {"ours_kmeans_parallel": ours, "mllib_kmeans": theirs,
+            "ours_initialisation_seconds": ours_seconds, "mllib_kmeans_seconds": theirs_seconds}
+
+
+def _with(spec: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)

@@ -133,3 +133,20 @@ def test_scoring_rows_equals_the_exact_kernels_far_from_the_origin(covariance_ty
     np.testing.assert_allclose(log_likelihood, exact_ll, rtol=1e-9)
     np.testing.assert_allclose(resp, np.exp(exact_log_resp), atol=1e-9)
     np.testing.assert_array_equal(best, np.argmax(exact_log_resp, axis=1))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_packed_hard_assignment_equals_the_exact_one(covariance_type: str) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(20_000, 4)) * 3 + 100.0
+    weights = rng.uniform(0.0, 2.0, size=len(x))
+    params = _random_params(covariance_type, k=5, d=4, seed=9).shifted(np.full(4, 100.0))
+    center = x.mean(axis=0)
+    centred = params.shifted(-center)
+    [packed] = _packed_block_statistics(x, weights, [centred], center, True, True)
+    exact = _exact_block_statistics(x, weights, centred, center, True, True)
+    np.testing.assert_array_equal(packed.assigned, exact.assigned)
+    assert packed.log_likelihood == exact.log_likelihood == 0.0
+    np.testing.assert_allclose(packed.resp_sum, exact.resp_sum, rtol=1e-12)
+    np.testing.assert_allclose(packed.first, exact.first, rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(packed.second, exact.second, rtol=1e-9, atol=1e-7)

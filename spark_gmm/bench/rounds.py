@@ -116,7 +116,11 @@ def kernel_alone(path: str, columns: list[str], model: GaussianMixtureModel, cen
         assert process.stdin is not None
         process.stdin.write(json.dumps({**request, "files": share}))
         process.stdin.close()
-    times = [json.loads(p.communicate()[0]) for p in running]
+    times = []
+    for process in running:
+        assert process.stdout is not None
+        times.append(json.loads(process.stdout.read()))
+        process.wait()
     slowest = [max(t[i] for t in times) for i in range(iterations)]
     return {"processes": len(shares), "seconds_per_iteration": statistics.median(slowest),
             "iteration_seconds": slowest}

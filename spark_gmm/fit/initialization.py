@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 _SAMPLE_ROWS_PER_COMPONENT = 5000
 _MAX_SAMPLE_ROWS = 200_000
 KMEANS_PARALLEL_ROUNDS = 2  # MLlib's initSteps
-LLOYD_PASSES = 10
+LLOYD_PASSES = 5
 # Lloyd passes stop once no centre moves by more than this share of the data's spread.
-_LLOYD_TOLERANCE = 1e-3
+_LLOYD_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True)

@@ -180,12 +180,24 @@ def _exact_block_statistics(
     return total
 
 
+def _hard_responsibilities(phi: FloatArray, means: FloatArray) -> FloatArray:
+    # Each row wholly to its nearest mean. φ's linear rows are the (centred) features, one
+    # contiguous row per feature: ‖c‖² − 2c·x orders the means like ‖x − c‖² does.
+    x = phi[-1 - means.shape[1] : -1]
+    scores = means @ x
+    scores *= -2.0
+    scores += np.einsum("kd,kd->k", means, means)[:, None]
+    nearest = scores.argmin(axis=0)
+    return (nearest == np.arange(means.shape[0])[:, None]).astype(np.float64)
+
+
 def _packed_block_statistics(
     x: FloatArray,
     weights: FloatArray | None,
     models: Sequence[GaussianParameters],
     center: FloatArray | None,
     count_assignments: bool,
+    hard_assignment: bool = False,
 ) -> list[SufficientStatistics]:
     covariance_type = models[0].covariance_type
     densities = [density_weights(m) for m in models]
@@ -198,9 +210,13 @@ def _packed_block_statistics(
     for rows, phi in packed_chunks(x, covariance_type, center):
         chunk_weights = None if weights is None else weights[rows]
         for index, (density, log_weight) in enumerate(zip(densities, log_weights)):
-            resp, row_log_likelihood, best = packed_log_responsibilities(
-                phi, density, log_weight, find_best=count_assignments
-            )
+            if hard_assignment:  # k-means statistics: no densities, log-likelihood 0
+                resp = _hard_responsibilities(phi, models[index].means)
+                row_log_likelihood = np.zeros(phi.shape[1])
+                best = resp.argmax(axis=0) if count_assignments else None
+            else:
+                resp, row_log_likelihood, best = packed_log_responsibilities(
+                    phi, density, log_weight, find_best=count_assignments)
             if best is not None:
                 assigned[index] += np.bincount(best, minlength=resp.shape[0])
             if chunk_weights is None:
@@ -234,9 +250,9 @@ def block_statistics(
     """Statistics of one block of rows for several mixtures in a single pass over the rows.
 
     Mixtures that pass :func:`~spark_gmm.kernels.packed.is_exact_enough` share one packed
-    feature matrix per chunk and take the two-GEMM path; the others (components so tight and
-    far from the data mean that the expansion would lose precision) and hard assignments use
-    the exact centred kernels.
+    feature matrix per chunk and take the two-GEMM path (hard assignments too: the one-hot
+    responsibilities times the features); the others (components so tight and far from the
+    data mean that the expansion would lose precision) use the exact centred kernels.
 
     Parameters
     ----------
@@ -262,10 +278,10 @@ def block_statistics(
     """
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
-    packed = [not hard_assignment and is_exact_enough(m) for m in models]
+    packed = [is_exact_enough(m) for m in models]
     packed_totals = iter(_packed_block_statistics(
-        x, weights, [m for m, p in zip(models, packed) if p], center, count_assignments
-    ) if any(packed) else [])
+        x, weights, [m for m, p in zip(models, packed) if p], center, count_assignments,
+        hard_assignment) if any(packed) else [])
     return [
         next(packed_totals) if use_packed
         else _exact_block_statistics(x, weights, model, center, hard_assignment,

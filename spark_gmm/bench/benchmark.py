@@ -356,7 +356,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
             min(cores, os.cpu_count() or cores, spec.partitions), spec.iterations)
     if spec.init_quality_seeds and spec.run_mllib:
         results["initialisation_quality"] = initialisation_quality(
-            df, spec, spec.init_quality_seeds, cov[0])
+            df, spec, spec.init_quality_seeds, x)
     results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
     results["scoring"] = _scoring(spark, df, ours_model, mllib_model, spec.work_dir)
     ours = results["ours"]["seconds_per_iteration"]

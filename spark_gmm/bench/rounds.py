@@ -21,6 +21,7 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ..kernels import GaussianParameters, block_statistics, m_step
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 
@@ -126,11 +127,12 @@ def kernel_alone(path: str, columns: list[str], model: GaussianMixtureModel, cen
             "iteration_seconds": slowest}
 
 
-def initialisation_quality(df: DataFrame, spec: Any, seeds: int, covariance: np.ndarray
+def initialisation_quality(df: DataFrame, spec: Any, seeds: int, x: np.ndarray
                            ) -> dict[str, Any]:
     """Final mean log-likelihood of ``spec.iterations`` EM iterations from our k-means‖ and
-    from MLlib's KMeans (k-means‖; its centres, each with the data's ``covariance``, as the
-    initial model), for ``seeds`` seeds; and each initialisation's seconds."""
+    from MLlib's KMeans (k-means‖), for ``seeds`` seeds, and each initialisation's seconds.
+    Both sets of centres become a mixture the same way: one hard assignment of the rows
+    ``x`` and its M-step (what ``initMode="k-means||"`` did with MLlib's centres before)."""
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.feature import VectorAssembler
 
@@ -144,8 +146,7 @@ def initialisation_quality(df: DataFrame, spec: Any, seeds: int, covariance: np.
         centres = np.array(KMeans(k=spec.k, seed=seed, maxIter=20).fit(assembled)
                            .clusterCenters())
         theirs_seconds.append(time.perf_counter() - started)
-        start = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), centres,
-                                                np.stack([covariance] * spec.k))
+        start = _from_centres(x, centres)
         theirs.append(_ours(df, _with(spec, seed=seed), start)["mean_log_likelihood"])
     return {"ours_kmeans_parallel": ours, "mllib_kmeans": theirs,
             "ours_initialisation_seconds": ours_seconds, "mllib_kmeans_seconds": theirs_seconds}
@@ -155,3 +156,15 @@ def _with(spec: Any, **changes: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(spec, **changes)
+
+
+def _from_centres(x: np.ndarray, centres: np.ndarray) -> GaussianMixtureModel:
+    center = x.mean(axis=0)
+    k = centres.shape[0]
+    placeholder = GaussianParameters.from_covariances(
+        np.full(k, 1.0 / k), centres - center,
+        np.stack([np.diag(x.var(axis=0))] * k), "full")
+    stats = block_statistics(x, None, [placeholder], center, hard_assignment=True)[0]
+    params, _ = m_step(stats, "full", 1e-6)
+    return GaussianMixtureModel.fromArrays(params.weights, params.means + center,
+                                           params.covariances)

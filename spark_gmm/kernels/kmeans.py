@@ -22,9 +22,10 @@ def nearest_centre(x: FloatArray, centers: FloatArray) -> np.ndarray:
 
 def kmeans_plus_plus(x: FloatArray, k: int, rng: np.random.Generator,
                      weights: FloatArray | None = None) -> FloatArray:
-    """Arthur & Vassilvitskii's D² seeding: ``k`` centres drawn from the rows of ``x``, each
-    with probability proportional to its weight times its squared distance to the nearest
-    centre drawn before (the first in proportion to its weight).
+    """Arthur & Vassilvitskii's D² seeding, greedy as scikit-learn's: ``k`` centres drawn
+    from the rows of ``x``. The first is drawn in proportion to the weights; each next one
+    is the best, by the weighted sum of squared distances it leaves, of 2 + ⌊ln k⌋ rows drawn
+    in proportion to weight × squared distance to the nearest centre so far.
 
     Parameters
     ----------
@@ -39,12 +40,16 @@ def kmeans_plus_plus(x: FloatArray, k: int, rng: np.random.Generator,
     ndarray of shape (k, D)
     """
     w = np.ones(x.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    trials = 2 + int(np.log(k))
     centers = np.empty((k, x.shape[1]))
     centers[0] = x[_draw(rng, w)]
     closest = squared_distances(x, centers[:1])[:, 0]
     for i in range(1, k):
-        centers[i] = x[_draw(rng, w * closest, fallback=w)]
-        closest = np.minimum(closest, squared_distances(x, centers[i : i + 1])[:, 0])
+        drawn = [_draw(rng, w * closest, fallback=w) for _ in range(trials)]
+        left = np.minimum(closest[None, :], squared_distances(x[drawn], x))  # (trials, n)
+        best = int(np.argmin(left @ w))
+        centers[i] = x[drawn[best]]
+        closest = left[best]
     return centers
 
 

@@ -52,7 +52,8 @@ from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
 logger = logging.getLogger(__name__)
 
 # What a Python worker imports to run our tasks (PySpark's worker, our package, numpy, pyarrow).
-WORKER_MODULES = ("pyspark.worker", "spark_gmm", "threadpoolctl")
+WORKER_MODULES = ("pyspark.worker", "spark_gmm.runtime.statistics_pass", "spark_gmm.ml.scoring",
+                  "threadpoolctl")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""The distributed statistics pass: fold the stored partitions, merge, hand to the driver.
+"""Passes over the stored rows: fold every partition, merge, hand the result to the driver.
 
-A pass is either a Spark job of its own (broadcast the mixtures, fold each partition,
-``treeReduce``) or a request to the resident tasks (see :mod:`.resident`).
+A pass computes the EM statistics of some mixtures, a pseudo-random sample of rows, or one
+round of k-means‖ candidates (:func:`fold_pass`), for every model or restart at once. It is
+either a Spark job of its own (fold each partition, ``treeReduce``) or a request to the
+resident tasks (see :mod:`.resident`).
 """
 
 from __future__ import annotations
@@ -111,10 +113,10 @@ def _answer_request(center: np.ndarray, values: list[Value], meta: dict[str, Any
 
 
 class DistributedStatistics:
-    """Computes merged statistics of the stored blocks for a list of mixtures in one pass.
+    """Runs the passes of a fit over the stored blocks: statistics, samples, candidates.
 
-    A pass is one Spark job (``treeReduce`` of per-partition statistics) unless it runs
-    inside :meth:`resident`, where one long-running job serves them all.
+    A pass is one Spark job (``treeReduce`` of per-partition results) unless it runs inside
+    :meth:`resident`, where one long-running job serves them all.
 
     Parameters
     ----------

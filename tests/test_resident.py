@@ -109,6 +109,22 @@ def test_too_few_free_slots_time_out_and_go_back_to_jobs(
     _assert_same_model(disturbed, undisturbed)
 
 
+def test_a_pass_too_large_for_the_driver_runs_as_a_job_between_resident_jobs(
+        spark, caplog, monkeypatch, weighted_df) -> None:
+    # k-means++ samples 5,000 rows per component in each task: 2 tasks x 15,000 rows x
+    # (3 values + a key) x 8 bytes = 0.96 MB could reach the driver at once; the limit is
+    # made 0.5 MB.
+    params = {"k": 3, "seed": 9, "maxIter": 5, "tol": 0.0, "initMode": "k-means++"}
+    by_jobs, _ = _fit(spark, caplog, weighted_df, False, **params)
+    monkeypatch.setattr(statistics_pass, "_MAX_RESIDENT_RESULT_BYTES", 1 << 19)
+    served, passes = _fit(spark, caplog, weighted_df, True, **params)
+    assert "the sample pass runs as a Spark job: 2 tasks would send the driver" in caplog.text
+    assert caplog.text.count("2 resident tasks serve the EM passes") == 2  # before and after
+    # the sample as a job; the start's hard assignment, 5 iterations, the final, resident
+    assert passes == (7, 1)
+    _assert_same_model(served, by_jobs)
+
+
 def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
     x, *_ = make_mixture(n=3000, seed=44, k=2)
     df = to_dataframe(spark, x, partitions=2)

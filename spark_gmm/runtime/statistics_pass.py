@@ -135,6 +135,7 @@ class DistributedStatistics:
         self.resident_passes = 0
         self.job_passes = 0
         self._resident: ResidentTasks | None = None
+        self._resident_shape: tuple[int, int] | None = None
 
     @contextmanager
     def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
@@ -143,11 +144,13 @@ class DistributedStatistics:
         Nothing else may run Spark jobs on this application inside: the resident tasks hold
         the task slots. Any pass the resident job cannot serve runs as a job of its own.
         """
+        self._resident_shape = (n_models, n_components)
         self._resident = self._start_resident(n_models, n_components)
         try:
             yield self
         finally:
             self._stop_resident()
+            self._resident_shape = None
 
     def _start_resident(self, n_models: int, n_components: int) -> ResidentTasks | None:
         sc = self.store.handles.context
@@ -192,8 +195,10 @@ class DistributedStatistics:
     def sample(self, seeds: Sequence[int], size: int, distinct: bool) -> list[KeyedRows]:
         """For each seed, up to ``size`` rows (raw) chosen pseudo-randomly, identically for any
         partitioning; with ``distinct`` no two are equal. One pass for all seeds."""
+        # Each task answers with up to ``size`` rows and keys per seed.
+        answer_bytes = 8 * size * (self.center.shape[0] + 1) * len(seeds)
         return self._pass([], {"kind": "sample", "seeds": list(seeds), "size": size,
-                               "distinct": distinct})
+                               "distinct": distinct}, answer_bytes)
 
     def candidates(self, centre_sets: Sequence[np.ndarray], seeds: Sequence[int],
                    oversampling: float) -> list[Candidates]:
@@ -202,7 +207,20 @@ class DistributedStatistics:
                                "oversampling": oversampling,
                                "centres": [np.asarray(c).tolist() for c in centre_sets]})
 
-    def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any]) -> list[Any]:
+    def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any],
+              answer_bytes: int = 0) -> list[Any]:
+        if (self._resident is not None and self._resident_shape is not None
+                and self._resident.n_tasks * answer_bytes > _MAX_RESIDENT_RESULT_BYTES):
+            # Every task's answer would reach the driver at once: this pass runs as a Spark
+            # job instead, whose treeReduce merges on the executors, between two resident
+            # jobs (the resident tasks hold the slots a job needs).
+            logger.info("the %s pass runs as a Spark job: %d tasks would send the driver %d "
+                        "bytes each", meta.get("kind"), self._resident.n_tasks, answer_bytes)
+            self._stop_resident()
+            try:
+                return self._job_pass(mixtures, meta)
+            finally:
+                self._resident = self._start_resident(*self._resident_shape)
         if self._resident is not None:
             try:
                 answers = self._resident.request(list(mixtures), meta)
@@ -213,6 +231,10 @@ class DistributedStatistics:
             else:
                 self.resident_passes += 1
                 return reduce(merge_all, (a for a in answers if a))
+        return self._job_pass(mixtures, meta)
+
+    def _job_pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any]
+                  ) -> list[Any]:
         self.job_passes += 1
         broadcast = self.store.handles.context.broadcast(mixtures) if mixtures else None
         try:

@@ -7,6 +7,7 @@ k-means‖) and MLlib back to back, and the ratios are medians over the rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -21,7 +22,8 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..kernels import GaussianParameters, block_statistics, m_step
+from ..fit.initialization import mixtures_from_centres
+from ..kernels import block_statistics
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 
@@ -153,18 +155,16 @@ def initialisation_quality(df: DataFrame, spec: Any, seeds: int, x: np.ndarray
 
 
 def _with(spec: Any, **changes: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(spec, **changes)
 
 
 def _from_centres(x: np.ndarray, centres: np.ndarray) -> GaussianMixtureModel:
+    # The fit's own conversion (and defaults: full covariance, regCovar 1e-6), its one
+    # hard-assignment pass run over the rows in memory.
     center = x.mean(axis=0)
-    k = centres.shape[0]
-    placeholder = GaussianParameters.from_covariances(
-        np.full(k, 1.0 / k), centres - center,
-        np.stack([np.diag(x.var(axis=0))] * k), "full")
-    stats = block_statistics(x, None, [placeholder], center, hard_assignment=True)[0]
-    params, _ = m_step(stats, "full", 1e-6)
+    [params] = mixtures_from_centres(
+        lambda models, hard_assignment: block_statistics(x, None, models, center,
+                                                         hard_assignment),
+        [centres - center], x.var(axis=0), "full", 1e-6)
     return GaussianMixtureModel.fromArrays(params.weights, params.means + center,
                                            params.covariances)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..kernels import GaussianParameters, kernels_for, m_step
+from ..kernels import GaussianParameters, SufficientStatistics, kernels_for, m_step
 from ..kernels.kmeans import kmeans_plus_plus, lloyd
 from ..runtime.statistics_pass import DistributedStatistics
 
@@ -62,12 +62,12 @@ def _diagonal_covariances(variance: np.ndarray, k: int, covariance_type: str,
     return kernels_for(covariance_type).from_variances(var, k)
 
 
-def _placeholders(spec: InitialisationInput, centre_sets: list[np.ndarray],
+def _placeholders(variance: np.ndarray, reg_covar: float, centre_sets: list[np.ndarray],
                   covariance_type: str) -> list[GaussianParameters]:
     """Mixtures with these centres (centred coordinates) and the data's diagonal spread."""
     return [GaussianParameters.from_covariances(
         np.full(len(c), 1.0 / len(c)), c,
-        _diagonal_covariances(spec.variance, len(c), covariance_type, spec.reg_covar),
+        _diagonal_covariances(variance, len(c), covariance_type, reg_covar),
         covariance_type) for c in centre_sets]
 
 
@@ -77,7 +77,8 @@ def _random_rows(spec: InitialisationInput) -> list[GaussianParameters]:
         if sample.rows.shape[0] < spec.k:
             raise InvalidInputError(f"k={spec.k} but the data have only "
                                     f"{sample.rows.shape[0]} distinct rows; reduce k")
-    return _placeholders(spec, [s.rows - spec.center for s in samples], spec.covariance_type)
+    return _placeholders(spec.variance, spec.reg_covar,
+                         [s.rows - spec.center for s in samples], spec.covariance_type)
 
 
 def _kmeans_plus_plus_centres(spec: InitialisationInput) -> list[np.ndarray]:
@@ -108,7 +109,8 @@ def _kmeans_parallel_centres(spec: InitialisationInput) -> list[np.ndarray]:
         centres = [np.vstack([c, r.chosen()]) for c, r in zip(centres, rounds)]
     # Each candidate weighs as much as the rows nearest to it; then k of them are chosen.
     weighing = _timed(f"weighing {sum(len(c) for c in centres)} candidates", lambda: statistics(
-        _placeholders(spec, centres, "spherical"), hard_assignment=True))
+        _placeholders(spec.variance, spec.reg_covar, centres, "spherical"),
+        hard_assignment=True))
     local = []
     for seed, candidates, stats in zip(spec.seeds, centres, weighing):
         weights = stats.resp_sum
@@ -121,7 +123,8 @@ def _lloyd_passes(spec: InitialisationInput, centres: list[np.ndarray]) -> list[
     spread = float(np.sqrt(np.mean(spec.variance))) or 1.0
     for step in range(LLOYD_PASSES - 1):  # the final hard-assignment pass is one more
         stats = _timed(f"Lloyd pass {step + 1}", lambda c=centres: spec.statistics(
-            _placeholders(spec, c, "spherical"), hard_assignment=True))
+            _placeholders(spec.variance, spec.reg_covar, c, "spherical"),
+            hard_assignment=True))
         moved = []
         for index, s in enumerate(stats):
             filled = s.resp_sum > 0  # an empty cluster keeps its centre
@@ -134,12 +137,25 @@ def _lloyd_passes(spec: InitialisationInput, centres: list[np.ndarray]) -> list[
     return centres
 
 
+def mixtures_from_centres(statistics: Callable[..., list[SufficientStatistics]],
+                          centres: list[np.ndarray], variance: np.ndarray,
+                          covariance_type: str, reg_covar: float) -> list[GaussianParameters]:
+    """One hard-assignment pass turns each set of centres (centred coordinates) into a
+    mixture: the weights, means and covariances of the rows nearest to each centre.
+
+    ``statistics(models, hard_assignment=True)`` is the pass: a
+    :class:`DistributedStatistics`, or :func:`~spark_gmm.kernels.block_statistics` over
+    rows in memory.
+    """
+    stats = statistics(_placeholders(variance, reg_covar, centres, covariance_type),
+                       hard_assignment=True)
+    return [m_step(s, covariance_type, reg_covar)[0] for s in stats]
+
+
 def _from_centres(spec: InitialisationInput, centres: list[np.ndarray]
                   ) -> list[GaussianParameters]:
-    # One hard-assignment pass turns every restart's centres into weights and covariances.
-    stats = spec.statistics(_placeholders(spec, centres, spec.covariance_type),
-                            hard_assignment=True)
-    return [m_step(s, spec.covariance_type, spec.reg_covar)[0] for s in stats]
+    return mixtures_from_centres(spec.statistics, centres, spec.variance,
+                                 spec.covariance_type, spec.reg_covar)
 
 
 def initial_mixtures(spec: InitialisationInput, init_mode: str) -> list[GaussianParameters]:

@@ -1,6 +1,6 @@
 """The small per-covariance-type functions behind :data:`~spark_gmm.kernels.covariance.KERNELS`.
 
-Each group has one function per type, named ``_<what>_<type>``; nothing here is called except
+Each group has one function per type, named ``<what>_<type>``; nothing here is called except
 through that table. Shapes and the precision-Cholesky convention are described in
 :mod:`spark_gmm.kernels.covariance`.
 """

@@ -57,14 +57,12 @@ def fold_statistics(
     blocks: Iterable[Block],
 ) -> list[SufficientStatistics] | None:
     """Statistics of every block for each mixture, merged in block order (None: no blocks)."""
-    total: list[SufficientStatistics] | None = None
-    for x, w in blocks:
-        stats = block_statistics(x, w, mixtures, center, hard_assignment, count_assignments)
-        total = stats if total is None else merge_all(total, stats)
-    return total
+    return _per_block(blocks, lambda block: block_statistics(
+        block[0], block[1], mixtures, center, hard_assignment, count_assignments))
 
 
 def _per_block(blocks: Iterable[Block], fold: Callable[[Block], list[Any]]) -> list[Any] | None:
+    # One value per model from each block, merged model by model in block order.
     total = None
     for block in blocks:
         values = fold(block)

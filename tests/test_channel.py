@@ -171,15 +171,18 @@ def test_the_challenge_admits_only_the_holder_of_the_secret() -> None:
 
 
 def test_row_samples_cross_bit_for_bit_and_keep_their_order() -> None:
+    from spark_gmm.kernels.kmeans import ClusterSums
     from spark_gmm.kernels.sampling import Candidates, KeyedRows
 
     x, *_ = make_mixture(n=400, seed=6, k=2)
     sample = KeyedRows.of(x, seed=9, size=25, distinct=True)
     empty = KeyedRows.of(x[:0], seed=9, size=25, distinct=False)
     candidates = Candidates.of(x - x.mean(axis=0), x, None, x[:2], seed=4, oversampling=6.0)
+    sums = ClusterSums.of(x, None, x[:3])
     assert len(sample.rows) == 25 and len(candidates.rows) > 0 and empty.rows.shape == (0, 3)
-    message = _round_trip(encode("result", {"round": 2}, [sample, empty, candidates]))
-    for sent, received in zip([sample, empty, candidates], message.values, strict=True):
+    sent_values = [sample, empty, candidates, sums]
+    message = _round_trip(encode("result", {"round": 2}, sent_values))
+    for sent, received in zip(sent_values, message.values, strict=True):
         _assert_same(sent, received)
     # the keys' uint64 order survives their int64 journey: merging picks the same rows
     merged = message.values[0].merge(KeyedRows.of(x[:50], 9, 25, True))

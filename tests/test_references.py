@@ -17,8 +17,13 @@ from spark_gmm.kernels import (
     GaussianParameters,
     log_responsibilities,
 )
-from spark_gmm.kernels.kmeans import kmeans_plus_plus, lloyd
-from spark_gmm.kernels.sampling import Candidates, KeyedRows, row_keys
+from spark_gmm.kernels.kmeans import ClusterSums, kmeans_plus_plus, lloyd, nearest_one_hot
+from spark_gmm.kernels.sampling import (
+    Candidates,
+    KeyedRows,
+    min_squared_distances,
+    row_keys,
+)
 from spark_gmm.ml.summary import GaussianMixtureSummary
 from tests.helpers import make_mixture
 
@@ -119,12 +124,59 @@ def test_sample_does_not_depend_on_the_partitioning(distinct: bool) -> None:
     np.testing.assert_array_equal(row_keys(x[:5], 11), row_keys(x[:5], 11))
 
 
+def test_smallest_keys_are_those_of_a_full_sort() -> None:
+    # The selection partitions the keys instead of sorting them all; a full sort is the
+    # reference, for every size from none to all.
+    x = np.random.default_rng(8).normal(size=(500, 3))
+    keys = row_keys(x, 5)
+    for size in (0, 1, 2, 37, 499, 500, 800):
+        chosen = KeyedRows.of(x, 5, size, distinct=False)
+        np.testing.assert_array_equal(chosen.keys.view(np.uint64), np.sort(keys)[:size])
+        np.testing.assert_array_equal(chosen.rows, x[np.argsort(keys)[:size]])
+
+
 def test_sample_is_close_to_uniform_over_rows() -> None:
     # Each row's key is uniform: over many seeds each of 10 rows leads about equally often.
     x = np.arange(10.0)[:, None]
     first = [int(_sample_of([x], 1, seed=s, distinct=True)[0, 0]) for s in range(3000)]
     counts = np.bincount(first, minlength=10)
     assert counts.min() > 240 and counts.max() < 360  # 300 expected, ±3.5 standard deviations
+
+
+def test_min_squared_distances_and_cluster_sums_match_brute_force() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(20_000, 3)) * 4.0
+    w = rng.uniform(0.0, 2.0, size=len(x))
+    centres = np.vstack([x[:30], x[:1]])  # a duplicated centre: its copy must stay empty
+    d2 = ((x[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(min_squared_distances(x, centres), d2.min(axis=1),
+                               rtol=1e-9, atol=1e-9)
+    nearest = d2.argmin(axis=1)  # ties to the lowest index, like np.argmin
+    expected_counts = np.bincount(nearest, weights=w, minlength=len(centres))
+    expected_sums = np.stack([w[nearest == j] @ x[nearest == j] for j in range(len(centres))])
+    whole = ClusterSums.of(x, w, centres)
+    np.testing.assert_allclose(whole.counts, expected_counts, rtol=1e-12)
+    np.testing.assert_allclose(whole.sums, expected_sums, rtol=1e-9, atol=1e-9)
+    assert whole.counts[-1] == 0.0
+    parts = [ClusterSums.of(a, b, centres) for a, b in zip(np.array_split(x, 7),
+                                                            np.array_split(w, 7))]
+    merged = reduce(ClusterSums.merge, parts[::-1])
+    np.testing.assert_allclose(merged.counts, whole.counts, rtol=1e-12)
+    np.testing.assert_allclose(merged.sums, whole.sums, rtol=1e-9, atol=1e-9)
+    moved = whole.centres(centres)
+    np.testing.assert_allclose(moved[0], expected_sums[0] / expected_counts[0], rtol=1e-12)
+    np.testing.assert_array_equal(moved[-1], centres[-1])  # empty: keeps its centre
+
+
+def test_nearest_one_hot_breaks_ties_like_argmin() -> None:
+    scores = np.array([[1.0, 2.0, 0.5, 3.0], [1.0, 0.0, 0.5, 3.0], [0.0, 0.0, 0.5, 3.0]])
+    expected = np.zeros_like(scores)
+    expected[scores.argmin(axis=0), np.arange(4)] = 1.0
+    np.testing.assert_array_equal(nearest_one_hot(scores), expected)
+    random_scores = np.random.default_rng(3).integers(0, 3, size=(5, 1000)).astype(float)
+    hot = nearest_one_hot(random_scores)
+    np.testing.assert_array_equal(hot.argmax(axis=0), random_scores.argmin(axis=0))
+    np.testing.assert_array_equal(hot.sum(axis=0), 1.0)
 
 
 def test_kmeans_parallel_candidates_follow_the_d2_distribution_whatever_the_split() -> None:

@@ -108,12 +108,11 @@ def _kmeans_parallel_centres(spec: InitialisationInput) -> list[np.ndarray]:
                         lambda c=centres, s=seeds: statistics.candidates(c, s, 2.0 * k))
         centres = [np.vstack([c, r.chosen()]) for c, r in zip(centres, rounds)]
     # Each candidate weighs as much as the rows nearest to it; then k of them are chosen.
-    weighing = _timed(f"weighing {sum(len(c) for c in centres)} candidates", lambda: statistics(
-        _placeholders(spec.variance, spec.reg_covar, centres, "spherical"),
-        hard_assignment=True))
+    weighing = _timed(f"weighing {sum(len(c) for c in centres)} candidates",
+                      lambda: statistics.cluster_sums(centres))
     local = []
-    for seed, candidates, stats in zip(spec.seeds, centres, weighing):
-        weights = stats.resp_sum
+    for seed, candidates, sums in zip(spec.seeds, centres, weighing):
+        weights = sums.counts
         chosen = kmeans_plus_plus(candidates, k, np.random.default_rng(seed), weights)
         local.append(lloyd(candidates, chosen, max_iter=30, weights=weights))
     return _lloyd_passes(spec, local)
@@ -122,14 +121,11 @@ def _kmeans_parallel_centres(spec: InitialisationInput) -> list[np.ndarray]:
 def _lloyd_passes(spec: InitialisationInput, centres: list[np.ndarray]) -> list[np.ndarray]:
     spread = float(np.sqrt(np.mean(spec.variance))) or 1.0
     for step in range(LLOYD_PASSES - 1):  # the final hard-assignment pass is one more
-        stats = _timed(f"Lloyd pass {step + 1}", lambda c=centres: spec.statistics(
-            _placeholders(spec.variance, spec.reg_covar, c, "spherical"),
-            hard_assignment=True))
+        sums = _timed(f"Lloyd pass {step + 1}",
+                      lambda c=centres: spec.statistics.cluster_sums(c))
         moved = []
-        for index, s in enumerate(stats):
-            filled = s.resp_sum > 0  # an empty cluster keeps its centre
-            new = centres[index].copy()
-            new[filled] = s.shift[filled] + s.first[filled] / s.resp_sum[filled, None]
+        for index, step_sums in enumerate(sums):
+            new = step_sums.centres(centres[index])
             moved.append(float(np.max(np.linalg.norm(new - centres[index], axis=1))))
             centres[index] = new
         if max(moved) <= _LLOYD_TOLERANCE * spread:

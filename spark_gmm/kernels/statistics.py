@@ -11,7 +11,7 @@ from .chunks import rows_per_chunk
 from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
 from .flush import exp_flushed_in_place
-from .kmeans import nearest_centre
+from .kmeans import nearest_centre, nearest_one_hot
 from .packed import (
     density_weights,
     is_exact_enough,
@@ -187,8 +187,7 @@ def _hard_responsibilities(phi: FloatArray, means: FloatArray) -> FloatArray:
     scores = means @ x
     scores *= -2.0
     scores += np.einsum("kd,kd->k", means, means)[:, None]
-    nearest = scores.argmin(axis=0)
-    return (nearest == np.arange(means.shape[0])[:, None]).astype(np.float64)
+    return nearest_one_hot(scores)
 
 
 def _packed_block_statistics(
@@ -213,12 +212,13 @@ def _packed_block_statistics(
             if hard_assignment:  # k-means statistics: no densities, log-likelihood 0
                 resp = _hard_responsibilities(phi, models[index].means)
                 row_log_likelihood = np.zeros(phi.shape[1])
-                best = resp.argmax(axis=0) if count_assignments else None
+                if count_assignments:
+                    assigned[index] += np.count_nonzero(resp, axis=1)
             else:
                 resp, row_log_likelihood, best = packed_log_responsibilities(
                     phi, density, log_weight, find_best=count_assignments)
-            if best is not None:
-                assigned[index] += np.bincount(best, minlength=resp.shape[0])
+                if best is not None:
+                    assigned[index] += np.bincount(best, minlength=resp.shape[0])
             if chunk_weights is None:
                 log_likelihoods[index] += float(row_log_likelihood.sum())
             else:

@@ -20,6 +20,7 @@ from pyspark.broadcast import Broadcast
 from pyspark.sql import SparkSession
 
 from ..kernels import GaussianParameters, SufficientStatistics, block_statistics, merge_all
+from ..kernels.kmeans import ClusterSums
 from ..kernels.sampling import Candidates, KeyedRows
 from .block_store import BlockStore
 from .input_checks import Block
@@ -78,6 +79,7 @@ def fold_pass(center: np.ndarray, mixtures: Sequence[GaussianParameters],
     ``statistics``: :class:`SufficientStatistics` of each mixture. ``sample``: for each seed,
     the :class:`KeyedRows` with the smallest keys. ``candidates``: for each centre set (in
     centred coordinates) and seed, one round of k-means‖ :class:`Candidates`.
+    ``cluster_sums``: for each centre set, the :class:`ClusterSums` of a Lloyd step.
     """
     kind = meta.get("kind", "statistics")
     if kind == "statistics":
@@ -93,6 +95,10 @@ def fold_pass(center: np.ndarray, mixtures: Sequence[GaussianParameters],
             Candidates.of(block[0] - center, block[0], block[1], centres, seed,
                           float(meta["oversampling"]))
             for centres, seed in zip(centre_sets, meta["seeds"])])
+    if kind == "cluster_sums":
+        centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
+        return _per_block(blocks, lambda block: [
+            ClusterSums.of(block[0] - center, block[1], centres) for centres in centre_sets])
     raise ValueError(f"unknown pass {kind!r}")
 
 
@@ -203,6 +209,11 @@ class DistributedStatistics:
         """One round of k-means‖ for each centre set (centred coordinates) in one pass."""
         return self._pass([], {"kind": "candidates", "seeds": list(seeds),
                                "oversampling": oversampling,
+                               "centres": [np.asarray(c).tolist() for c in centre_sets]})
+
+    def cluster_sums(self, centre_sets: Sequence[np.ndarray]) -> list[ClusterSums]:
+        """One Lloyd step's sums for each centre set (centred coordinates) in one pass."""
+        return self._pass([], {"kind": "cluster_sums",
                                "centres": [np.asarray(c).tolist() for c in centre_sets]})
 
     def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any],

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels import GaussianParameters, SufficientStatistics
+from ..kernels.kmeans import ClusterSums
 from ..kernels.sampling import Candidates, KeyedRows
 
 _MAGIC = b"GMM1"
@@ -43,10 +44,11 @@ _VALUE_TYPES: dict[str, type] = {
     "SufficientStatistics": SufficientStatistics,
     "KeyedRows": KeyedRows,
     "Candidates": Candidates,
+    "ClusterSums": ClusterSums,
 }
 _ARRAY_DTYPES = {"<f8": np.float64, "<i8": np.int64}
 
-Value = GaussianParameters | SufficientStatistics | KeyedRows | Candidates
+Value = GaussianParameters | SufficientStatistics | KeyedRows | Candidates | ClusterSums
 
 
 class ChannelError(ConnectionError):

@@ -56,6 +56,10 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     assert memory["python_processes"] >= 2  # PySpark's daemon and at least one worker
     cpu = results["ours"]["cpu_seconds"]  # the workers ran the EM passes, not the driver
     assert cpu["python_workers"] > 0 and cpu["jvm"] > 0
+    # 3,000 rows of 3 features stored while our fit ran; the JVMs report their own peaks
+    assert ours["executor_disk_bytes"] == 3000 * 3 * 8
+    assert ours["driver_jvm_heap_peak_bytes"] > 0
+    assert memory["driver_jvm_peak_rss_bytes"] > ours["driver_jvm_heap_peak_bytes"] / 4
     # every worker imported what the fresh interpreter imports
     assert memory["worker_peak_rss_bytes"] > 0.8 * memory["imports_rss_bytes"]
     written = json.load(open(os.path.join(spec.work_dir, "benchmark.json")))

@@ -235,3 +235,9 @@ def test_a_summary_field_from_a_later_version_is_ignored(data, fitted, tmp_path)
     loaded = GaussianMixtureModel.load(str(tmp_path / "model"))
     assert loaded.summary.logLikelihood == fitted.summary.logLikelihood
     assert loaded.summary.phaseSeconds == fitted.summary.phaseSeconds
+    assert loaded.summary.storedBytes == fitted.summary.storedBytes > 0
+
+
+def test_summary_counts_the_block_bytes_the_fit_kept(data, fitted) -> None:
+    x, _ = data
+    assert fitted.summary.storedBytes == 8 * x.shape[0] * x.shape[1]  # 8 bytes per value

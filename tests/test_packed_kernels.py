@@ -20,6 +20,7 @@ from spark_gmm.kernels.packed import (
     packed_chunk_rows,
     packed_features,
     packed_log_responsibilities,
+    unpack_moments,
 )
 from spark_gmm.kernels.statistics import _exact_block_statistics, _packed_block_statistics
 from tests.test_kernels import _dense_covariance, _random_params
@@ -101,9 +102,10 @@ def test_tight_far_component_takes_the_exact_path() -> None:
     [stats] = block_statistics(x, None, [params])
     reference = (x - mean).T @ (x - mean)  # K = 1: every responsibility is 1
     np.testing.assert_allclose(stats.second[0], reference, rtol=1e-10)
-    # The guard matters: the packed path really is inaccurate here.
-    [packed] = _packed_block_statistics(x, None, [params], None, False)
-    error = np.max(np.abs(packed.second[0] - reference) / np.abs(reference).max())
+    # The guard matters: the packed expansion really is inaccurate here.
+    sums = np.ones((1, len(x))) @ packed_features(x, "full").T
+    _, _, packed_second = unpack_moments(sums, params.means, "full")
+    error = np.max(np.abs(packed_second[0] - reference) / np.abs(reference).max())
     assert error > 1e-8
 
 
@@ -150,3 +152,54 @@ def test_packed_hard_assignment_equals_the_exact_one(covariance_type: str) -> No
     np.testing.assert_allclose(packed.resp_sum, exact.resp_sum, rtol=1e-12)
     np.testing.assert_allclose(packed.first, exact.first, rtol=1e-9, atol=1e-8)
     np.testing.assert_allclose(packed.second, exact.second, rtol=1e-9, atol=1e-7)
+
+
+def _near_and_far(covariance_type: str) -> tuple[GaussianParameters, np.ndarray]:
+    # Two broad components near the origin and one 1000× tighter far from it (r ≈ 2.5e7;
+    # tied: one shared width, so the far one is simply 20× further away).
+    d = 3
+    means = np.array([[0.5, -0.5, 0.0], [-1.0, 1.0, 0.5], [5.0, 0.0, 0.0]])
+    widths = np.array([1.0, 0.8, 1e-3])
+    if covariance_type == "tied":
+        means[2] = [100.0, 0.0, 0.0]
+        widths = np.full(3, 0.02)
+    covariances = {"full": np.stack([np.eye(d) * w**2 for w in widths]),
+                   "tied": np.eye(d) * widths[0] ** 2,
+                   "diag": np.stack([np.full(d, w**2) for w in widths]),
+                   "spherical": widths**2}[covariance_type]
+    params = GaussianParameters.from_covariances([0.45, 0.35, 0.2], means, covariances,
+                                                 covariance_type)
+    rng = np.random.default_rng(14)
+    labels = rng.choice(3, size=6000, p=params.weights)
+    x = means[labels] + rng.normal(size=(6000, d)) * widths[labels, None]
+    return params, x
+
+
+@pytest.mark.parametrize("hard_assignment", [False, True])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_only_the_far_components_take_the_exact_kernel(covariance_type: str,
+                                                       hard_assignment: bool) -> None:
+    from spark_gmm.kernels.split import SplitMixture
+
+    params, x = _near_and_far(covariance_type)
+    split = SplitMixture.of(params)
+    np.testing.assert_array_equal(split.near, [0, 1])
+    np.testing.assert_array_equal(split.far, [2])
+    weights = np.random.default_rng(2).uniform(0.0, 2.0, size=len(x))
+    [mixed] = block_statistics(x, weights, [params], hard_assignment=hard_assignment,
+                               count_assignments=True)
+    exact = _exact_block_statistics(x, weights, params, None, hard_assignment, True)
+    np.testing.assert_allclose(mixed.resp_sum, exact.resp_sum, rtol=1e-10)
+    np.testing.assert_allclose(mixed.first, exact.first, rtol=1e-8, atol=1e-9)
+    # The far component's scatter is ~1e-6 per row: exact to 1e-10 of itself, which the
+    # packed expansion (error ~ε·r ≈ 5e-9 of the near terms) could not give.
+    np.testing.assert_allclose(mixed.second[2], exact.second[2], rtol=1e-10)
+    np.testing.assert_allclose(mixed.second[:2], exact.second[:2], rtol=1e-8, atol=1e-9)
+    np.testing.assert_array_equal(mixed.assigned, exact.assigned)
+    assert mixed.log_likelihood == pytest.approx(exact.log_likelihood, rel=1e-11)
+    log_likelihood, resp, best = score_rows(x, params)
+    exact_ll, exact_log_resp = log_responsibilities(x, params)
+    # The packed near components: ~ε·r absolute (r ≤ 1e6), as MAX_ORIGIN_DISTANCE2 allows.
+    np.testing.assert_allclose(log_likelihood, exact_ll, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(resp, np.exp(exact_log_resp), atol=1e-9)
+    np.testing.assert_array_equal(best, np.argmax(exact_log_resp, axis=1))

@@ -145,14 +145,17 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
     # would otherwise fall on whichever system is timed first.
     first_seconds, _ = _fit_ours(df, spec, init)
     jvm = _local_jvm_pid(df.sparkSession) if spec.probe_processes else None
-    meter = None
-    if jvm is not None:
-        from .probes import CpuMeter
+    meter = heap = None
+    if spec.probe_processes:
+        from .probes import CpuMeter, JvmHeapPeak
 
-        meter = CpuMeter(jvm)
+        heap = JvmHeapPeak(df.sparkSession.sparkContext._jvm)
+        meter = None if jvm is None else CpuMeter(jvm)
     seconds, model = _fit_ours(df, spec, init)
     cpu = None if meter is None else meter.used()
     summary = model.summary
+    memory = {"driver_jvm_heap_peak_bytes": float(heap.bytes()) if heap else None,
+              "executor_disk_bytes": float(summary.storedBytes)}
     # The same fit with every EM pass a Spark job of its own (no resident tasks), after the
     # timed one: on a JVM at least as warm.
     job_seconds, by_jobs = _fit_ours(df, spec, init, resident_tasks=False)
@@ -164,7 +167,7 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
             "job_per_pass_end_to_end_seconds": job_seconds,
             "job_per_pass_mean_log_likelihood": (by_jobs.summary.logLikelihood
                                                  / by_jobs.summary.weightSum),
-            "cpu_seconds": cpu}, model
+            "cpu_seconds": cpu, **memory}, model
 
 
 def _local_jvm_pid(spark: SparkSession) -> int | None:
@@ -212,7 +215,11 @@ def _worker_memory(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec
     largest = df.groupBy(F.spark_partition_id()).count().agg(F.max("count")).first()[0]
     feature_bytes = float(largest * d * 8)
     imports = imports_peak_rss_bytes(WORKER_MODULES)
+    from .probes import peak_rss_bytes
+
     return {"worker_peak_rss_bytes": float(peak), "python_processes": float(len(workers)),
+            # The JVM's own high-water mark over the whole run, MLlib's fits included.
+            "driver_jvm_peak_rss_bytes": float(peak_rss_bytes(jvm) or 0) if jvm else None,
             "imports_rss_bytes": float(imports),
             "largest_partition_feature_bytes": feature_bytes,
             "peak_beyond_imports_over_feature_bytes": (peak - imports) / feature_bytes}
@@ -228,8 +235,10 @@ def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
         return _timed(lambda: gmm.fit(assembled))
 
     # MLlib reports no per-iteration times: difference of a short and a long fit, divided by
-    # the iterations each really ran (MLlib stops early when the log-likelihood does not move).
-    short_seconds, short_model = fit(max(1, spec.iterations // 5))
+    # the iterations each really ran. MLlib stops once its log-likelihood does not move (at
+    # D = 50 after 2 iterations: its linear-space densities underflow); a 1-iteration short
+    # fit still leaves one whole iteration to measure there.
+    short_seconds, short_model = fit(1)
     long_seconds, model = fit(spec.iterations)
     extra = model.summary.numIter - short_model.summary.numIter
     per_iteration = (long_seconds - short_seconds) / extra if extra > 0 else None

@@ -39,6 +39,12 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"CPU seconds during our timed fit ({wall:.2f} s wall): python workers "
                      f"{cpu['python_workers']:.2f}, JVM {cpu['jvm']:.2f}, driver python "
                      f"{cpu['driver_python']:.2f}")
+    mb = 1 << 20
+    heap = ours.get("driver_jvm_heap_peak_bytes")
+    lines.append("during our timed fit: block files on the executors' disks "
+                 f"{ours['executor_disk_bytes'] / mb:.0f} MB"
+                 + ("" if heap is None else
+                    f"; driver JVM heap peak (sum of its pools' peaks) {heap / mb:.0f} MB"))
     scaling = results.get("scaling")
     if scaling:
         lines.append(f"scaling: a sample of {scaling['rows']:.0f} rows takes "
@@ -47,7 +53,9 @@ def format_table(results: dict[str, Any]) -> str:
                      f"{scaling['cost_ratio']:.2f}x per iteration")
     memory = results.get("worker_memory")
     if memory:
-        mb = 1 << 20
+        if memory.get("driver_jvm_peak_rss_bytes"):
+            lines.append("driver JVM peak RSS over the whole run (MLlib's fits included): "
+                         f"{memory['driver_jvm_peak_rss_bytes'] / mb:.0f} MB")
         lines.append(f"python workers ({memory['python_processes']:.0f} processes): peak RSS "
                      f"{memory['worker_peak_rss_bytes'] / mb:.0f} MB; an interpreter importing "
                      f"what they import {memory['imports_rss_bytes'] / mb:.0f} MB; largest "

@@ -69,6 +69,9 @@ class FitResult:
     phase_seconds : dict
         Seconds of ``storing`` (the first pass: write, count, moments), ``initialisation``
         (0 when resumed from a checkpoint) and ``em`` (the iterations and the final pass).
+    stored_bytes : int
+        Bytes of block files the fit kept on the executors' local disks (8 per value: the
+        features, and the weight when there is a weight column).
     """
 
     best: EMRun
@@ -78,6 +81,7 @@ class FitResult:
     resident_passes: int
     job_passes: int
     phase_seconds: dict[str, float]
+    stored_bytes: int = 0
 
     @property
     def parameters(self) -> GaussianParameters:
@@ -189,4 +193,5 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
     return FitResult(best, final, center, counts, statistics.resident_passes,
                      statistics.job_passes,
                      {"storing": storing.seconds, "initialisation": initialising.seconds,
-                      "em": iterating.seconds})
+                      "em": iterating.seconds},
+                     8 * counts.n_rows * (counts.n_features + bool(settings.weight_col)))

@@ -9,12 +9,12 @@ from .estep import (
     log_gaussian_density,
     log_responsibilities,
     log_sum_exp,
-    score_rows,
     weighted_log_density,
 )
 from .moments import FeatureMoments
 from .mstep import m_step
 from .parameters import GaussianParameters
+from .split import score_rows
 from .statistics import SufficientStatistics, block_statistics, merge_all
 
 __all__ = [

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .covariance import LOG_2PI, FloatArray, kernels_for
 from .flush import exp_flushed_in_place
-from .packed import (
-    density_weights,
-    is_exact_enough,
-    packed_chunks,
-    packed_log_responsibilities,
-)
 from .parameters import GaussianParameters
 
 
@@ -68,43 +61,3 @@ def log_responsibilities(
     weighted = weighted_log_density(x, params)
     log_likelihood = log_sum_exp(weighted)
     return log_likelihood, weighted - log_likelihood[:, None]
-
-
-def score_rows(x: FloatArray, params: GaussianParameters
-               ) -> tuple[FloatArray, FloatArray, NDArray[np.intp]]:
-    """Log-likelihood, responsibilities and most likely component of every row.
-
-    Rows are centred at the mixture's mean Σ π_k μ_k so that the packed two-GEMM path
-    (:mod:`.packed`) can be used whenever it is exact enough; otherwise the exact kernels.
-
-    Parameters
-    ----------
-    x : ndarray of shape (n, D)
-    params : GaussianParameters
-
-    Returns
-    -------
-    log_likelihood : ndarray of shape (n,)
-    resp : ndarray of shape (n, K)
-        Responsibilities; each row sums to 1.
-    best : ndarray of shape (n,)
-        argmax_k of the responsibilities.
-    """
-    center = params.weights @ params.means
-    centred = params.shifted(-center)
-    if not is_exact_enough(centred):
-        log_likelihood, log_resp = log_responsibilities(x, params)
-        best = np.argmax(log_resp, axis=1)
-        exp_flushed_in_place(log_resp)
-        return log_likelihood, log_resp, best
-    n = x.shape[0]
-    resp = np.empty((n, params.n_components))
-    log_likelihood = np.empty(n)
-    best = np.empty(n, dtype=np.intp)
-    density = density_weights(centred)
-    log_weights = params.log_weights
-    for rows, phi in packed_chunks(x, params.covariance_type, center):
-        chunk_resp, log_likelihood[rows], best[rows] = packed_log_responsibilities(
-            phi, density, log_weights)
-        resp[rows] = chunk_resp.T
-    return log_likelihood, resp, best

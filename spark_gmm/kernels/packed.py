@@ -164,7 +164,14 @@ def packed_log_responsibilities(
     best : ndarray of shape (n,) or None
         argmax_k γ_kn, None unless ``find_best``.
     """
-    scores = density @ phi
+    return normalised_responsibilities(density @ phi, log_weights, find_best)
+
+
+def normalised_responsibilities(
+    scores: FloatArray, log_weights: FloatArray, find_best: bool
+) -> tuple[FloatArray, FloatArray, NDArray[np.intp] | None]:
+    """γ_kn from the log densities ``scores`` (K, n), in place; returns as
+    :func:`packed_log_responsibilities` does."""
     scores += log_weights[:, None]
     best = np.argmax(scores, axis=0) if find_best else None
     row_max = scores.max(axis=0)

@@ -89,6 +89,17 @@ class GaussianParameters:
         with np.errstate(divide="ignore"):
             return np.log(self.weights)
 
+    def components(self, indices: np.ndarray) -> GaussianParameters:
+        """The components ``indices`` alone (their weights as they are: not renormalised)."""
+        shared = kernels_for(self.covariance_type).shared
+        return GaussianParameters(
+            self.covariance_type,
+            self.weights[indices],
+            self.means[indices],
+            self.covariances if shared else self.covariances[indices],
+            self.precisions_cholesky if shared else self.precisions_cholesky[indices],
+        )
+
     def shifted(self, offset: FloatArray) -> GaussianParameters:
         """The same mixture with every mean moved by ``offset`` (shape (D,))."""
         return GaussianParameters(

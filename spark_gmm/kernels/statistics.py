@@ -12,15 +12,9 @@ from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
 from .flush import exp_flushed_in_place
 from .kmeans import nearest_centre, nearest_one_hot
-from .packed import (
-    density_weights,
-    is_exact_enough,
-    n_packed_features,
-    packed_chunks,
-    packed_log_responsibilities,
-    unpack_moments,
-)
+from .packed import n_packed_features, unpack_moments
 from .parameters import GaussianParameters
+from .split import SplitMixture, split_chunks
 
 _MAX_CHUNK_ROWS = 8192
 
@@ -199,24 +193,26 @@ def _packed_block_statistics(
     hard_assignment: bool = False,
 ) -> list[SufficientStatistics]:
     covariance_type = models[0].covariance_type
-    densities = [density_weights(m) for m in models]
-    log_weights = [m.log_weights for m in models]
+    splits = [SplitMixture.of(m) for m in models]
     n_packed = n_packed_features(covariance_type, x.shape[1])
+    # All K rows even when some are far (their packed sums unused): see SplitMixture.density.
     sums = [np.zeros((m.n_components, n_packed)) for m in models]
+    # The far components' statistics, exact and centred at their means.
+    far_totals = [_FarTotals.zeros(s) for s in splits]
     log_likelihoods = [0.0] * len(models)
     assigned = [np.zeros(m.n_components, dtype=np.int64) if count_assignments else None
                 for m in models]
-    for rows, phi in packed_chunks(x, covariance_type, center):
+    for rows, phi, centred in split_chunks(x, splits, center):
         chunk_weights = None if weights is None else weights[rows]
-        for index, (density, log_weight) in enumerate(zip(densities, log_weights)):
+        for index, split in enumerate(splits):
             if hard_assignment:  # k-means statistics: no densities, log-likelihood 0
                 resp = _hard_responsibilities(phi, models[index].means)
                 row_log_likelihood = np.zeros(phi.shape[1])
                 if count_assignments:
                     assigned[index] += np.count_nonzero(resp, axis=1)
             else:
-                resp, row_log_likelihood, best = packed_log_responsibilities(
-                    phi, density, log_weight, find_best=count_assignments)
+                resp, row_log_likelihood, best = split.log_responsibilities(
+                    phi, centred, find_best=count_assignments)
                 if best is not None:
                     assigned[index] += np.bincount(best, minlength=resp.shape[0])
             if chunk_weights is None:
@@ -225,18 +221,46 @@ def _packed_block_statistics(
                 log_likelihoods[index] += float(chunk_weights @ row_log_likelihood)
                 resp *= chunk_weights
             sums[index] += resp @ phi.T
+            if split.far_params is not None:
+                far_totals[index].add(*split.far_moments(centred, resp))
     weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
     totals = []
-    for model, model_sums, log_likelihood, counts in zip(
-        models, sums, log_likelihoods, assigned
+    for split, model_sums, far, log_likelihood, counts in zip(
+        splits, sums, far_totals, log_likelihoods, assigned
     ):
-        resp_sum, first, second = unpack_moments(model_sums, model.means, covariance_type)
+        model = split.params
+        resp_sum = np.empty(model.n_components)
+        first = np.empty_like(model.means)
+        second = np.empty((model.n_components, *far.second.shape[1:]))
+        (resp_sum[split.near], first[split.near], second[split.near]) = unpack_moments(
+            model_sums[split.near], model.means[split.near], covariance_type)
+        resp_sum[split.far], first[split.far], second[split.far] = (
+            far.resp_sum, far.first, far.second)
         totals.append(SufficientStatistics(
             shift=model.means, resp_sum=resp_sum, first=first, second=second,
             log_likelihood=log_likelihood, weight_sum=weight_sum,
             row_count=int(x.shape[0]), assigned=counts,
         ))
     return totals
+
+
+@dataclass
+class _FarTotals:
+    resp_sum: FloatArray
+    first: FloatArray
+    second: FloatArray
+
+    @classmethod
+    def zeros(cls, split: SplitMixture) -> _FarTotals:
+        n_far, d = split.far.size, split.params.n_features
+        full = kernels_for(split.params.covariance_type).full_second_moment
+        return cls(np.zeros(n_far), np.zeros((n_far, d)),
+                   np.zeros((n_far, d) + ((d,) if full else ())))
+
+    def add(self, resp_sum: FloatArray, first: FloatArray, second: FloatArray) -> None:
+        self.resp_sum += resp_sum
+        self.first += first
+        self.second += second
 
 
 def block_statistics(
@@ -249,10 +273,11 @@ def block_statistics(
 ) -> list[SufficientStatistics]:
     """Statistics of one block of rows for several mixtures in a single pass over the rows.
 
-    Mixtures that pass :func:`~spark_gmm.kernels.packed.is_exact_enough` share one packed
-    feature matrix per chunk and take the two-GEMM path (hard assignments too: the one-hot
-    responsibilities times the features); the others (components so tight and far from the
-    data mean that the expansion would lose precision) use the exact centred kernels.
+    Mixtures share one packed feature matrix per chunk and take the two-GEMM path (hard
+    assignments too: the one-hot responsibilities times the features). Components so tight
+    and far from the data mean that the expansion would lose precision take the exact
+    centred kernels instead (:class:`~spark_gmm.kernels.split.SplitMixture`), alone when
+    others of their mixture are packed, and the whole mixture when none can be.
 
     Parameters
     ----------
@@ -278,7 +303,7 @@ def block_statistics(
     """
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
-    packed = [is_exact_enough(m) for m in models]
+    packed = [SplitMixture.of(m).packable for m in models]
     packed_totals = iter(_packed_block_statistics(
         x, weights, [m for m, p in zip(models, packed) if p], center, count_assignments,
         hard_assignment) if any(packed) else [])

@@ -34,6 +34,8 @@ class GaussianMixtureSummary:
     phaseSeconds : dict
         Seconds spent ``storing`` the rows (the first pass), in ``initialisation`` and in
         ``em`` (iterations and the final statistics pass).
+    storedBytes : int
+        Bytes of row blocks the fit kept on the executors' local disks while it ran.
     """
 
     logLikelihood: float
@@ -48,6 +50,7 @@ class GaussianMixtureSummary:
     residentPasses: int = 0
     jobPasses: int = 0
     phaseSeconds: dict[str, float] = field(default_factory=dict)
+    storedBytes: int = 0
 
     @classmethod
     def from_fit(cls, result: FitResult) -> GaussianMixtureSummary:
@@ -65,6 +68,7 @@ class GaussianMixtureSummary:
             residentPasses=result.resident_passes,
             jobPasses=result.job_passes,
             phaseSeconds=dict(result.phase_seconds),
+            storedBytes=result.stored_bytes,
         )
 
     @property
@@ -99,4 +103,5 @@ class GaussianMixtureSummary:
             "residentPasses": self.residentPasses,
             "jobPasses": self.jobPasses,
             "phaseSeconds": self.phaseSeconds,
+            "storedBytes": self.storedBytes,
         }

@@ -86,7 +86,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     spec = BenchmarkSpec(n=args.n, d=args.d, k=args.k, partitions=args.partitions,
                          iterations=args.iterations, seed=args.seed, input_path=args.input,
                          work_dir=args.work_dir, run_mllib=not args.skip_mllib,
-                         run_sklearn=not args.skip_sklearn, warm_up=not args.no_warm_up,
+                         run_sklearn=not args.skip_sklearn, run_scoring=not args.skip_scoring,
+                         warm_up=not args.no_warm_up,
                          rounds=args.rounds, init_quality_seeds=args.init_quality_seeds)
     missing = missing_optional_modules(spec)
     if missing:
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--master", default=None, help="Spark master (default: local[*])")
     bench.add_argument("--skip-mllib", action="store_true")
     bench.add_argument("--skip-sklearn", action="store_true")
+    bench.add_argument("--skip-scoring", action="store_true",
+                       help="no transform + write rounds (they dominate at tens of millions "
+                            "of rows)")
     bench.add_argument("--no-warm-up", action="store_true",
                        help="time cold: the first system also pays JVM and worker start-up")
     bench.set_defaults(handler=run_bench_command)

@@ -77,3 +77,12 @@ def test_exp_flushed_matches_exp_on_normal_results_and_keeps_nan() -> None:
     expected = np.where(big >= flush_cut(1), np.exp(big), 0.0)
     exp_flushed_in_place(big)
     np.testing.assert_array_equal(big, expected)
+
+
+def test_flush_refuses_a_strided_array_it_would_only_copy() -> None:
+    values = -np.arange(12.0).reshape(3, 4)
+    transposed = values.T.copy().T  # F-contiguous: flushed in place like a C array
+    exp_flushed_in_place(transposed)
+    np.testing.assert_array_equal(transposed, np.exp(values))
+    with pytest.raises(ValueError, match="contiguous"):
+        exp_flushed_in_place(values[:, ::2])

@@ -68,6 +68,7 @@ class BenchmarkSpec:
     work_dir: str = "output/benchmark"
     run_mllib: bool = True
     run_sklearn: bool = True
+    run_scoring: bool = True  # transform + write, three rounds per system: long at 50M rows
     warm_up: bool = True
     probe_processes: bool = True  # CPU and memory readings of local processes (psutil)
     rounds: int = 3  # interleaved rounds of ours (both starts) and MLlib
@@ -368,7 +369,8 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
         results["initialisation_quality"] = initialisation_quality(
             df, spec, spec.init_quality_seeds, x)
     results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
-    results["scoring"] = _scoring(spark, df, ours_model, mllib_model, spec.work_dir)
+    if spec.run_scoring:
+        results["scoring"] = _scoring(spark, df, ours_model, mllib_model, spec.work_dir)
     ours = results["ours"]["seconds_per_iteration"]
     ratios = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
     for peer in ("mllib", "sklearn"):
@@ -378,6 +380,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     if "mllib" in results:
         ratios["mllib_over_ours_end_to_end"] = (results["mllib"]["end_to_end_seconds"]
                                                 / results["ours"]["end_to_end_seconds"])
+    if "mllib" in results and "scoring" in results:
         scoring = results["scoring"]
         ratios["mllib_over_ours_scoring"] = scoring["mllib_seconds"] / scoring["ours_seconds"]
         # The part of scoring a model can change: time beyond reading and writing the rows.

@@ -123,7 +123,7 @@ class JvmHeapPeak:
     def __init__(self, jvm: object) -> None:
         factory = jvm.java.lang.management.ManagementFactory  # type: ignore[attr-defined]
         self._pools = [pool for pool in factory.getMemoryPoolMXBeans()
-                       if pool.getType().toString() == "HEAP"]
+                       if pool.getType().name() == "HEAP"]
         for pool in self._pools:
             pool.resetPeakUsage()
 

@@ -91,8 +91,8 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append("initialisation seconds, ours / MLlib KMeans: " + ", ".join(
             f"{a:.2f} / {b:.2f}" for a, b in zip(quality["ours_initialisation_seconds"],
                                                  quality["mllib_kmeans_seconds"])))
-    scoring = results["scoring"]
-    lines.append("scoring (transform + Parquet write): " + ", ".join(
-        f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in scoring.items()))
+    if "scoring" in results:
+        lines.append("scoring (transform + Parquet write): " + ", ".join(
+            f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in results["scoring"].items()))
     lines += [f"{k}: {'n/a' if v is None else f'{v:.4g}'}" for k, v in results["ratios"].items()]
     return "\n".join(lines)

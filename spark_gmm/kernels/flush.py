@@ -33,13 +33,15 @@ def flush_cut(n_terms: int) -> float:
 
 
 def exp_flushed_in_place(values: FloatArray, n_terms: int = 1) -> None:
-    """``values`` (contiguous, ≤ 0 where finite) replaced by their exp, in place, with every
+    """``values`` (C- or F-contiguous, ≤ 0 where finite) replaced by their exp in place, every
     result that would be below ``flush_cut(n_terms)`` set to exactly 0.0; NaN stays NaN.
 
     Equal to ``np.exp`` wherever it is kept; a flushed result differs from ``np.exp``'s by
     less than ``max(n_terms, 2.2) × 2.2e-308``.
     """
-    flat = values.reshape(-1)
+    flat = values.ravel(order="K")  # memory order: a view of either layout
+    if not np.may_share_memory(flat, values):
+        raise ValueError("exp_flushed_in_place needs a contiguous array; got a strided one")
     cut = flush_cut(n_terms)
     kept = flat >= cut  # False for NaN too, which stays NaN below (NaN × 0 is NaN)
     if kept.all():

@@ -27,6 +27,8 @@ _PUBLIC = {
     "GaussianMixture": "spark_gmm.ml.estimator",
     "GaussianMixtureModel": "spark_gmm.ml.model",
     "GaussianMixtureSummary": "spark_gmm.ml.summary",
+    "ModelSelection": "spark_gmm.ml.selection",
+    "select_model": "spark_gmm.ml.selection",
     "CovarianceError": "spark_gmm.errors",
     "InvalidInputError": "spark_gmm.errors",
     "ModelFormatError": "spark_gmm.errors",
@@ -44,8 +46,10 @@ __all__ = [
     "GaussianMixtureSummary",
     "InvalidInputError",
     "ModelFormatError",
+    "ModelSelection",
     "NonFiniteLikelihoodError",
     "__version__",
+    "select_model",
 ]
 
 if TYPE_CHECKING:
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     )
     from .ml.estimator import GaussianMixture
     from .ml.model import GaussianMixtureModel
+    from .ml.selection import ModelSelection, select_model
     from .ml.summary import GaussianMixtureSummary
 
 

@@ -27,8 +27,16 @@ def test_shipped_configs_parse() -> None:
 @pytest.mark.parametrize(("raw", "pattern"), [
     ({**BASE, "model": {"kk": 3}}, r"unknown key model\.kk; valid keys in \[model\]"),
     ({**BASE, "modle": {}}, r"unknown section \[modle\]"),
-    ({**BASE, "model": {"k": "three"}}, r"model\.k must be of type int; got 'three'"),
-    ({**BASE, "model": {"k": True}}, r"model\.k must be of type int"),
+    ({**BASE, "model": {"k": "three"}}, r"model\.k must be an integer, a list of integers or "
+                                         r"\{min = A, max = B\} with A <= B; got 'three'"),
+    ({**BASE, "model": {"k": True}}, r"model\.k must be an integer"),
+    ({**BASE, "model": {"k": {"min": 5, "max": 2}}}, r"model\.k must be an integer"),
+    ({**BASE, "model": {"k": []}}, r"model\.k must be an integer"),
+    ({**BASE, "model": {"k": [2, 0]}}, r"model\.k must be at least 1"),
+    ({**BASE, "model": {"covariance_type": ["full", "round"]}},
+     r"model\.covariance_type must be one of"),
+    ({**BASE, "model": {"covariance_type": 3}}, r"model\.covariance_type must be a name or"),
+    ({**BASE, "model": {"criterion": "aicc"}}, r"model\.criterion must be one of bic, aic, icl"),
     ({**BASE, "model": {"k": 0}}, r"model\.k must be at least 1"),
     ({**BASE, "model": {"tol": -1}}, r"model\.tol must be >= 0"),
     ({**BASE, "model": {"covariance_type": "round"}}, r"model\.covariance_type must be one of"),
@@ -51,10 +59,23 @@ def test_overrides() -> None:
     assert config.model.k == 5 and config.model.tol == 1e-5
     assert config.output.path == "/data/out" and config.preprocess.standardize
     assert config.input.features == ("c",)
-    with pytest.raises(ConfigError, match=r"model\.k must be of type int"):
+    with pytest.raises(ConfigError, match=r"model\.k must be an integer"):
         build_config(BASE, ["model.k=abc"])
     with pytest.raises(ConfigError, match=r"section\.key=value"):
         build_config(BASE, ["model.k"])
+
+
+def test_several_k_and_covariance_types_make_a_selection() -> None:
+    one = build_config(BASE)
+    assert one.model.k_values == (2,) and one.model.covariance_types == ("full",)
+    assert not one.model.selects
+    listed = build_config(BASE, ["model.k=[2, 5]", 'model.covariance_type=["diag", "full"]',
+                                 "model.criterion=icl"])
+    assert listed.model.k_values == (2, 5) and listed.model.covariance_types == ("diag", "full")
+    assert listed.model.selects and listed.model.criterion == "icl"
+    ranged = build_config({**BASE, "model": {"k": {"min": 2, "max": 6}}})
+    assert ranged.model.k_values == (2, 3, 4, 5, 6) and ranged.model.selects
+    assert ranged.to_dict()["model"]["k"] == (2, 3, 4, 5, 6)
 
 
 def test_bad_toml_file(tmp_path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
+from spark_gmm import GaussianMixtureModel
 from spark_gmm.cli import EXIT_BAD_INPUT, main
 from spark_gmm.errors import InvalidInputError
 from spark_gmm.etl.config import build_config
@@ -87,6 +88,28 @@ def test_fit_then_score(spark, tmp_path, mixture) -> None:
     np.testing.assert_array_equal(scored["prediction"].to_numpy(), frame["prediction"])
     np.testing.assert_array_equal(scored["is_outlier"].to_numpy(), frame["is_outlier"])
     assert (scored["model_id"] == report["model_id"]).all()
+
+
+def test_fit_job_chooses_k_and_the_covariance_type(spark, tmp_path, mixture) -> None:
+    x = mixture[0]
+    data = _write_parquet(tmp_path / "in.parquet", x)
+    config = _config(tmp_path, data, model={"k": {"min": 2, "max": 4},
+                                            "covariance_type": ["full", "spherical"],
+                                            "criterion": "bic"})
+    report = run_fit(spark, config)
+    selection = json.load(open(os.path.join(config.model.path, "diagnostics.json")))[
+        "model_selection"]
+    table = selection["table"]
+    assert [(r["k"], r["covarianceType"]) for r in table] == [
+        (k, t) for t in ("full", "spherical") for k in (2, 3, 4)]
+    best = min(table, key=lambda r: r["bic"])
+    assert selection["chosen"] == {"k": best["k"], "covarianceType": best["covarianceType"]}
+    assert (best["k"], best["covarianceType"]) == (3, "full")  # the generating mixture
+    assert report["bic"] == pytest.approx(best["bic"])
+    assert all(r["icl"] >= r["bic"] - 1e-9 for r in table)
+    saved = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
+    assert saved.getK() == 3 and saved.getCovarianceType() == "full"
+    assert report["rows_labelled"] == len(x)
 
 
 def test_invalid_row_policies(spark, tmp_path, mixture) -> None:

@@ -203,3 +203,37 @@ def test_only_the_far_components_take_the_exact_kernel(covariance_type: str,
     np.testing.assert_allclose(log_likelihood, exact_ll, rtol=0, atol=1e-9)
     np.testing.assert_allclose(resp, np.exp(exact_log_resp), atol=1e-9)
     np.testing.assert_array_equal(best, np.argmax(exact_log_resp, axis=1))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_entropy_of_the_responsibilities_matches_scipy_on_every_path(covariance_type: str
+                                                                     ) -> None:
+    from scipy.special import logsumexp
+
+    def reference(params: GaussianParameters, x: np.ndarray, w: np.ndarray) -> float:
+        log_joint = np.column_stack([
+            np.log(params.weights[k]) + multivariate_normal(
+                params.means[k], _dense_covariance(params, k)).logpdf(x)
+            for k in range(params.n_components)])
+        log_resp = log_joint - logsumexp(log_joint, axis=1, keepdims=True)
+        return float(w @ -(np.exp(log_resp) * log_resp).sum(axis=1))
+
+    rng = np.random.default_rng(21)
+    packed_params = _random_params(covariance_type, k=3, d=4, seed=4)
+    x = rng.normal(size=(3000, 4)) * 3
+    split_params, split_x = _near_and_far(covariance_type)
+    for params, rows in ((packed_params, x), (split_params, split_x)):
+        w = rng.uniform(0.0, 2.0, size=len(rows))
+        expected = reference(params, rows, w)
+        [ours] = block_statistics(rows, w, [params], count_assignments=True)
+        exact = _exact_block_statistics(rows, w, params, None, False, True)
+        assert ours.entropy == pytest.approx(expected, rel=1e-8)
+        assert exact.entropy == pytest.approx(expected, rel=1e-8)
+        # Split into parts and merged: the same total; EM passes leave it out.
+        halves = [block_statistics(rows[s], w[s], [params], count_assignments=True)[0]
+                  for s in (slice(0, 1000), slice(1000, None))]
+        assert halves[0].merge(halves[1]).entropy == pytest.approx(expected, rel=1e-8)
+        assert block_statistics(rows, w, [params])[0].entropy is None
+    [hard] = block_statistics(x, None, [packed_params], hard_assignment=True,
+                              count_assignments=True)
+    assert hard.entropy == 0.0

@@ -15,6 +15,7 @@ from typing import Any, get_origin, get_type_hints
 from ..errors import ConfigError
 from ..kernels import COVARIANCE_TYPES
 from ..ml.params import INIT_MODES
+from ..ml.selection import CRITERIA
 
 INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
 INPUT_FORMATS = ("parquet", "csv", "table")
@@ -38,8 +39,10 @@ class InputConfig:
 class ModelConfig:
     """Estimator parameters (snake_case here, camelCase on the Spark API)."""
 
-    k: int = 2
-    covariance_type: str = "full"
+    # One value, or several to choose from by ``criterion`` (k also as {min, max}).
+    k: int | tuple[int, ...] = 2
+    covariance_type: str | tuple[str, ...] = "full"
+    criterion: str = "bic"
     max_iter: int = 100
     tol: float = 1e-3
     reg_covar: float = 1e-6
@@ -48,6 +51,20 @@ class ModelConfig:
     seed: int = 20240531
     aggregation_depth: int = 2
     path: str = ""
+
+    @property
+    def k_values(self) -> tuple[int, ...]:
+        return self.k if isinstance(self.k, tuple) else (self.k,)
+
+    @property
+    def covariance_types(self) -> tuple[str, ...]:
+        return (self.covariance_type if isinstance(self.covariance_type, tuple)
+                else (self.covariance_type,))
+
+    @property
+    def selects(self) -> bool:
+        """Whether the job fits several (k, covariance type) pairs and keeps the best."""
+        return len(self.k_values) * len(self.covariance_types) > 1
 
 
 @dataclass(frozen=True)
@@ -98,7 +115,34 @@ class JobConfig:
         return dataclasses.asdict(self)
 
 
+def _k_values(value: Any) -> int | tuple[int, ...]:
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if integer(value):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(integer(v) for v in value):
+        return tuple(value)
+    if (isinstance(value, dict) and set(value) == {"min", "max"}
+            and all(integer(v) for v in value.values()) and value["min"] <= value["max"]):
+        return tuple(range(value["min"], value["max"] + 1))
+    raise ConfigError(f"model.k must be an integer, a list of integers or {{min = A, max = B}} "
+                      f"with A <= B; got {value!r}")
+
+
+def _names(key: str, value: Any) -> str | tuple[str, ...]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{key} must be a name or a list of names; got {value!r}")
+
+
 def _convert(key: str, value: Any, annotation: Any) -> Any:
+    if key == "model.k":
+        return _k_values(value)
+    if key == "model.covariance_type":
+        return _names(key, value)
     origin = get_origin(annotation)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -135,10 +179,12 @@ def _check(config: JobConfig) -> None:
             raise ConfigError(message)
 
     m, p, o, i = config.model, config.preprocess, config.output, config.input
-    require(m.k >= 1, f"model.k must be at least 1; got {m.k}")
-    require(m.covariance_type in COVARIANCE_TYPES,
-            f"model.covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
-            f"got {m.covariance_type!r}")
+    require(min(m.k_values) >= 1, f"model.k must be at least 1; got {m.k}")
+    require(all(t in COVARIANCE_TYPES for t in m.covariance_types),
+            f"model.covariance_type must be one of {', '.join(COVARIANCE_TYPES)} (or a list "
+            f"of them); got {m.covariance_type!r}")
+    require(m.criterion in CRITERIA,
+            f"model.criterion must be one of {', '.join(CRITERIA)}; got {m.criterion!r}")
     require(m.init_mode in INIT_MODES,
             f"model.init_mode must be one of {', '.join(INIT_MODES)}; got {m.init_mode!r}")
     require(m.max_iter >= 1, f"model.max_iter must be at least 1; got {m.max_iter}")

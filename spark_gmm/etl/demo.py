@@ -40,5 +40,5 @@ def crosstab(spark: SparkSession, labelled_path: str, k: int) -> list[tuple[str,
 def run_demo(spark: SparkSession, output_dir: str = "output/demo") -> dict[str, Any]:
     config = demo_config(output_dir)
     report = run_fit(spark, config)
-    report["crosstab"] = crosstab(spark, config.output.path, config.model.k)
+    report["crosstab"] = crosstab(spark, config.output.path, len(report["weights"]))
     return report

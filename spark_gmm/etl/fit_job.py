@@ -22,6 +22,7 @@ from ..errors import InvalidInputError
 from ..kernels import kernels_for
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
+from ..ml.selection import select_model
 from ..runtime.progress import phase
 from ..version import __version__
 from .config import JobConfig
@@ -58,15 +59,32 @@ def in_original_units(model: GaussianMixtureModel, schema: FeatureSchema) -> dic
     return {"means": (model.means * scale + mean).tolist(), "covariances": covariances.tolist()}
 
 
-def _estimator(config: JobConfig) -> GaussianMixture:
+def _estimator_params(config: JobConfig) -> dict[str, Any]:
+    # Everything but k and the covariance type, which a model selection varies.
     m = config.model
-    return GaussianMixture(
-        k=m.k, covarianceType=m.covariance_type, maxIter=m.max_iter, tol=m.tol,
-        regCovar=m.reg_covar, initMode=m.init_mode, nInit=m.n_init, seed=m.seed,
-        aggregationDepth=m.aggregation_depth, featuresCol=FEATURES,
-        weightCol=config.input.weight_column or None,
-        checkpointPath=config.checkpoint.path or None,
-    )
+    return dict(maxIter=m.max_iter, tol=m.tol, regCovar=m.reg_covar, initMode=m.init_mode,
+                nInit=m.n_init, seed=m.seed, aggregationDepth=m.aggregation_depth,
+                featuresCol=FEATURES, weightCol=config.input.weight_column or None)
+
+
+def _fitted(config: JobConfig, valid: DataFrame
+            ) -> tuple[GaussianMixtureModel, dict[str, Any] | None]:
+    m = config.model
+    if not m.selects:
+        return GaussianMixture(k=m.k_values[0], covarianceType=m.covariance_types[0],
+                               checkpointPath=config.checkpoint.path or None,
+                               **_estimator_params(config)).fit(valid), None
+    # Checkpoints belong to one fit; a selection runs many.
+    if config.checkpoint.path:
+        logger.warning("checkpoint.path is ignored when the job chooses among %d models",
+                       len(m.k_values) * len(m.covariance_types))
+    selection = select_model(valid, k=m.k_values, covarianceTypes=m.covariance_types,
+                             criterion=m.criterion, **_estimator_params(config))
+    table = selection.table.astype(object).where(selection.table.notna(), None)
+    return selection.best, {"criterion": m.criterion,
+                            "chosen": {"k": selection.best.getK(),
+                                       "covarianceType": selection.best.getCovarianceType()},
+                            "table": table.to_dict(orient="records")}
 
 
 def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts
@@ -81,24 +99,25 @@ def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts
 
 
 def _fit(config: JobConfig, prepared: DataFrame
-         ) -> tuple[GaussianMixtureModel, float | None]:
-    """The fitted model and, with ``output.outlier_quantile``, the training log-density
-    below which a row is an outlier."""
+         ) -> tuple[GaussianMixtureModel, float | None, dict[str, Any] | None]:
+    """The fitted model (the best of a selection when the config lists several k or
+    covariance types), with ``output.outlier_quantile`` the training log-density below which
+    a row is an outlier, and the selection's table (None for one fit)."""
     valid = valid_rows(prepared).persist()
     try:
-        model = _estimator(config).fit(valid)
+        model, selection = _fitted(config, valid)
         threshold = None
         if config.output.outlier_quantile > 0:
             threshold = float(scoring_model(model).transform(valid).approxQuantile(
                 LOG_LIKELIHOOD, [config.output.outlier_quantile], 1e-4)[0])
     finally:
         valid.unpersist()
-    return model, threshold
+    return model, threshold, selection
 
 
 def _report(config: JobConfig, model: GaussianMixtureModel, model_id: str,
             schema: FeatureSchema, threshold: float | None, counts: RowCounts,
-            rows: dict[str, int]) -> dict[str, Any]:
+            rows: dict[str, int], selection: dict[str, Any] | None) -> dict[str, Any]:
     summary = model.summary
     return {
         "spark_gmm_version": __version__, "model_id": model_id, "config": config.to_dict(),
@@ -107,7 +126,8 @@ def _report(config: JobConfig, model: GaussianMixtureModel, model_id: str,
         "log_likelihood_history": summary.logLikelihoodHistory,
         "seconds_per_iteration": summary.iterationSeconds, "num_iter": summary.numIter,
         "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
-        "bic": summary.bic, "aic": summary.aic, "weights": model.weights.tolist(),
+        "bic": summary.bic, "aic": summary.aic, "icl": summary.icl,
+        "model_selection": selection, "weights": model.weights.tolist(),
         "em_passes": {"resident_tasks": summary.residentPasses,
                       "spark_jobs": summary.jobPasses},
         "fit_seconds_per_phase": summary.phaseSeconds,
@@ -149,13 +169,13 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
         prepared, input_columns, counts = prepare_rows(spark, config)
     with phase("standardising" if config.preprocess.standardize else "fitting", logger):
         prepared, schema = _standardised(config, prepared, counts)
-        model, threshold = _fit(config, prepared)
+        model, threshold, selection = _fit(config, prepared)
     model_id = config.output.model_id or model_id_of(model)
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
         labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
                          model_id, threshold)
         rows = write_outputs(spark, config, prepared, labelled, counts)
-    report = _report(config, model, model_id, schema, threshold, counts, rows)
+    report = _report(config, model, model_id, schema, threshold, counts, rows, selection)
     with phase(f"writing the model artifact {config.model.path}", logger):
         _publish_artifact(spark, config.model.path, model, model_id, schema, threshold,
                           report)

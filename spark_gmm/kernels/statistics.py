@@ -40,6 +40,9 @@ class SufficientStatistics:
     assigned : ndarray of shape (K,) or None
         Rows whose argmax responsibility is k; None when the pass did not count them
         (EM iterations do not need them, and finding each row's argmax costs ~15 %).
+    entropy : float or None
+        Σ w H(γ_n), H(γ_n) = −Σ_k γ_nk log γ_nk: how soft the assignments are (ICL adds
+        twice it to BIC). Taken with ``assigned``, None otherwise.
     """
 
     shift: FloatArray
@@ -50,6 +53,7 @@ class SufficientStatistics:
     weight_sum: float
     row_count: int
     assigned: np.ndarray | None
+    entropy: float | None = None
 
     @classmethod
     def zeros(cls, params: GaussianParameters, count_assignments: bool = False
@@ -67,6 +71,7 @@ class SufficientStatistics:
             weight_sum=0.0,
             row_count=0,
             assigned=np.zeros(n_components, dtype=np.int64) if count_assignments else None,
+            entropy=0.0 if count_assignments else None,
         )
 
     def merge(self, other: SufficientStatistics) -> SufficientStatistics:
@@ -85,6 +90,8 @@ class SufficientStatistics:
             weight_sum=self.weight_sum + other.weight_sum,
             row_count=self.row_count + other.row_count,
             assigned=None if self.assigned is None else self.assigned + other.assigned,
+            entropy=None if self.entropy is None or other.entropy is None
+            else self.entropy + other.entropy,
         )
 
     @property
@@ -107,6 +114,14 @@ def chunk_rows(n_components: int, n_features: int) -> int:
     return rows_per_chunk(n_components * n_features, _MAX_CHUNK_ROWS)
 
 
+def row_entropy(resp: FloatArray, axis: int) -> FloatArray:
+    """−Σ γ log γ of each row of responsibilities along ``axis`` (0 log 0 = 0)."""
+    logs = np.zeros_like(resp)
+    np.log(resp, out=logs, where=resp > 0)
+    logs *= resp
+    return -logs.sum(axis=axis)
+
+
 def _statistics_from_responsibilities(
     x: FloatArray,
     weights: FloatArray | None,
@@ -121,6 +136,7 @@ def _statistics_from_responsibilities(
     first, second = kernels_for(covariance_type).moments(x, weighted_resp, shift)
     assigned = (np.bincount(np.argmax(resp, axis=1), minlength=shift.shape[0]).astype(np.int64)
                 if count_assignments else None)
+    entropy = float(row_weights @ row_entropy(resp, axis=1)) if count_assignments else None
     return SufficientStatistics(
         shift=shift,
         resp_sum=weighted_resp.sum(axis=0),
@@ -130,6 +146,7 @@ def _statistics_from_responsibilities(
         weight_sum=float(row_weights.sum()),
         row_count=int(x.shape[0]),
         assigned=assigned,
+        entropy=entropy,
     )
 
 
@@ -202,6 +219,7 @@ def _packed_block_statistics(
     log_likelihoods = [0.0] * len(models)
     assigned = [np.zeros(m.n_components, dtype=np.int64) if count_assignments else None
                 for m in models]
+    entropies = [0.0 if count_assignments else None for _ in models]
     for rows, phi, centred in split_chunks(x, splits, center):
         chunk_weights = None if weights is None else weights[rows]
         for index, split in enumerate(splits):
@@ -215,6 +233,9 @@ def _packed_block_statistics(
                     phi, centred, find_best=count_assignments)
                 if best is not None:
                     assigned[index] += np.bincount(best, minlength=resp.shape[0])
+                    row_entropies = row_entropy(resp, axis=0)
+                    entropies[index] += float(row_entropies.sum() if chunk_weights is None
+                                              else chunk_weights @ row_entropies)
             if chunk_weights is None:
                 log_likelihoods[index] += float(row_log_likelihood.sum())
             else:
@@ -225,8 +246,8 @@ def _packed_block_statistics(
                 far_totals[index].add(*split.far_moments(centred, resp))
     weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
     totals = []
-    for split, model_sums, far, log_likelihood, counts in zip(
-        splits, sums, far_totals, log_likelihoods, assigned
+    for split, model_sums, far, log_likelihood, counts, entropy in zip(
+        splits, sums, far_totals, log_likelihoods, assigned, entropies
     ):
         model = split.params
         resp_sum = np.empty(model.n_components)
@@ -239,7 +260,7 @@ def _packed_block_statistics(
         totals.append(SufficientStatistics(
             shift=model.means, resp_sum=resp_sum, first=first, second=second,
             log_likelihood=log_likelihood, weight_sum=weight_sum,
-            row_count=int(x.shape[0]), assigned=counts,
+            row_count=int(x.shape[0]), assigned=counts, entropy=entropy,
         ))
     return totals
 

@@ -15,9 +15,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..kernels import GaussianParameters, kernels_for, score_rows
+from ..kernels.generate import sample_mixture
 from ..runtime.ingest import features_array
 from .params import GaussianMixtureParams
 from .persistence import load_model_parts, save_model
+from .sampling import sample_data_frame
 from .scoring import SCORE_TYPE, score_features
 from .summary import GaussianMixtureSummary
 
@@ -127,6 +129,33 @@ class GaussianMixtureModel(
     def predictProbability(self, value: Vector | Sequence[float] | np.ndarray) -> DenseVector:
         """Responsibilities (summing to 1) of every component for one feature vector."""
         return Vectors.dense(score_rows(self._row(value), self.parameters)[1][0])
+
+    def sample(self, n: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` rows from the mixture on the driver, as scikit-learn's ``sample``.
+
+        Returns
+        -------
+        x : ndarray of shape (n, D)
+            Grouped by component, in component order.
+        labels : ndarray of shape (n,)
+            The component each row was drawn from.
+        """
+        return sample_mixture(self.parameters, n, np.random.default_rng(seed))
+
+    def sampleDataFrame(self, spark: SparkSession, n: int, seed: int | None = None,
+                        numPartitions: int | None = None) -> DataFrame:
+        """Draw ``n`` rows on the executors: a DataFrame with ``features`` (vector) and
+        ``label`` (the component drawn from), in ``numPartitions`` partitions (default:
+        the session's default parallelism).
+
+        Each partition's generator is seeded by ``(seed, partition index)``, so the rows
+        depend on ``seed``, ``n`` and ``numPartitions`` only, not on the cluster. Without a
+        seed one is drawn from the operating system's entropy.
+        """
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        partitions = numPartitions or spark.sparkContext.defaultParallelism
+        return sample_data_frame(spark, self.parameters, n, seed, partitions)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         from pyspark.sql.functions import arrow_udf

@@ -36,6 +36,9 @@ class GaussianMixtureSummary:
         ``em`` (iterations and the final statistics pass).
     storedBytes : int
         Bytes of row blocks the fit kept on the executors' local disks while it ran.
+    entropy : float or None
+        Σ_n w_n (−Σ_k γ_nk log γ_nk) of the final model on the training rows (for ICL);
+        None for models saved before it was recorded.
     """
 
     logLikelihood: float
@@ -51,6 +54,7 @@ class GaussianMixtureSummary:
     jobPasses: int = 0
     phaseSeconds: dict[str, float] = field(default_factory=dict)
     storedBytes: int = 0
+    entropy: float | None = None
 
     @classmethod
     def from_fit(cls, result: FitResult) -> GaussianMixtureSummary:
@@ -69,6 +73,7 @@ class GaussianMixtureSummary:
             jobPasses=result.job_passes,
             phaseSeconds=dict(result.phase_seconds),
             storedBytes=result.stored_bytes,
+            entropy=final.entropy,
         )
 
     @property
@@ -89,6 +94,12 @@ class GaussianMixtureSummary:
         """Akaike information criterion, -2 log L + 2 p (lower is better)."""
         return -2.0 * self.logLikelihood + 2.0 * self.numParameters
 
+    @property
+    def icl(self) -> float | None:
+        """Integrated completed likelihood, BIC + 2 × the responsibilities' entropy (lower
+        is better; Biernacki et al. 2000): BIC that also penalises overlapping components."""
+        return None if self.entropy is None else self.bic + 2.0 * self.entropy
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "logLikelihood": self.logLikelihood,
@@ -104,4 +115,5 @@ class GaussianMixtureSummary:
             "jobPasses": self.jobPasses,
             "phaseSeconds": self.phaseSeconds,
             "storedBytes": self.storedBytes,
+            "entropy": self.entropy,
         }

@@ -1,0 +1,139 @@
+"""Choosing K and the covariance type: fit every pair, tabulate BIC, AIC and ICL, keep the
+best (lower is better for all three, as scikit-learn defines BIC and AIC)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from ..errors import CovarianceError, InvalidInputError
+from ..kernels import COVARIANCE_TYPES
+from .estimator import GaussianMixture
+from .model import GaussianMixtureModel
+
+logger = logging.getLogger(__name__)
+
+CRITERIA = ("bic", "aic", "icl")
+TABLE_COLUMNS = ["k", "covarianceType", "logLikelihood", "bic", "aic", "icl", "numIter",
+                 "converged", "seconds", "error"]
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """What :func:`select_model` found.
+
+    Attributes
+    ----------
+    best : GaussianMixtureModel
+        The fit with the lowest ``criterion``.
+    table : pandas.DataFrame
+        One row per (k, covarianceType), in the order fitted: :data:`TABLE_COLUMNS`.
+        ``logLikelihood`` is the total over the rows; ``error`` says why a fit failed (its
+        criteria are then NaN), empty otherwise.
+    criterion : str
+    models : dict
+        Every successful fit by (k, covarianceType).
+    """
+
+    best: GaussianMixtureModel
+    table: pd.DataFrame
+    criterion: str
+    models: dict[tuple[int, str], GaussianMixtureModel]
+
+
+def _grid(k: int | Iterable[int], covariance_types: str | Iterable[str]
+          ) -> tuple[list[int], list[str]]:
+    ks = [k] if isinstance(k, int) else [int(v) for v in k]
+    types = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
+    if not ks or min(ks) < 1:
+        raise InvalidInputError(f"k must hold at least one value, all ≥ 1; got {ks}")
+    unknown = [t for t in types if t not in COVARIANCE_TYPES]
+    if not types or unknown:
+        raise InvalidInputError(f"covarianceTypes must be some of {', '.join(COVARIANCE_TYPES)}; "
+                                f"got {types}")
+    return list(dict.fromkeys(ks)), list(dict.fromkeys(types))
+
+
+def select_model(dataset: DataFrame, k: int | Iterable[int] = range(1, 11),
+                 covarianceTypes: str | Iterable[str] = COVARIANCE_TYPES,
+                 criterion: str = "bic", **estimator_params: Any) -> ModelSelection:
+    """Fit a mixture for every (k, covariance type) and keep the best by ``criterion``.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        Persisted here for the duration when it is not already.
+    k : int or iterable of int
+    covarianceTypes : str or iterable of str
+    criterion : {"bic", "aic", "icl"}
+        BIC = −2 log L + p log N, AIC = −2 log L + 2p (p free parameters, scikit-learn's
+        counts), ICL = BIC + 2 Σ_n w_n H(γ_n), which also penalises overlapping components.
+    **estimator_params
+        Any other :class:`GaussianMixture` param (featuresCol, maxIter, tol, seed, ...).
+
+    Returns
+    -------
+    ModelSelection
+
+    Raises
+    ------
+    InvalidInputError
+        Bad grid or criterion, or bad input (as :meth:`GaussianMixture.fit`).
+    CovarianceError
+        Every fit failed.
+    """
+    if criterion not in CRITERIA:
+        raise InvalidInputError(f"criterion must be one of {', '.join(CRITERIA)}; "
+                                f"got {criterion!r}")
+    ks, types = _grid(k, covarianceTypes)
+    estimator = GaussianMixture(**estimator_params)
+    persist_here = not dataset.storageLevel.useMemory and not dataset.storageLevel.useDisk
+    if persist_here:
+        dataset = dataset.persist(StorageLevel.MEMORY_AND_DISK)
+    rows: list[dict[str, Any]] = []
+    models: dict[tuple[int, str], GaussianMixtureModel] = {}
+    try:
+        for covariance_type in types:
+            for components in ks:
+                rows.append(_fit_one(estimator, dataset, components, covariance_type,
+                                     models))
+    finally:
+        if persist_here:
+            dataset.unpersist()
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if not models:
+        raise CovarianceError("every fit failed: " + "; ".join(table["error"]))
+    best_row = table.loc[table[criterion].idxmin()]
+    best = models[(int(best_row["k"]), str(best_row["covarianceType"]))]
+    logger.info("model selection by %s: k=%d, covarianceType=%s (%s %.6g)", criterion,
+                best_row["k"], best_row["covarianceType"], criterion, best_row[criterion])
+    return ModelSelection(best, table, criterion, models)
+
+
+def _fit_one(estimator: GaussianMixture, dataset: DataFrame, k: int, covariance_type: str,
+             models: dict[tuple[int, str], GaussianMixtureModel]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        model = estimator.copy({estimator.k: k,
+                                estimator.covarianceType: covariance_type}).fit(dataset)
+    except CovarianceError as failure:  # this pair only: its criteria stay NaN
+        logger.warning("k=%d, covarianceType=%s failed: %s", k, covariance_type, failure)
+        return {"k": k, "covarianceType": covariance_type, "logLikelihood": math.nan,
+                "bic": math.nan, "aic": math.nan, "icl": math.nan, "numIter": 0,
+                "converged": False, "seconds": time.perf_counter() - started,
+                "error": str(failure)}
+    summary = model.summary
+    models[(k, covariance_type)] = model
+    return {"k": k, "covarianceType": covariance_type, "logLikelihood": summary.logLikelihood,
+            "bic": summary.bic, "aic": summary.aic,
+            "icl": math.nan if summary.icl is None else summary.icl,
+            "numIter": summary.numIter, "converged": summary.converged,
+            "seconds": time.perf_counter() - started, "error": ""}

@@ -1,6 +1,7 @@
 """The ``spark-gmm`` command line: thin wrappers that print results and map errors to codes.
 
-Exit codes: 0 success; 2 bad configuration or bad input; 1 any other failure.
+Exit codes: 0 success; 2 bad configuration or bad input; 3 drift (``drift``, or ``score``
+with ``drift.enabled``): a threshold was exceeded; 1 any other failure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DRIFT = 0, 1, 2, 3
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -66,7 +67,34 @@ def run_job_command(args: argparse.Namespace) -> int:
 
         report = run_score(spark, config)
         print(json.dumps(report, indent=2))
+        if report.get("drift", {}).get("drifted"):
+            return EXIT_DRIFT
     return EXIT_OK
+
+
+def run_drift_command(args: argparse.Namespace) -> int:
+    from .etl.drift import drift_config, run_drift
+
+    if args.config:
+        from .etl.config import load_config
+
+        overrides = list(args.set or [])
+        overrides += [f"model.path={args.model}"] if args.model else []
+        overrides += [f"input.path={args.input}"] if args.input else []
+        config = load_config(args.config, overrides)
+        spark = _session(config, args.master)
+    else:
+        if not (args.model and args.input):
+            from .errors import ConfigError
+
+            raise ConfigError("spark-gmm drift needs --model and --input, or --config")
+        from .etl.session import build_session
+
+        spark = build_session("spark-gmm-drift", args.master)
+        config = drift_config(spark, args.model, args.input, args.format, list(args.set or []))
+    report = run_drift(spark, config)
+    print(json.dumps(report, indent=2))
+    return EXIT_DRIFT if report["drifted"] else EXIT_OK
 
 
 def run_package_command(args: argparse.Namespace) -> int:
@@ -120,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a config value (repeatable)")
         job.add_argument("--master", default=None, help="Spark master (default: config)")
         job.set_defaults(handler=run_job_command)
+    drift = commands.add_parser("drift", help="check new rows against a model artifact "
+                                "(exit 3 when a drift threshold is exceeded)")
+    drift.add_argument("--model", default="", help="model artifact directory (fit job)")
+    drift.add_argument("--input", default="", help="Parquet/CSV rows to check")
+    drift.add_argument("--format", default="parquet", choices=("parquet", "csv"))
+    drift.add_argument("--config", default="", help="TOML config ([input], [drift], ...)")
+    drift.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a config value, e.g. drift.max_psi=0.1 (repeatable)")
+    drift.add_argument("--master", default=None, help="Spark master (default: local[*])")
+    drift.set_defaults(handler=run_drift_command)
     bench = commands.add_parser("bench", help="benchmark against MLlib and scikit-learn")
     for flag, default in (("--n", 100_000), ("--d", 10), ("--k", 8), ("--partitions", 2),
                           ("--iterations", 10), ("--seed", 0), ("--rounds", 3),

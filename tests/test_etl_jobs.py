@@ -112,6 +112,36 @@ def test_fit_job_chooses_k_and_the_covariance_type(spark, tmp_path, mixture) -> 
     assert report["rows_labelled"] == len(x)
 
 
+def test_warm_start_continues_the_previous_model(spark, tmp_path) -> None:
+    # Two samples of one distribution: yesterday's model starts today's fit, in its units.
+    rows, *_ = make_mixture(n=8000, seed=47)
+    x, fresh = rows[:4000], rows[4000:]  # two independent draws of the same mixture
+    model_settings = {"tol": 1e-6, "max_iter": 200, "init_mode": "random"}
+    yesterday = _config(tmp_path / "a", _write_parquet(tmp_path / "a.parquet", x),
+                        model=model_settings, preprocess={"standardize": True})
+    run_fit(spark, yesterday)
+    today_data = _write_parquet(tmp_path / "b.parquet", fresh)
+    cold = run_fit(spark, _config(tmp_path / "cold", today_data, model=model_settings,
+                                  preprocess={"standardize": True}))
+    warm = run_fit(spark, _config(tmp_path / "warm", today_data, preprocess={
+        "standardize": True}, model={**model_settings, "warm_start": yesterday.model.path}))
+    assert warm["num_iter"] < cold["num_iter"]
+    assert warm["log_likelihood"] == pytest.approx(cold["log_likelihood"], rel=1e-3)
+    # the warm fit kept yesterday's standardisation, so the two models share units
+    assert warm["feature_schema"]["standardize_mean"] == json.load(open(os.path.join(
+        yesterday.model.path, "features.json")))["standardize_mean"]
+    with pytest.raises(InvalidInputError, match=r"fitted with standardisation but "
+                                                r"preprocess\.standardize = false"):
+        run_fit(spark, _config(tmp_path / "c", today_data,
+                               model={"warm_start": yesterday.model.path}))
+    with pytest.raises(InvalidInputError, match=r"has k=3 .* the config has k=4"):
+        run_fit(spark, _config(tmp_path / "d", today_data, preprocess={"standardize": True},
+                               model={"k": 4, "warm_start": yesterday.model.path}))
+    with pytest.raises(InvalidInputError, match="cannot read a model artifact"):
+        run_fit(spark, _config(tmp_path / "e", today_data,
+                               model={"warm_start": str(tmp_path / "nothing")}))
+
+
 def test_invalid_row_policies(spark, tmp_path, mixture) -> None:
     x = mixture[0][:400]
     bad = {3: float("nan"), 10: float("inf"), 11: -float("inf")}

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..runtime.resident import resident_tasks_setting
 from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
+from .scoring import scoring_rounds
 
 logger = logging.getLogger(__name__)
 
@@ -289,28 +289,6 @@ def _sklearn(x: np.ndarray, spec: BenchmarkSpec, init: GaussianParameters) -> di
             "mean_log_likelihood": final, "last_iteration_log_likelihood": log_likelihood}
 
 
-def _scoring(spark: SparkSession, df: DataFrame, ours: GaussianMixtureModel, mllib: Any,
-             work_dir: str) -> dict[str, float]:
-    from pyspark.ml.feature import VectorAssembler
-
-    vectors = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
-    writers: dict[str, Callable[[], DataFrame]] = {
-        # What any scorer pays before it scores: reading, assembling and writing the rows.
-        "write_only": lambda: vectors,
-        "ours": lambda: ours.transform(vectors),
-    }
-    if mllib is not None:
-        writers["mllib"] = lambda: mllib.transform(vectors)
-    samples: dict[str, list[float]] = {name: [] for name in writers}
-    # Parquet writes are the noisiest thing we time: interleave three rounds, keep medians.
-    for _ in range(3):
-        for name, frame in writers.items():
-            writer = frame().write.mode("overwrite")
-            target = os.path.join(work_dir, f"scored_{name}")
-            samples[name].append(_timed(partial(writer.parquet, target))[0])
-    return {f"{name}_seconds": statistics.median(times) for name, times in samples.items()}
-
-
 def _warm_up(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec,
              init: GaussianMixtureModel) -> float:
     # The first Spark jobs of a JVM run interpreted and start the Python workers: several
@@ -321,7 +299,7 @@ def _warm_up(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec,
     started = time.perf_counter()
     _, ours = _ours(sample, small, init)
     mllib = _mllib(sample, small)["_model"] if spec.run_mllib else None
-    _scoring(spark, sample, ours, mllib, os.path.join(spec.work_dir, "warm_up"))
+    scoring_rounds(sample, ours, mllib, os.path.join(spec.work_dir, "warm_up"))
     return time.perf_counter() - started
 
 
@@ -370,7 +348,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
             df, spec, spec.init_quality_seeds, x)
     results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
     if spec.run_scoring:
-        results["scoring"] = _scoring(spark, df, ours_model, mllib_model, spec.work_dir)
+        results["scoring"] = scoring_rounds(df, ours_model, mllib_model, spec.work_dir)
     ours = results["ours"]["seconds_per_iteration"]
     ratios = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
     for peer in ("mllib", "sklearn"):

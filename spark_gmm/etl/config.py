@@ -51,6 +51,8 @@ class ModelConfig:
     seed: int = 20240531
     aggregation_depth: int = 2
     path: str = ""
+    # A previous model artifact to start EM from (same features, standardisation, k, type).
+    warm_start: str = ""
 
     @property
     def k_values(self) -> tuple[int, ...]:
@@ -94,6 +96,18 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    """Thresholds of the drift checks (:mod:`spark_gmm.etl.drift`), and what the fit job
+    records for them."""
+
+    enabled: bool = False                 # the score job checks its rows after labelling
+    max_log_likelihood_drop: float = 1.0  # in standard deviations of the training rows'
+    max_psi: float = 0.2                  # population stability of the component shares
+    low_quantile: float = 0.01            # (fit job) training log-density quantile kept
+    max_low_share: float = 0.05           # share of new rows below it
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     """Session settings for jobs run without spark-submit (spark-submit's win otherwise)."""
 
@@ -109,6 +123,7 @@ class JobConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +198,14 @@ def _check(config: JobConfig) -> None:
     require(all(t in COVARIANCE_TYPES for t in m.covariance_types),
             f"model.covariance_type must be one of {', '.join(COVARIANCE_TYPES)} (or a list "
             f"of them); got {m.covariance_type!r}")
+    require(not (m.warm_start and m.selects),
+            "model.warm_start continues one model; it cannot be combined with several "
+            "model.k or model.covariance_type values")
+    d = config.drift
+    require(0.0 < d.low_quantile < 0.5, f"drift.low_quantile must be in (0, 0.5); got "
+            f"{d.low_quantile}")
+    require(min(d.max_log_likelihood_drop, d.max_psi, d.max_low_share) > 0,
+            "drift thresholds (max_log_likelihood_drop, max_psi, max_low_share) must be > 0")
     require(m.criterion in CRITERIA,
             f"model.criterion must be one of {', '.join(CRITERIA)}; got {m.criterion!r}")
     require(m.init_mode in INIT_MODES,

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,9 @@ from ..ml.model import GaussianMixtureModel
 from ..ml.selection import select_model
 from ..runtime.progress import phase
 from ..version import __version__
+from .artifact import read_warm_start
 from .config import JobConfig
+from .drift import training_log_likelihood
 from .io import atomic_publish, write_json
 from .prepare import FEATURES, FeatureSchema, RowCounts, apply_standardisation, standardisation
 from .rows import (
@@ -67,13 +70,16 @@ def _estimator_params(config: JobConfig) -> dict[str, Any]:
                 featuresCol=FEATURES, weightCol=config.input.weight_column or None)
 
 
-def _fitted(config: JobConfig, valid: DataFrame
+def _fitted(config: JobConfig, valid: DataFrame, previous: GaussianMixtureModel | None
             ) -> tuple[GaussianMixtureModel, dict[str, Any] | None]:
     m = config.model
     if not m.selects:
-        return GaussianMixture(k=m.k_values[0], covarianceType=m.covariance_types[0],
-                               checkpointPath=config.checkpoint.path or None,
-                               **_estimator_params(config)).fit(valid), None
+        estimator = GaussianMixture(k=m.k_values[0], covarianceType=m.covariance_types[0],
+                                    checkpointPath=config.checkpoint.path or None,
+                                    **_estimator_params(config))
+        if previous is not None:
+            estimator.setInitialModel(previous)
+        return estimator.fit(valid), None
     # Checkpoints belong to one fit; a selection runs many.
     if config.checkpoint.path:
         logger.warning("checkpoint.path is ignored when the job chooses among %d models",
@@ -87,47 +93,61 @@ def _fitted(config: JobConfig, valid: DataFrame
                             "table": table.to_dict(orient="records")}
 
 
-def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts
-                  ) -> tuple[DataFrame, FeatureSchema]:
+def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts,
+                  previous: FeatureSchema | None) -> tuple[DataFrame, FeatureSchema]:
     mean: tuple[float, ...] = ()
     scale: tuple[float, ...] = ()
     if config.preprocess.standardize:
-        mean, scale = standardisation(valid_rows(prepared))
+        # A warm start keeps the previous model's units, so that its parameters still apply.
+        mean, scale = ((previous.mean, previous.scale) if previous is not None
+                       else standardisation(valid_rows(prepared)))
         prepared = apply_standardisation(prepared, mean, scale)
     return prepared, FeatureSchema(config.input.features, config.input.features_column,
                                    counts.n_features, mean, scale)
 
 
-def _fit(config: JobConfig, prepared: DataFrame
-         ) -> tuple[GaussianMixtureModel, float | None, dict[str, Any] | None]:
-    """The fitted model (the best of a selection when the config lists several k or
-    covariance types), with ``output.outlier_quantile`` the training log-density below which
-    a row is an outlier, and the selection's table (None for one fit)."""
+@dataclass(frozen=True)
+class _Fitted:
+    model: GaussianMixtureModel  # the best of a selection when the config lists several
+    threshold: float | None  # with output.outlier_quantile: the outliers' log-density
+    selection: dict[str, Any] | None  # the selection's table, None for one fit
+    training: dict[str, float]  # the training rows' log-density, for the drift checks
+
+
+def _fit(config: JobConfig, prepared: DataFrame, previous: GaussianMixtureModel | None
+         ) -> _Fitted:
     valid = valid_rows(prepared).persist()
     try:
-        model, selection = _fitted(config, valid)
-        threshold = None
-        if config.output.outlier_quantile > 0:
-            threshold = float(scoring_model(model).transform(valid).approxQuantile(
-                LOG_LIKELIHOOD, [config.output.outlier_quantile], 1e-4)[0])
+        model, selection = _fitted(config, valid, previous)
+        scored = scoring_model(model).transform(valid).select(LOG_LIKELIHOOD).persist()
+        try:
+            training = training_log_likelihood(scored, config.drift.low_quantile)
+            threshold = None
+            if config.output.outlier_quantile > 0:
+                threshold = float(scored.approxQuantile(
+                    LOG_LIKELIHOOD, [config.output.outlier_quantile], 1e-4)[0])
+        finally:
+            scored.unpersist()
     finally:
         valid.unpersist()
-    return model, threshold, selection
+    return _Fitted(model, threshold, selection, training)
 
 
-def _report(config: JobConfig, model: GaussianMixtureModel, model_id: str,
-            schema: FeatureSchema, threshold: float | None, counts: RowCounts,
-            rows: dict[str, int], selection: dict[str, Any] | None) -> dict[str, Any]:
+def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSchema,
+            counts: RowCounts, rows: dict[str, int]) -> dict[str, Any]:
+    model = fitted.model
     summary = model.summary
     return {
         "spark_gmm_version": __version__, "model_id": model_id, "config": config.to_dict(),
-        "feature_schema": schema.to_dict(), "outlier_log_likelihood_threshold": threshold,
+        "feature_schema": schema.to_dict(),
+        "outlier_log_likelihood_threshold": fitted.threshold,
+        "training_log_likelihood": fitted.training,
         "log_likelihood": summary.logLikelihood,
         "log_likelihood_history": summary.logLikelihoodHistory,
         "seconds_per_iteration": summary.iterationSeconds, "num_iter": summary.numIter,
         "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
         "bic": summary.bic, "aic": summary.aic, "icl": summary.icl,
-        "model_selection": selection, "weights": model.weights.tolist(),
+        "model_selection": fitted.selection, "weights": model.weights.tolist(),
         "em_passes": {"resident_tasks": summary.residentPasses,
                       "spark_jobs": summary.jobPasses},
         "fit_seconds_per_phase": summary.phaseSeconds,
@@ -139,14 +159,14 @@ def _report(config: JobConfig, model: GaussianMixtureModel, model_id: str,
     }
 
 
-def _publish_artifact(spark: SparkSession, path: str, model: GaussianMixtureModel,
-                      model_id: str, schema: FeatureSchema, threshold: float | None,
-                      report: dict[str, Any]) -> None:
+def _publish_artifact(spark: SparkSession, path: str, fitted: _Fitted, model_id: str,
+                      schema: FeatureSchema, report: dict[str, Any]) -> None:
     def write(staging: str) -> None:
-        model.save(os.path.join(staging, "model"))
+        fitted.model.save(os.path.join(staging, "model"))
         write_json(spark, os.path.join(staging, "features.json"), {
             **schema.to_dict(), "model_id": model_id,
-            "outlier_log_likelihood_threshold": threshold})
+            "outlier_log_likelihood_threshold": fitted.threshold,
+            "training_log_likelihood": fitted.training})
         write_json(spark, os.path.join(staging, "diagnostics.json"), report)
 
     atomic_publish(spark, path, write)
@@ -160,25 +180,27 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     Raises
     ------
     InvalidInputError
-        Missing paths, invalid rows under ``error``, bad weights or parameters.
+        Missing paths, invalid rows under ``error``, bad weights or parameters, or a
+        ``model.warm_start`` artifact that does not match the config (naming what differs).
     """
     started = time.perf_counter()
     if not config.model.path or not config.output.path:
         raise InvalidInputError("model.path and output.path must be set for a fit job")
+    previous, previous_schema = (read_warm_start(spark, config) if config.model.warm_start
+                                 else (None, None))
     with phase(f"reading and checking {config.input.path or config.input.table}", logger):
         prepared, input_columns, counts = prepare_rows(spark, config)
     with phase("standardising" if config.preprocess.standardize else "fitting", logger):
-        prepared, schema = _standardised(config, prepared, counts)
-        model, threshold, selection = _fit(config, prepared)
-    model_id = config.output.model_id or model_id_of(model)
+        prepared, schema = _standardised(config, prepared, counts, previous_schema)
+        fitted = _fit(config, prepared, previous)
+    model_id = config.output.model_id or model_id_of(fitted.model)
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
-        labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
-                         model_id, threshold)
+        labelled = label(scoring_model(fitted.model), rows_to_label(config, prepared),
+                         input_columns, model_id, fitted.threshold)
         rows = write_outputs(spark, config, prepared, labelled, counts)
-    report = _report(config, model, model_id, schema, threshold, counts, rows, selection)
+    report = _report(config, fitted, model_id, schema, counts, rows)
     with phase(f"writing the model artifact {config.model.path}", logger):
-        _publish_artifact(spark, config.model.path, model, model_id, schema, threshold,
-                          report)
+        _publish_artifact(spark, config.model.path, fitted, model_id, schema, report)
     if config.checkpoint.path and os.path.exists(config.checkpoint.path):
         os.remove(config.checkpoint.path)  # the fit is complete; a rerun starts afresh
     report["seconds_total"] = time.perf_counter() - started

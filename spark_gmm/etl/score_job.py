@@ -11,35 +11,18 @@ from pyspark.sql import SparkSession
 from ..errors import InvalidInputError
 from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
+from .artifact import read_artifact_schema
 from .config import JobConfig
-from .io import read_json
-from .prepare import FeatureSchema, apply_standardisation
-from .rows import label, prepare_rows, rows_to_label, scoring_model, write_outputs
+from .drift import scored_drift
+from .prepare import apply_standardisation
+from .rows import label, prepare_rows, rows_to_label, scoring_model, valid_rows, write_outputs
 
 logger = logging.getLogger(__name__)
 
 
-def _artifact_schema(spark: SparkSession, config: JobConfig) -> tuple[dict[str, Any],
-                                                                        FeatureSchema]:
-    try:
-        artifact = read_json(spark, os.path.join(config.model.path, "features.json"))
-        schema = FeatureSchema.from_dict(artifact)
-    except Exception as error:
-        raise InvalidInputError(f"cannot read a model artifact at {config.model.path!r} "
-                                f"({type(error).__name__}); run the fit job first") from error
-    if (schema.columns, schema.vector_column) != (config.input.features,
-                                                  config.input.features_column):
-        raise InvalidInputError(
-            f"feature schema mismatch: the model was fitted on "
-            f"{list(schema.columns) or schema.vector_column!r} but the config names "
-            f"{list(config.input.features) or config.input.features_column!r}; score with "
-            "the same features, in the same order"
-        )
-    return artifact, schema
-
-
 def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
-    """Label new rows with a saved model artifact (``model.path``); returns the row counts.
+    """Label new rows with a saved model artifact (``model.path``); returns the row counts
+    and, with ``drift.enabled``, the drift checks (:mod:`spark_gmm.etl.drift`).
 
     Raises
     ------
@@ -48,7 +31,7 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     """
     if not config.model.path or not config.output.path:
         raise InvalidInputError("model.path and output.path must be set for a score job")
-    artifact, schema = _artifact_schema(spark, config)
+    artifact, schema = read_artifact_schema(spark, config.model.path, config, "score")
     model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
     with phase(f"reading and checking {config.input.path or config.input.table}", logger):
         prepared, input_columns, counts = prepare_rows(spark, config, schema.n_features)
@@ -60,5 +43,15 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
                      artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"))
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
         rows = write_outputs(spark, config, prepared, labelled, counts)
-    return {"model_id": artifact["model_id"], "invalid_rows": {
+    report = {"model_id": artifact["model_id"], "invalid_rows": {
         "total": counts.invalid, "by_reason": counts.by_reason}, **rows}
+    if config.drift.enabled:
+        training = artifact.get("training_log_likelihood")
+        if not training:
+            raise InvalidInputError(f"drift.enabled, but the artifact at {config.model.path!r}"
+                                    " has no training log-likelihood statistics (fitted by an "
+                                    "older version); refit it or disable drift")
+        with phase("checking the rows for drift", logger):
+            report["drift"] = scored_drift(model, valid_rows(prepared), training,
+                                           config.drift)
+    return report

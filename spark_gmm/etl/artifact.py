@@ -1,0 +1,70 @@
+"""Reading a model artifact back: its feature schema, checked against a job's config."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from ..errors import InvalidInputError
+from ..ml.model import GaussianMixtureModel
+from .config import JobConfig
+from .io import read_json
+from .prepare import FeatureSchema
+
+
+def read_artifact_schema(spark: SparkSession, path: str, config: JobConfig, purpose: str
+                         ) -> tuple[dict[str, Any], FeatureSchema]:
+    """``features.json`` of the artifact at ``path`` and its schema, after checking that
+    the config names the same features in the same order.
+
+    Raises
+    ------
+    InvalidInputError
+        No readable artifact there, or other features.
+    """
+    try:
+        artifact = read_json(spark, os.path.join(path, "features.json"))
+        schema = FeatureSchema.from_dict(artifact)
+    except Exception as error:
+        raise InvalidInputError(f"cannot read a model artifact at {path!r} "
+                                f"({type(error).__name__}); run the fit job first") from error
+    if (schema.columns, schema.vector_column) != (config.input.features,
+                                                  config.input.features_column):
+        raise InvalidInputError(
+            f"feature schema mismatch: the model at {path!r} was fitted on "
+            f"{list(schema.columns) or schema.vector_column!r} but the config names "
+            f"{list(config.input.features) or config.input.features_column!r}; {purpose} "
+            "with the same features, in the same order"
+        )
+    return artifact, schema
+
+
+def read_warm_start(spark: SparkSession, config: JobConfig
+                    ) -> tuple[GaussianMixtureModel, FeatureSchema]:
+    """The previous model that ``model.warm_start`` names, after checking that it can start
+    this fit: same features, same standardisation setting, same k and covariance type.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming what differs.
+    """
+    path = config.model.warm_start
+    _, schema = read_artifact_schema(spark, path, config, "warm-start")
+    standardised = bool(schema.mean)
+    if standardised != config.preprocess.standardize:
+        raise InvalidInputError(
+            f"the model at {path!r} was fitted {'with' if standardised else 'without'} "
+            f"standardisation but preprocess.standardize = "
+            f"{str(config.preprocess.standardize).lower()}; set it to "
+            f"{str(standardised).lower()} to warm-start from it")
+    previous = GaussianMixtureModel.load(os.path.join(path, "model"))
+    k, covariance_type = config.model.k_values[0], config.model.covariance_types[0]
+    if (previous.getK(), previous.getCovarianceType()) != (k, covariance_type):
+        raise InvalidInputError(
+            f"the model at {path!r} has k={previous.getK()} and covariance_type="
+            f"{previous.getCovarianceType()!r}; the config has k={k} and covariance_type="
+            f"{covariance_type!r}; set them to match to warm-start from it")
+    return previous, schema

@@ -115,6 +115,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
                          iterations=args.iterations, seed=args.seed, input_path=args.input,
                          work_dir=args.work_dir, run_mllib=not args.skip_mllib,
                          run_sklearn=not args.skip_sklearn, run_scoring=not args.skip_scoring,
+                         fit_multiple=args.fit_multiple,
                          warm_up=not args.no_warm_up,
                          rounds=args.rounds, init_quality_seeds=args.init_quality_seeds)
     missing = missing_optional_modules(spec)
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-scoring", action="store_true",
                        help="no transform + write rounds (they dominate at tens of millions "
                             "of rows)")
+    bench.add_argument("--fit-multiple", action="store_true",
+                       help="also time fitMultiple (6 and 20 models) against separate fits "
+                            "and MLlib")
     bench.add_argument("--no-warm-up", action="store_true",
                        help="time cold: the first system also pays JVM and worker start-up")
     bench.set_defaults(handler=run_bench_command)

@@ -47,6 +47,7 @@ from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..runtime.resident import resident_tasks_setting
 from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
+from .rows import all_rows, hard_start, streamed_mean
 from .scoring import scoring_rounds
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class BenchmarkSpec:
     run_mllib: bool = True
     run_sklearn: bool = True
     run_scoring: bool = True  # transform + write, three rounds per system: long at 50M rows
+    fit_multiple: bool = False  # fitMultiple in shared passes vs separate fits vs MLlib
     warm_up: bool = True
     probe_processes: bool = True  # CPU and memory readings of local processes (psutil)
     rounds: int = 3  # interleaved rounds of ours (both starts) and MLlib
@@ -251,7 +253,7 @@ def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
             "mean_log_likelihood": model.summary.logLikelihood / spec.n, "_model": model}
 
 
-def _recomputed_mean_log_likelihood(model: Any, x: np.ndarray) -> float:
+def _recomputed_mean_log_likelihood(model: Any, path: str, columns: list[str]) -> float:
     """Mean log-likelihood of MLlib's final model, scored by our log-space kernel.
 
     MLlib's summary reports the value of its last E-step (before the last M-step), and at
@@ -261,7 +263,7 @@ def _recomputed_mean_log_likelihood(model: Any, x: np.ndarray) -> float:
     params = GaussianParameters.from_covariances(
         np.asarray(model.weights), np.stack([r["mean"].toArray() for r in rows]),
         np.stack([r["cov"].toArray() for r in rows]), "full")
-    return float(np.mean(score_rows(x, params)[0]))
+    return streamed_mean(path, columns, lambda x: score_rows(x, params)[0])
 
 
 def _sklearn(x: np.ndarray, spec: BenchmarkSpec, init: GaussianParameters) -> dict[str, Any]:
@@ -310,13 +312,16 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
         generate(spec, path)
     # No cache: each system reads the Parquet files itself (one split per file).
     df = spark.read.parquet(path)
-    x = np.column_stack([pq.read_table(path).column(c).to_numpy() for c in df.columns])
     # The hard start: k random rows, each with the global sample covariance. Responsibilities
     # sharpen over the iterations (many underflow), so later iterations count too.
-    rng = np.random.default_rng(spec.seed)
-    start = x[rng.choice(len(x), spec.k, replace=False)]
-    cov = np.stack([np.atleast_2d(np.cov(x.T, bias=True))] * spec.k)
-    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start, cov)
+    n = df.count()
+    start, covariance, mean = hard_start(path, df.columns, n, spec.k, spec.seed)
+    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start,
+                                           np.stack([covariance] * spec.k))
+    # Every row in driver memory only for what needs them at once (scikit-learn, the
+    # k-means‖ quality check): a 50M × 10 run would otherwise hold 4 GB several times.
+    needs_rows = spec.run_sklearn or (spec.init_quality_seeds and spec.run_mllib)
+    x = all_rows(path, df.columns) if needs_rows else None
     results: dict[str, Any] = {"spec": spec.__dict__, "spark_version": spark.version}
     if spec.warm_up:
         results["warm_up_seconds"] = _warm_up(spark, df, spec, init)
@@ -330,7 +335,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
         results["mllib"] = _mllib(df, spec)
         mllib_model = results["mllib"].pop("_model")
         results["mllib"]["mean_log_likelihood_recomputed"] = _recomputed_mean_log_likelihood(
-            mllib_model, x)
+            mllib_model, path, df.columns)
     if spec.run_sklearn:
         results["sklearn"] = _sklearn(x, spec, init.parameters)
     cores = spark.sparkContext.defaultParallelism
@@ -341,7 +346,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
         last = rounds.pop("_last_model")
         results["rounds"] = rounds
         results["kernel_alone"] = kernel_alone(
-            path, df.columns, last, x.mean(axis=0),
+            path, df.columns, last, mean,
             min(cores, os.cpu_count() or cores, spec.partitions), spec.iterations)
     if spec.init_quality_seeds and spec.run_mllib:
         results["initialisation_quality"] = initialisation_quality(
@@ -349,6 +354,11 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
     if spec.run_scoring:
         results["scoring"] = scoring_rounds(df, ours_model, mllib_model, spec.work_dir)
+    if spec.fit_multiple:
+        from .multiple import fit_multiple_speedups
+
+        results["fit_multiple"] = fit_multiple_speedups(df, seed=spec.seed,
+                                                        mllib=spec.run_mllib)
     ours = results["ours"]["seconds_per_iteration"]
     ratios = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
     for peer in ("mllib", "sklearn"):

@@ -91,6 +91,14 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append("initialisation seconds, ours / MLlib KMeans: " + ", ".join(
             f"{a:.2f} / {b:.2f}" for a, b in zip(quality["ours_initialisation_seconds"],
                                                  quality["mllib_kmeans_seconds"])))
+    for name, entry in (results.get("fit_multiple") or {}).items():
+        line = (f"fitMultiple, {entry['models']} models ({name}): shared passes "
+                f"{entry['fit_multiple_seconds']:.1f} s, separate fits "
+                f"{entry['separate_fits_seconds']:.1f} s ({entry['separate_over_shared']:.1f}x)")
+        if "mllib_seconds" in entry:
+            line += (f", MLlib's {entry['models']} fits {entry['mllib_seconds']:.1f} s "
+                     f"({entry['mllib_over_shared']:.1f}x)")
+        lines.append(line)
     if "scoring" in results:
         lines.append("scoring (transform + Parquet write): " + ", ".join(
             f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in results["scoring"].items()))

@@ -28,7 +28,7 @@ from ..runtime.input_checks import InputCounts
 from ..runtime.progress import PhaseTiming, phase
 from ..runtime.statistics_pass import DistributedStatistics
 from .checkpoint import read_checkpoint, write_checkpoint
-from .em import EMRun, best_run, run_em
+from .em import EMRun, RunLimits, best_run, run_em
 from .initialization import InitialisationInput, from_initial_model, initial_mixtures
 
 logger = logging.getLogger(__name__)
@@ -195,3 +195,68 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
                      {"storing": storing.seconds, "initialisation": initialising.seconds,
                       "em": iterating.seconds},
                      8 * counts.n_rows * (counts.n_features + bool(settings.weight_col)))
+
+
+# Params in which the models of one shared fit may differ (everything else must match).
+SHARED_FIT_VARIES = ("k", "covariance_type", "reg_covar", "seed", "init_mode", "n_init",
+                     "max_iter", "tol")
+
+
+def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> list[FitResult]:
+    """Several fits of one dataset in shared passes: one storing pass, each fit's
+    initialisation on the stored rows, and every EM pass computing the statistics of all
+    runs still going. Each result equals :func:`fit_mixture`'s for its settings.
+
+    The settings may differ only in :data:`SHARED_FIT_VARIES`, and none may checkpoint.
+
+    Raises
+    ------
+    ValueError
+        Settings that differ elsewhere, or a checkpoint path.
+    InvalidInputError
+        As :func:`fit_mixture`.
+    """
+    first = all_settings[0]
+    fixed = {k: v for k, v in asdict(first).items() if k not in SHARED_FIT_VARIES}
+    for settings in all_settings:
+        others = {k: v for k, v in asdict(settings).items() if k not in SHARED_FIT_VARIES}
+        if others != fixed or settings.checkpoint_path:
+            raise ValueError("fits in shared passes may differ only in "
+                             f"{', '.join(SHARED_FIT_VARIES)} and may not checkpoint")
+    check_weight_column(dataset, first.weight_col)
+    store = store_blocks(dataset, features_array(dataset, first.features_col),
+                         first.weight_col)
+    try:
+        with phase("storing and checking the rows", logger) as storing:
+            counts, moments = _validated(store, max(all_settings, key=lambda s: s.k))
+        center = moments.mean
+        statistics = DistributedStatistics(store, center, first.depth)
+        components = sum(s.n_init * s.k for s in all_settings)
+        with statistics.resident(1, components):
+            starts: list[list[EMRun]] = []
+            initialisation_seconds = []
+            for settings in all_settings:
+                with phase(f"initialisation of k={settings.k}, {settings.covariance_type} "
+                           f"({settings.init_mode}, {settings.n_init} restart(s))",
+                           logger) as initialising:
+                    runs = _starts(settings, moments, center, statistics, counts.n_features,
+                                   None)
+                limits = RunLimits(settings.reg_covar, settings.max_iter, settings.tol)
+                for run in runs:
+                    run.limits = limits
+                starts.append(runs)
+                initialisation_seconds.append(initialising.seconds)
+            with phase(f"EM of {len(all_settings)} models in shared passes",
+                       logger) as iterating:
+                run_em([run for runs in starts for run in runs], statistics,
+                       first.reg_covar, first.max_iter, first.tol)
+                bests = [best_run(runs) for runs in starts]
+                finals = statistics([best.params for best in bests], count_assignments=True)
+    finally:
+        store.close()
+    stored_bytes = 8 * counts.n_rows * (counts.n_features + bool(first.weight_col))
+    return [FitResult(best, final, center, counts, statistics.resident_passes,
+                      statistics.job_passes,
+                      {"storing": storing.seconds, "initialisation": seconds,
+                       "em": iterating.seconds}, stored_bytes)
+            for best, final, seconds in zip(bests, finals, initialisation_seconds)]

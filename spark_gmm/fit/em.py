@@ -22,6 +22,16 @@ logger = logging.getLogger(__name__)
 StatisticsFunction = Callable[[Sequence[GaussianParameters]], list[SufficientStatistics]]
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """A run's own regularisation and stopping rule, when runs of one loop differ
+    (``fitMultiple`` over maps of different ``regCovar``, ``maxIter`` or ``tol``)."""
+
+    reg_covar: float
+    max_iter: int
+    tol: float
+
+
 @dataclass
 class EMRun:
     """State of one mixture being fitted.
@@ -41,6 +51,7 @@ class EMRun:
     iteration_seconds: list[float] = field(default_factory=list)
     converged: bool = False
     collapsed_events: int = 0
+    limits: RunLimits | None = None  # None: the loop's own
 
     @property
     def n_iter(self) -> int:
@@ -65,19 +76,26 @@ def run_em(
     """Iterate E and M steps for every run until each converges or ``max_iter`` is reached.
 
     A run converges when the change of its mean per-row log-likelihood between two
-    iterations is below ``tol`` (as scikit-learn does). Runs may already carry history
-    (resumed from a checkpoint); they continue from their iteration count.
+    iterations is below ``tol`` (as scikit-learn does); a run with its own
+    :class:`RunLimits` uses those instead of ``reg_covar``, ``max_iter`` and ``tol``. Runs
+    may already carry history (resumed from a checkpoint); they continue from their
+    iteration count.
 
     Raises
     ------
     NonFiniteLikelihoodError
         The log-likelihood is not finite (data far outside the model's support).
     """
+    shared = RunLimits(reg_covar, max_iter, tol)
+
+    def limits(run: EMRun) -> RunLimits:
+        return run.limits or shared
+
     for run in runs:
-        if len(run.history) >= 2 and abs(run.history[-1] - run.history[-2]) < tol:
+        if len(run.history) >= 2 and abs(run.history[-1] - run.history[-2]) < limits(run).tol:
             run.converged = True
     while True:
-        active = [r for r in runs if not r.converged and r.n_iter < max_iter]
+        active = [r for r in runs if not r.converged and r.n_iter < limits(r).max_iter]
         if not active:
             return runs
         started = time.perf_counter()
@@ -91,12 +109,13 @@ def run_em(
                     "check the features for extreme values, standardise them, or increase "
                     "regCovar"
                 )
-            run.params, collapsed = m_step(stats, run.params.covariance_type, reg_covar)
+            run.params, collapsed = m_step(stats, run.params.covariance_type,
+                                           limits(run).reg_covar)
             run.collapsed_events += len(collapsed)
             change = mean_ll - run.history[-1] if run.history else math.inf
             run.history.append(mean_ll)
             run.iteration_seconds.append(time.perf_counter() - started)
-            run.converged = abs(change) < tol
+            run.converged = abs(change) < limits(run).tol
             logger.info(
                 "EM iteration %d (run %d): log-likelihood %.6f, mean %.8f, change %.3e, "
                 "%.3f s", run.n_iter, index, stats.log_likelihood, mean_ll, change, seconds,

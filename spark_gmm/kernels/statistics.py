@@ -12,7 +12,7 @@ from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
 from .flush import exp_flushed_in_place
 from .kmeans import nearest_centre, nearest_one_hot
-from .packed import n_packed_features, unpack_moments
+from .packed import n_packed_features, unpack_moments, uses_quadratic_features
 from .parameters import GaussianParameters
 from .split import SplitMixture, split_chunks
 
@@ -307,7 +307,7 @@ def block_statistics(
     weights : ndarray of shape (n,) or None
         Non-negative row weights; None means every row weighs 1.
     models : sequence of GaussianParameters
-        Mixtures expressed in coordinates centred at ``center``, all of one covariance type.
+        Mixtures expressed in coordinates centred at ``center``, of any covariance types.
     center : ndarray of shape (D,) or None
         Subtracted from every row before use (the data mean), so that data far from the
         origin keeps its precision. None means no centring.
@@ -325,12 +325,18 @@ def block_statistics(
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
     packed = [SplitMixture.of(m).packable for m in models]
-    packed_totals = iter(_packed_block_statistics(
-        x, weights, [m for m, p in zip(models, packed) if p], center, count_assignments,
-        hard_assignment) if any(packed) else [])
-    return [
-        next(packed_totals) if use_packed
-        else _exact_block_statistics(x, weights, model, center, hard_assignment,
-                                     count_assignments)
-        for model, use_packed in zip(models, packed)
-    ]
+    totals: list[SufficientStatistics | None] = [None] * len(models)
+    # Mixtures whose types share packed features (full and tied; diag and spherical) share
+    # each chunk's φ; each group takes its own.
+    for quadratic in (True, False):
+        group = [i for i, m in enumerate(models)
+                 if packed[i] and uses_quadratic_features(m.covariance_type) == quadratic]
+        if group:
+            for index, total in zip(group, _packed_block_statistics(
+                    x, weights, [models[i] for i in group], center, count_assignments,
+                    hard_assignment)):
+                totals[index] = total
+    return [total if total is not None
+            else _exact_block_statistics(x, weights, model, center, hard_assignment,
+                                         count_assignments)
+            for model, total in zip(models, totals)]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator
+from pyspark.ml.base import _FitMultipleIterator
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
-from ..fit.driver import FitSettings, fit_mixture
+from ..fit.driver import SHARED_FIT_VARIES, FitResult, FitSettings, fit_mixture, fit_mixtures
 from .model import GaussianMixtureModel
 from .params import GaussianMixtureParams
 from .summary import GaussianMixtureSummary
@@ -148,8 +152,50 @@ class GaussianMixture(
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
         self._validate_params()
         initial = self._initial_model.parameters if self._initial_model is not None else None
-        result = fit_mixture(dataset, self._settings(), initial)
-        summary = GaussianMixtureSummary.from_fit(result)
-        model = GaussianMixtureModel(result.parameters, summary)
+        return self._model_of(fit_mixture(dataset, self._settings(), initial))
+
+    def _model_of(self, result: FitResult) -> GaussianMixtureModel:
+        model = GaussianMixtureModel(result.parameters, GaussianMixtureSummary.from_fit(result))
         self._copyValues(model)
         return model
+
+    def fitMultiple(self, dataset: DataFrame, paramMaps: Sequence[dict[Param, Any]]
+                    ) -> Iterator[tuple[int, GaussianMixtureModel]]:
+        """Fit a model for each param map, as pyspark.ml's ``fitMultiple`` (what
+        ``CrossValidator`` and ``TrainValidationSplit`` call): a thread-safe iterator of
+        ``(index, model)``.
+
+        Maps that differ only in ``k``, ``covarianceType``, ``regCovar``, ``seed``,
+        ``initMode``, ``nInit``, ``maxIter`` and ``tol`` (and set no ``checkpointPath`` nor
+        initial model) are fitted together: the rows are stored once, and every EM pass
+        computes the statistics of all models still running; each model equals the one
+        ``fit`` gives for its map. Other maps are fitted one after another.
+        """
+        estimators = [self.copy(dict(m)) for m in paramMaps]
+        settings = [e._settings() for e in estimators]
+        if len(estimators) < 2 or not _can_share(estimators, settings):
+            return super().fitMultiple(dataset, paramMaps)
+        for estimator in estimators:
+            estimator._validate_params()
+        lock = threading.Lock()
+        models: list[GaussianMixtureModel] = []
+
+        def fit_one(index: int) -> GaussianMixtureModel:
+            with lock:  # the first caller fits them all; the others take theirs
+                if not models:
+                    models.extend(e._model_of(result) for e, result in
+                                  zip(estimators, fit_mixtures(dataset, settings)))
+            return models[index]
+
+        return _FitMultipleIterator(fit_one, len(estimators))
+
+
+def _can_share(estimators: Sequence[GaussianMixture], settings: Sequence[FitSettings]
+               ) -> bool:
+    if any(e._initial_model is not None or s.checkpoint_path
+           for e, s in zip(estimators, settings)):
+        return False
+    fixed = [{k: v for k, v in asdict(s).items() if k not in SHARED_FIT_VARIES}
+             for s in settings]
+    # Output column names are copied per model; they need not match.
+    return all(f == fixed[0] for f in fixed)

@@ -36,8 +36,9 @@ class ModelSelection:
         The fit with the lowest ``criterion``.
     table : pandas.DataFrame
         One row per (k, covarianceType), in the order fitted: :data:`TABLE_COLUMNS`.
-        ``logLikelihood`` is the total over the rows; ``error`` says why a fit failed (its
-        criteria are then NaN), empty otherwise.
+        ``logLikelihood`` is the total over the rows; ``seconds`` a model's own
+        initialisation plus an equal share of the passes all models shared; ``error`` says
+        why a fit failed (its criteria are then NaN), empty otherwise.
     criterion : str
     models : dict
         Every successful fit by (k, covarianceType).
@@ -98,13 +99,17 @@ def select_model(dataset: DataFrame, k: int | Iterable[int] = range(1, 11),
     persist_here = not dataset.storageLevel.useMemory and not dataset.storageLevel.useDisk
     if persist_here:
         dataset = dataset.persist(StorageLevel.MEMORY_AND_DISK)
-    rows: list[dict[str, Any]] = []
+    pairs = [(components, t) for t in types for components in ks]
     models: dict[tuple[int, str], GaussianMixtureModel] = {}
     try:
-        for covariance_type in types:
-            for components in ks:
-                rows.append(_fit_one(estimator, dataset, components, covariance_type,
-                                     models))
+        try:
+            rows = _fit_shared(estimator, dataset, pairs, models)
+        except CovarianceError as failure:
+            # One pair's covariance collapsed: fit each alone to keep the others.
+            logger.warning("a fit in shared passes failed (%s); fitting each pair alone",
+                           failure)
+            models.clear()
+            rows = [_fit_one(estimator, dataset, k_, t, models) for k_, t in pairs]
     finally:
         if persist_here:
             dataset.unpersist()
@@ -116,6 +121,32 @@ def select_model(dataset: DataFrame, k: int | Iterable[int] = range(1, 11),
     logger.info("model selection by %s: k=%d, covarianceType=%s (%s %.6g)", criterion,
                 best_row["k"], best_row["covarianceType"], criterion, best_row[criterion])
     return ModelSelection(best, table, criterion, models)
+
+
+def _row(k: int, covariance_type: str, model: GaussianMixtureModel, seconds: float
+         ) -> dict[str, Any]:
+    summary = model.summary
+    return {"k": k, "covarianceType": covariance_type, "logLikelihood": summary.logLikelihood,
+            "bic": summary.bic, "aic": summary.aic,
+            "icl": math.nan if summary.icl is None else summary.icl,
+            "numIter": summary.numIter, "converged": summary.converged,
+            "seconds": seconds, "error": ""}
+
+
+def _fit_shared(estimator: GaussianMixture, dataset: DataFrame, pairs: list[tuple[int, str]],
+                models: dict[tuple[int, str], GaussianMixtureModel]) -> list[dict[str, Any]]:
+    maps = [{estimator.k: k, estimator.covarianceType: t} for k, t in pairs]
+    fitted = dict(estimator.fitMultiple(dataset, maps))
+    rows = []
+    for index, (k, covariance_type) in enumerate(pairs):
+        model = fitted[index]
+        models[(k, covariance_type)] = model
+        phases = model.summary.phaseSeconds
+        # Its own initialisation and an equal share of the passes it shared with the others.
+        seconds = phases.get("initialisation", 0.0) + (
+            phases.get("storing", 0.0) + phases.get("em", 0.0)) / len(pairs)
+        rows.append(_row(k, covariance_type, model, seconds))
+    return rows
 
 
 def _fit_one(estimator: GaussianMixture, dataset: DataFrame, k: int, covariance_type: str,
@@ -130,10 +161,5 @@ def _fit_one(estimator: GaussianMixture, dataset: DataFrame, k: int, covariance_
                 "bic": math.nan, "aic": math.nan, "icl": math.nan, "numIter": 0,
                 "converged": False, "seconds": time.perf_counter() - started,
                 "error": str(failure)}
-    summary = model.summary
     models[(k, covariance_type)] = model
-    return {"k": k, "covarianceType": covariance_type, "logLikelihood": summary.logLikelihood,
-            "bic": summary.bic, "aic": summary.aic,
-            "icl": math.nan if summary.icl is None else summary.icl,
-            "numIter": summary.numIter, "converged": summary.converged,
-            "seconds": time.perf_counter() - started, "error": ""}
+    return _row(k, covariance_type, model, time.perf_counter() - started)

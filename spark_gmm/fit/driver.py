@@ -29,7 +29,12 @@ from ..runtime.progress import PhaseTiming, phase
 from ..runtime.statistics_pass import DistributedStatistics
 from .checkpoint import read_checkpoint, write_checkpoint
 from .em import EMRun, RunLimits, best_run, run_em
-from .initialization import InitialisationInput, from_initial_model, initial_mixtures
+from .initialization import (
+    InitialisationInput,
+    from_initial_model,
+    initial_mixtures,
+    initial_mixtures_together,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +106,22 @@ def _fingerprint(settings: FitSettings, counts: InputCounts, has_initial_model: 
     }
 
 
+def _initialisation_input(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
+                          statistics: DistributedStatistics) -> InitialisationInput:
+    return InitialisationInput(
+        center=center, variance=moments.variance, statistics=statistics, k=settings.k,
+        covariance_type=settings.covariance_type, reg_covar=settings.reg_covar,
+        seed=settings.seed % (2**31), n_init=settings.n_init,
+    )
+
+
 def _starts(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
             statistics: DistributedStatistics, n_features: int,
             initial: GaussianParameters | None) -> list[EMRun]:
     if initial is not None:
         return [EMRun(from_initial_model(initial, settings.k, n_features,
                                          settings.covariance_type, center))]
-    spec = InitialisationInput(
-        center=center, variance=moments.variance, statistics=statistics, k=settings.k,
-        covariance_type=settings.covariance_type, reg_covar=settings.reg_covar,
-        seed=settings.seed % (2**31), n_init=settings.n_init,
-    )
+    spec = _initialisation_input(settings, moments, center, statistics)
     return [EMRun(p) for p in initial_mixtures(spec, settings.init_mode)]
 
 
@@ -203,9 +213,10 @@ SHARED_FIT_VARIES = ("k", "covariance_type", "reg_covar", "seed", "init_mode", "
 
 
 def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> list[FitResult]:
-    """Several fits of one dataset in shared passes: one storing pass, each fit's
-    initialisation on the stored rows, and every EM pass computing the statistics of all
-    runs still going. Each result equals :func:`fit_mixture`'s for its settings.
+    """Several fits of one dataset in shared passes: one storing pass, initialisations that
+    share each of their passes (:func:`initial_mixtures_together`), and every EM pass
+    computing the statistics of all runs still going. Each result equals
+    :func:`fit_mixture`'s for its settings.
 
     The settings may differ only in :data:`SHARED_FIT_VARIES`, and none may checkpoint.
 
@@ -233,19 +244,13 @@ def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> lis
         statistics = DistributedStatistics(store, center, first.depth)
         components = sum(s.n_init * s.k for s in all_settings)
         with statistics.resident(1, components):
-            starts: list[list[EMRun]] = []
-            initialisation_seconds = []
-            for settings in all_settings:
-                with phase(f"initialisation of k={settings.k}, {settings.covariance_type} "
-                           f"({settings.init_mode}, {settings.n_init} restart(s))",
-                           logger) as initialising:
-                    runs = _starts(settings, moments, center, statistics, counts.n_features,
-                                   None)
-                limits = RunLimits(settings.reg_covar, settings.max_iter, settings.tol)
-                for run in runs:
-                    run.limits = limits
-                starts.append(runs)
-                initialisation_seconds.append(initialising.seconds)
+            with phase(f"initialisation of {len(all_settings)} models sharing each pass",
+                       logger) as initialising:
+                mixtures = initial_mixtures_together(
+                    [_initialisation_input(s, moments, center, statistics)
+                     for s in all_settings], [s.init_mode for s in all_settings])
+            starts = [[EMRun(p, limits=RunLimits(s.reg_covar, s.max_iter, s.tol))
+                       for p in restarts] for s, restarts in zip(all_settings, mixtures)]
             with phase(f"EM of {len(all_settings)} models in shared passes",
                        logger) as iterating:
                 run_em([run for runs in starts for run in runs], statistics,
@@ -255,8 +260,9 @@ def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> lis
     finally:
         store.close()
     stored_bytes = 8 * counts.n_rows * (counts.n_features + bool(first.weight_col))
+    # The phases are the shared ones: every model reports the seconds of all of them.
     return [FitResult(best, final, center, counts, statistics.resident_passes,
                       statistics.job_passes,
-                      {"storing": storing.seconds, "initialisation": seconds,
+                      {"storing": storing.seconds, "initialisation": initialising.seconds,
                        "em": iterating.seconds}, stored_bytes)
-            for best, final, seconds in zip(bests, finals, initialisation_seconds)]
+            for best, final in zip(bests, finals)]

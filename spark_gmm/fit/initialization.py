@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,38 +98,51 @@ def _timed(label: str, step: Callable[[], list]) -> list:
     return result
 
 
-def _kmeans_parallel_centres(spec: InitialisationInput) -> list[np.ndarray]:
-    statistics, k = spec.statistics, spec.k
-    first = _timed("first centres", lambda: statistics.sample(spec.seeds, 1, distinct=False))
-    centres = [s.rows - spec.center for s in first]
+def _kmeans_parallel_centres(specs: Sequence[InitialisationInput]) -> list[np.ndarray]:
+    """k-means‖ centres of every restart of every spec (fits of one data set sharing each
+    pass: ``fitMultiple``), in spec then restart order. Each restart's centres are what its
+    spec alone would get."""
+    statistics = specs[0].statistics
+    owners = [index for index, spec in enumerate(specs) for _ in spec.seeds]
+    seeds = [seed for spec in specs for seed in spec.seeds]
+    first = _timed("first centres", lambda: statistics.sample(seeds, 1, distinct=False))
+    centres = [s.rows - specs[o].center for s, o in zip(first, owners)]
+    oversampling = [2.0 * specs[o].k for o in owners]
     for step in range(KMEANS_PARALLEL_ROUNDS):
-        seeds = [seed * 7919 + 104729 * (step + 1) for seed in spec.seeds]
+        round_seeds = [seed * 7919 + 104729 * (step + 1) for seed in seeds]
         rounds = _timed(f"k-means|| round {step + 1} of {KMEANS_PARALLEL_ROUNDS}",
-                        lambda c=centres, s=seeds: statistics.candidates(c, s, 2.0 * k))
+                        lambda c=centres, s=round_seeds: statistics.candidates(
+                            c, s, oversampling))
         centres = [np.vstack([c, r.chosen()]) for c, r in zip(centres, rounds)]
     # Each candidate weighs as much as the rows nearest to it; then k of them are chosen.
     weighing = _timed(f"weighing {sum(len(c) for c in centres)} candidates",
                       lambda: statistics.cluster_sums(centres))
     local = []
-    for seed, candidates, sums in zip(spec.seeds, centres, weighing):
+    for seed, owner, candidates, sums in zip(seeds, owners, centres, weighing):
         weights = sums.counts
-        chosen = kmeans_plus_plus(candidates, k, np.random.default_rng(seed), weights)
+        chosen = kmeans_plus_plus(candidates, specs[owner].k, np.random.default_rng(seed),
+                                  weights)
         local.append(lloyd(candidates, chosen, max_iter=30, weights=weights))
-    return _lloyd_passes(spec, local)
+    return _lloyd_passes(specs, owners, local)
 
 
-def _lloyd_passes(spec: InitialisationInput, centres: list[np.ndarray]) -> list[np.ndarray]:
-    spread = float(np.sqrt(np.mean(spec.variance))) or 1.0
+def _lloyd_passes(specs: Sequence[InitialisationInput], owners: list[int],
+                  centres: list[np.ndarray]) -> list[np.ndarray]:
+    spread = float(np.sqrt(np.mean(specs[0].variance))) or 1.0
+    moving = set(range(len(specs)))  # a spec stops once none of its restarts moves much
     for step in range(LLOYD_PASSES - 1):  # the final hard-assignment pass is one more
-        sums = _timed(f"Lloyd pass {step + 1}",
-                      lambda c=centres: spec.statistics.cluster_sums(c))
-        moved = []
-        for index, step_sums in enumerate(sums):
-            new = step_sums.centres(centres[index])
-            moved.append(float(np.max(np.linalg.norm(new - centres[index], axis=1))))
-            centres[index] = new
-        if max(moved) <= _LLOYD_TOLERANCE * spread:
+        active = [i for i, owner in enumerate(owners) if owner in moving]
+        if not active:
             break
+        sums = _timed(f"Lloyd pass {step + 1}", lambda a=active: specs[0].statistics
+                      .cluster_sums([centres[i] for i in a]))
+        moved = dict.fromkeys(moving, 0.0)
+        for index, step_sums in zip(active, sums):
+            new = step_sums.centres(centres[index])
+            moved[owners[index]] = max(moved[owners[index]], float(
+                np.max(np.linalg.norm(new - centres[index], axis=1))))
+            centres[index] = new
+        moving = {spec for spec, most in moved.items() if most > _LLOYD_TOLERANCE * spread}
     return centres
 
 
@@ -148,23 +161,56 @@ def mixtures_from_centres(statistics: Callable[..., list[SufficientStatistics]],
     return [m_step(s, covariance_type, reg_covar)[0] for s in stats]
 
 
-def _from_centres(spec: InitialisationInput, centres: list[np.ndarray]
-                  ) -> list[GaussianParameters]:
-    return mixtures_from_centres(spec.statistics, centres, spec.variance,
-                                 spec.covariance_type, spec.reg_covar)
+def _from_centres(specs: Sequence[InitialisationInput], owners: list[int],
+                  centres: list[np.ndarray]) -> list[GaussianParameters]:
+    # One hard-assignment pass for every restart of every spec, each with its own type.
+    placeholders = [_placeholders(specs[o].variance, specs[o].reg_covar, [c],
+                                  specs[o].covariance_type)[0]
+                    for c, o in zip(centres, owners)]
+    stats = specs[0].statistics(placeholders, hard_assignment=True)
+    return [m_step(s, specs[o].covariance_type, specs[o].reg_covar)[0]
+            for s, o in zip(stats, owners)]
 
 
 def initial_mixtures(spec: InitialisationInput, init_mode: str) -> list[GaussianParameters]:
     """``spec.n_init`` starting mixtures, in coordinates centred at ``spec.center``."""
-    if init_mode == "random":
-        return _random_rows(spec)
-    if spec.k == 1:  # one cluster: its k-means centre is the data mean
-        return _from_centres(spec, [np.zeros((1, spec.center.shape[0]))] * spec.n_init)
-    if init_mode == "k-means++":
-        return _from_centres(spec, _kmeans_plus_plus_centres(spec))
-    if init_mode == "k-means||":
-        return _from_centres(spec, _kmeans_parallel_centres(spec))
-    raise ValueError(f"unknown initMode {init_mode!r}")
+    return initial_mixtures_together([spec], [init_mode])[0]
+
+
+def initial_mixtures_together(specs: Sequence[InitialisationInput], init_modes: Sequence[str]
+                              ) -> list[list[GaussianParameters]]:
+    """The starting mixtures of several fits of one data set (one list per spec).
+
+    The k-means‖ fits share every pass (sampling, candidate rounds, weighing, Lloyd and the
+    final hard assignment); the other modes take a pass or two each. Each spec's mixtures
+    are what it would get alone.
+    """
+    for mode in init_modes:
+        if mode not in ("random", "k-means++", "k-means||"):
+            raise ValueError(f"unknown initMode {mode!r}")
+    result: list[list[GaussianParameters] | None] = [None] * len(specs)
+    parallel = [i for i, (spec, mode) in enumerate(zip(specs, init_modes))
+                if mode == "k-means||" and spec.k > 1]
+    centred: list[tuple[int, list[np.ndarray]]] = []  # (spec, its restarts' centres)
+    if parallel:
+        chosen = iter(_kmeans_parallel_centres([specs[i] for i in parallel]))
+        centred += [(i, [next(chosen) for _ in specs[i].seeds]) for i in parallel]
+    for i, (spec, mode) in enumerate(zip(specs, init_modes)):
+        if i in parallel:
+            continue
+        if mode == "random":
+            result[i] = _random_rows(spec)
+        elif spec.k == 1:  # one cluster: its k-means centre is the data mean
+            centred.append((i, [np.zeros((1, spec.center.shape[0]))] * spec.n_init))
+        else:
+            centred.append((i, _kmeans_plus_plus_centres(spec)))
+    if centred:
+        owners = [i for i, sets in centred for _ in sets]
+        mixtures = iter(_from_centres(specs, owners, [c for _, sets in centred for c in sets]))
+        for i, sets in centred:
+            result[i] = [next(mixtures) for _ in sets]
+    assert all(r is not None for r in result)
+    return [r for r in result if r is not None]
 
 
 def from_initial_model(params: GaussianParameters, k: int, n_features: int,

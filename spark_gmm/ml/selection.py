@@ -36,9 +36,9 @@ class ModelSelection:
         The fit with the lowest ``criterion``.
     table : pandas.DataFrame
         One row per (k, covarianceType), in the order fitted: :data:`TABLE_COLUMNS`.
-        ``logLikelihood`` is the total over the rows; ``seconds`` a model's own
-        initialisation plus an equal share of the passes all models shared; ``error`` says
-        why a fit failed (its criteria are then NaN), empty otherwise.
+        ``logLikelihood`` is the total over the rows; ``seconds`` an equal share of the
+        passes all models shared (a model's own fit when they could not share); ``error``
+        says why a fit failed (its criteria are then NaN), empty otherwise.
     criterion : str
     models : dict
         Every successful fit by (k, covarianceType).
@@ -141,10 +141,8 @@ def _fit_shared(estimator: GaussianMixture, dataset: DataFrame, pairs: list[tupl
     for index, (k, covariance_type) in enumerate(pairs):
         model = fitted[index]
         models[(k, covariance_type)] = model
-        phases = model.summary.phaseSeconds
-        # Its own initialisation and an equal share of the passes it shared with the others.
-        seconds = phases.get("initialisation", 0.0) + (
-            phases.get("storing", 0.0) + phases.get("em", 0.0)) / len(pairs)
+        # An equal share of the passes every model shared (storing, initialisation, EM).
+        seconds = sum(model.summary.phaseSeconds.values()) / len(pairs)
         rows.append(_row(k, covariance_type, model, seconds))
     return rows
 

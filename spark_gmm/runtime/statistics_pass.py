@@ -93,8 +93,9 @@ def fold_pass(center: np.ndarray, mixtures: Sequence[GaussianParameters],
         centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
         return _per_block(blocks, lambda block: [
             Candidates.of(block[0] - center, block[0], block[1], centres, seed,
-                          float(meta["oversampling"]))
-            for centres, seed in zip(centre_sets, meta["seeds"])])
+                          float(oversampling))
+            for centres, seed, oversampling in zip(centre_sets, meta["seeds"],
+                                                   meta["oversampling"])])
     if kind == "cluster_sums":
         centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
         return _per_block(blocks, lambda block: [
@@ -205,10 +206,11 @@ class DistributedStatistics:
                                "distinct": distinct}, answer_bytes)
 
     def candidates(self, centre_sets: Sequence[np.ndarray], seeds: Sequence[int],
-                   oversampling: float) -> list[Candidates]:
-        """One round of k-means‖ for each centre set (centred coordinates) in one pass."""
+                   oversampling: Sequence[float]) -> list[Candidates]:
+        """One round of k-means‖ for each centre set (centred coordinates), with its own seed
+        and oversampling factor, in one pass."""
         return self._pass([], {"kind": "candidates", "seeds": list(seeds),
-                               "oversampling": oversampling,
+                               "oversampling": [float(v) for v in oversampling],
                                "centres": [np.asarray(c).tolist() for c in centre_sets]})
 
     def cluster_sums(self, centre_sets: Sequence[np.ndarray]) -> list[ClusterSums]:

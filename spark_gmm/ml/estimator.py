@@ -167,9 +167,10 @@ class GaussianMixture(
 
         Maps that differ only in ``k``, ``covarianceType``, ``regCovar``, ``seed``,
         ``initMode``, ``nInit``, ``maxIter`` and ``tol`` (and set no ``checkpointPath`` nor
-        initial model) are fitted together: the rows are stored once, and every EM pass
-        computes the statistics of all models still running; each model equals the one
-        ``fit`` gives for its map. Other maps are fitted one after another.
+        initial model) are fitted together: the rows are stored once, their initialisations
+        share each pass, and every EM pass computes the statistics of all models still
+        running; each model equals the one ``fit`` gives for its map. Other maps are fitted
+        one after another.
         """
         estimators = [self.copy(dict(m)) for m in paramMaps]
         settings = [e._settings() for e in estimators]

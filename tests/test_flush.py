@@ -9,6 +9,7 @@ from scipy.stats import norm
 
 from spark_gmm.kernels import GaussianParameters, score_rows
 from spark_gmm.kernels.flush import exp_flushed_in_place, flush_cut
+from spark_gmm.kernels.split import SplitMixture
 from spark_gmm.kernels.statistics import _exact_block_statistics, _packed_block_statistics
 
 TINY = np.finfo(np.float64).tiny
@@ -39,7 +40,7 @@ def test_flushed_statistics_equal_the_unflushed_ones(path: str) -> None:
     x, params, resp = _case()
     center = np.zeros(1)
     if path == "packed":
-        [stats] = _packed_block_statistics(x, None, [params], center, False)
+        [stats] = _packed_block_statistics(x, None, [SplitMixture.of(params)], center, False)
     else:
         stats = _exact_block_statistics(x, None, params, center, False, False)
     shift = params.means

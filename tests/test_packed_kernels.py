@@ -22,6 +22,7 @@ from spark_gmm.kernels.packed import (
     packed_log_responsibilities,
     unpack_moments,
 )
+from spark_gmm.kernels.split import SplitMixture
 from spark_gmm.kernels.statistics import _exact_block_statistics, _packed_block_statistics
 from tests.test_kernels import _dense_covariance, _random_params
 
@@ -46,7 +47,8 @@ def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
     weights = rng.uniform(0.0, 3.0, size=n)
     models = [_random_params(covariance_type, k=3, d=d, seed=s) for s in (1, 2)]
     center = x.mean(axis=0)
-    packed = _packed_block_statistics(x, weights, models, center, True)
+    packed = _packed_block_statistics(
+        x, weights, [SplitMixture.of(m) for m in models], center, True)
     for model, fast in zip(models, packed):
         exact = _exact_block_statistics(x, weights, model, center, False, True)
         for name in ("resp_sum", "first", "second"):
@@ -145,7 +147,8 @@ def test_packed_hard_assignment_equals_the_exact_one(covariance_type: str) -> No
     params = _random_params(covariance_type, k=5, d=4, seed=9).shifted(np.full(4, 100.0))
     center = x.mean(axis=0)
     centred = params.shifted(-center)
-    [packed] = _packed_block_statistics(x, weights, [centred], center, True, True)
+    [packed] = _packed_block_statistics(
+        x, weights, [SplitMixture.of(centred)], center, True, True)
     exact = _exact_block_statistics(x, weights, centred, center, True, True)
     np.testing.assert_array_equal(packed.assigned, exact.assigned)
     assert packed.log_likelihood == exact.log_likelihood == 0.0
@@ -179,8 +182,6 @@ def _near_and_far(covariance_type: str) -> tuple[GaussianParameters, np.ndarray]
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_only_the_far_components_take_the_exact_kernel(covariance_type: str,
                                                        hard_assignment: bool) -> None:
-    from spark_gmm.kernels.split import SplitMixture
-
     params, x = _near_and_far(covariance_type)
     split = SplitMixture.of(params)
     np.testing.assert_array_equal(split.near, [0, 1])

@@ -23,6 +23,22 @@ def nearest_centre(x: FloatArray, centers: FloatArray) -> np.ndarray:
     return np.argmin(squared_distances(x, centers), axis=1)
 
 
+def centre_scores(centres: FloatArray, columns: FloatArray) -> FloatArray:
+    """‖c_k‖² − 2 c_k·x_n, shape (K, n): ‖x_n − c_k‖² without the ‖x_n‖² every centre
+    shares, so it orders the centres like the distance.
+
+    Parameters
+    ----------
+    centres : ndarray of shape (K, D)
+    columns : ndarray of shape (D, n)
+        The rows as columns (a transposed view is fine).
+    """
+    scores = centres @ columns
+    scores *= -2.0
+    scores += np.einsum("kd,kd->k", centres, centres)[:, None]
+    return scores
+
+
 def nearest_one_hot(scores: FloatArray) -> FloatArray:
     """One-hot columns of each column's smallest score, ties to the lowest index.
 
@@ -131,14 +147,10 @@ class ClusterSums:
         """The sums of the rows ``x`` (same coordinates as ``centres``) by nearest centre."""
         k = centres.shape[0]
         counts, sums = np.zeros(k), np.zeros((k, x.shape[1]))
-        squared_norms = np.einsum("kd,kd->k", centres, centres)[:, None]
         step = rows_per_chunk(k, 8192)
         for start in range(0, x.shape[0], step):
             chunk = x[start:start + step]
-            scores = centres @ chunk.T  # (K, n): ‖c‖² − 2c·x orders centres like ‖x − c‖²
-            scores *= -2.0
-            scores += squared_norms
-            hot = nearest_one_hot(scores)
+            hot = nearest_one_hot(centre_scores(centres, chunk.T))
             if weights is not None:
                 hot *= weights[start:start + step]
             counts += hot.sum(axis=1)

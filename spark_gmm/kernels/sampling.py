@@ -15,6 +15,7 @@ import numpy as np
 
 from .chunks import rows_per_chunk
 from .covariance import FloatArray
+from .kmeans import centre_scores
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -143,14 +144,11 @@ class Candidates:
 def min_squared_distances(x: FloatArray, centres: FloatArray) -> FloatArray:
     """Each row's squared distance to its nearest centre, shape (n,), in cache-sized chunks."""
     step = rows_per_chunk(centres.shape[0], 8192)
-    squared_norms = np.einsum("kd,kd->k", centres, centres)[:, None]
     nearest = np.empty(x.shape[0])
     for start in range(0, x.shape[0], step):
         chunk = x[start:start + step]
-        # (K, n) scores ‖c‖² − 2c·x: the minimum over axis 0 is vectorised, over axis 1 not.
-        scores = centres @ chunk.T
-        scores *= -2.0
-        scores += squared_norms
+        # (K, n) scores: the minimum over axis 0 is vectorised, over axis 1 it is not.
         rows = slice(start, start + chunk.shape[0])
-        np.add(scores.min(axis=0), np.einsum("nd,nd->n", chunk, chunk), out=nearest[rows])
+        np.add(centre_scores(centres, chunk.T).min(axis=0),
+               np.einsum("nd,nd->n", chunk, chunk), out=nearest[rows])
     return np.maximum(nearest, 0.0, out=nearest)  # rounding can leave −ε

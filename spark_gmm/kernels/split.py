@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .covariance import FloatArray, kernels_for
+from .covariance import FloatArray
 from .estep import log_gaussian_density, log_responsibilities
 from .flush import exp_flushed_in_place
 from .packed import (
@@ -80,16 +80,6 @@ class SplitMixture:
         if self.far_params is not None:
             scores[self.far] = log_gaussian_density(centred, self.far_params).T
         return normalised_responsibilities(scores, self.params.log_weights, find_best)
-
-    def far_moments(self, centred: FloatArray, resp: FloatArray
-                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Σγ, Σγ(x − μ_k) and the second moments about μ_k of the far components, from the
-        (weighted) responsibilities ``resp`` (K, n) of a chunk."""
-        assert self.far_params is not None
-        far_resp = resp[self.far].T
-        first, second = kernels_for(self.params.covariance_type).moments(
-            centred, far_resp, self.far_params.means)
-        return far_resp.sum(axis=0), first, second
 
 
 def score_rows(x: FloatArray, params: GaussianParameters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from .chunks import rows_per_chunk
 from .covariance import FloatArray, kernels_for
 from .estep import log_responsibilities
 from .flush import exp_flushed_in_place
-from .kmeans import nearest_centre, nearest_one_hot
+from .kmeans import centre_scores, nearest_centre, nearest_one_hot
 from .packed import n_packed_features, unpack_moments, uses_quadratic_features
 from .parameters import GaussianParameters
 from .split import SplitMixture, split_chunks
@@ -193,38 +194,47 @@ def _exact_block_statistics(
 
 def _hard_responsibilities(phi: FloatArray, means: FloatArray) -> FloatArray:
     # Each row wholly to its nearest mean. φ's linear rows are the (centred) features, one
-    # contiguous row per feature: ‖c‖² − 2c·x orders the means like ‖x − c‖² does.
-    x = phi[-1 - means.shape[1] : -1]
-    scores = means @ x
-    scores *= -2.0
-    scores += np.einsum("kd,kd->k", means, means)[:, None]
-    return nearest_one_hot(scores)
+    # contiguous row per feature.
+    return nearest_one_hot(centre_scores(means, phi[-1 - means.shape[1] : -1]))
+
+
+def _far_statistics(split: SplitMixture, centred: FloatArray, resp: FloatArray
+                    ) -> SufficientStatistics:
+    # The far components' moments from a chunk's (weighted) responsibilities (K, n), exact
+    # and centred at their means; only resp_sum, first and second are used.
+    assert split.far_params is not None
+    far_resp = resp[split.far].T
+    first, second = kernels_for(split.params.covariance_type).moments(
+        centred, far_resp, split.far_params.means)
+    return SufficientStatistics(shift=split.far_params.means, resp_sum=far_resp.sum(axis=0),
+                                first=first, second=second, log_likelihood=0.0,
+                                weight_sum=0.0, row_count=0, assigned=None)
 
 
 def _packed_block_statistics(
     x: FloatArray,
     weights: FloatArray | None,
-    models: Sequence[GaussianParameters],
+    splits: Sequence[SplitMixture],
     center: FloatArray | None,
     count_assignments: bool,
     hard_assignment: bool = False,
 ) -> list[SufficientStatistics]:
-    covariance_type = models[0].covariance_type
-    splits = [SplitMixture.of(m) for m in models]
+    # ``splits``: mixtures whose covariance types share packed features (one φ per chunk).
+    covariance_type = splits[0].params.covariance_type
     n_packed = n_packed_features(covariance_type, x.shape[1])
     # All K rows even when some are far (their packed sums unused): see SplitMixture.density.
-    sums = [np.zeros((m.n_components, n_packed)) for m in models]
-    # The far components' statistics, exact and centred at their means.
-    far_totals = [_FarTotals.zeros(s) for s in splits]
-    log_likelihoods = [0.0] * len(models)
-    assigned = [np.zeros(m.n_components, dtype=np.int64) if count_assignments else None
-                for m in models]
-    entropies = [0.0 if count_assignments else None for _ in models]
-    for rows, phi, centred in split_chunks(x, splits, center):
+    sums = [np.zeros((s.params.n_components, n_packed)) for s in splits]
+    far_totals = [None if s.far_params is None else SufficientStatistics.zeros(s.far_params)
+                  for s in splits]
+    log_likelihoods = [0.0] * len(splits)
+    assigned = [np.zeros(s.params.n_components, dtype=np.int64) if count_assignments else None
+                for s in splits]
+    entropies = [0.0 if count_assignments else None for _ in splits]
+    for rows, phi, centred in split_chunks(x, list(splits), center):
         chunk_weights = None if weights is None else weights[rows]
         for index, split in enumerate(splits):
             if hard_assignment:  # k-means statistics: no densities, log-likelihood 0
-                resp = _hard_responsibilities(phi, models[index].means)
+                resp = _hard_responsibilities(phi, split.params.means)
                 row_log_likelihood = np.zeros(phi.shape[1])
                 if count_assignments:
                     assigned[index] += np.count_nonzero(resp, axis=1)
@@ -242,46 +252,26 @@ def _packed_block_statistics(
                 log_likelihoods[index] += float(chunk_weights @ row_log_likelihood)
                 resp *= chunk_weights
             sums[index] += resp @ phi.T
-            if split.far_params is not None:
-                far_totals[index].add(*split.far_moments(centred, resp))
+            far = far_totals[index]
+            if far is not None:
+                far_totals[index] = far.merge(_far_statistics(split, centred, resp))
     weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
     totals = []
     for split, model_sums, far, log_likelihood, counts, entropy in zip(
         splits, sums, far_totals, log_likelihoods, assigned, entropies
     ):
         model = split.params
-        resp_sum = np.empty(model.n_components)
-        first = np.empty_like(model.means)
-        second = np.empty((model.n_components, *far.second.shape[1:]))
-        (resp_sum[split.near], first[split.near], second[split.near]) = unpack_moments(
-            model_sums[split.near], model.means[split.near], covariance_type)
-        resp_sum[split.far], first[split.far], second[split.far] = (
-            far.resp_sum, far.first, far.second)
-        totals.append(SufficientStatistics(
-            shift=model.means, resp_sum=resp_sum, first=first, second=second,
-            log_likelihood=log_likelihood, weight_sum=weight_sum,
-            row_count=int(x.shape[0]), assigned=counts, entropy=entropy,
-        ))
+        total = SufficientStatistics.zeros(model)  # filled in place before it is returned
+        near = split.near
+        total.resp_sum[near], total.first[near], total.second[near] = unpack_moments(
+            model_sums[near], model.means[near], covariance_type)
+        if far is not None:
+            total.resp_sum[split.far], total.first[split.far], total.second[split.far] = (
+                far.resp_sum, far.first, far.second)
+        totals.append(dataclasses.replace(
+            total, log_likelihood=log_likelihood, weight_sum=weight_sum,
+            row_count=int(x.shape[0]), assigned=counts, entropy=entropy))
     return totals
-
-
-@dataclass
-class _FarTotals:
-    resp_sum: FloatArray
-    first: FloatArray
-    second: FloatArray
-
-    @classmethod
-    def zeros(cls, split: SplitMixture) -> _FarTotals:
-        n_far, d = split.far.size, split.params.n_features
-        full = kernels_for(split.params.covariance_type).full_second_moment
-        return cls(np.zeros(n_far), np.zeros((n_far, d)),
-                   np.zeros((n_far, d) + ((d,) if full else ())))
-
-    def add(self, resp_sum: FloatArray, first: FloatArray, second: FloatArray) -> None:
-        self.resp_sum += resp_sum
-        self.first += first
-        self.second += second
 
 
 def block_statistics(
@@ -324,16 +314,16 @@ def block_statistics(
     """
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
-    packed = [SplitMixture.of(m).packable for m in models]
+    splits = [SplitMixture.of(m) for m in models]
     totals: list[SufficientStatistics | None] = [None] * len(models)
     # Mixtures whose types share packed features (full and tied; diag and spherical) share
     # each chunk's φ; each group takes its own.
     for quadratic in (True, False):
-        group = [i for i, m in enumerate(models)
-                 if packed[i] and uses_quadratic_features(m.covariance_type) == quadratic]
+        group = [i for i, m in enumerate(models) if splits[i].packable
+                 and uses_quadratic_features(m.covariance_type) == quadratic]
         if group:
             for index, total in zip(group, _packed_block_statistics(
-                    x, weights, [models[i] for i in group], center, count_assignments,
+                    x, weights, [splits[i] for i in group], center, count_assignments,
                     hard_assignment)):
                 totals[index] = total
     return [total if total is not None

@@ -165,6 +165,6 @@ def _from_centres(x: np.ndarray, centres: np.ndarray) -> GaussianMixtureModel:
     [params] = mixtures_from_centres(
         lambda models, hard_assignment: block_statistics(x, None, models, center,
                                                          hard_assignment),
-        [centres - center], x.var(axis=0), "full", 1e-6)
+        [centres - center], x.var(axis=0), ["full"], [1e-6])
     return GaussianMixtureModel.fromArrays(params.weights, params.means + center,
                                            params.covariances)

@@ -148,28 +148,20 @@ def _lloyd_passes(specs: Sequence[InitialisationInput], owners: list[int],
 
 def mixtures_from_centres(statistics: Callable[..., list[SufficientStatistics]],
                           centres: list[np.ndarray], variance: np.ndarray,
-                          covariance_type: str, reg_covar: float) -> list[GaussianParameters]:
+                          covariance_types: Sequence[str], reg_covars: Sequence[float]
+                          ) -> list[GaussianParameters]:
     """One hard-assignment pass turns each set of centres (centred coordinates) into a
-    mixture: the weights, means and covariances of the rows nearest to each centre.
+    mixture of its covariance type: the weights, means and covariances of the rows nearest
+    to each centre.
 
     ``statistics(models, hard_assignment=True)`` is the pass: a
     :class:`DistributedStatistics`, or :func:`~spark_gmm.kernels.block_statistics` over
-    rows in memory.
+    rows in memory. ``covariance_types`` and ``reg_covars`` have one entry per centre set.
     """
-    stats = statistics(_placeholders(variance, reg_covar, centres, covariance_type),
-                       hard_assignment=True)
-    return [m_step(s, covariance_type, reg_covar)[0] for s in stats]
-
-
-def _from_centres(specs: Sequence[InitialisationInput], owners: list[int],
-                  centres: list[np.ndarray]) -> list[GaussianParameters]:
-    # One hard-assignment pass for every restart of every spec, each with its own type.
-    placeholders = [_placeholders(specs[o].variance, specs[o].reg_covar, [c],
-                                  specs[o].covariance_type)[0]
-                    for c, o in zip(centres, owners)]
-    stats = specs[0].statistics(placeholders, hard_assignment=True)
-    return [m_step(s, specs[o].covariance_type, specs[o].reg_covar)[0]
-            for s, o in zip(stats, owners)]
+    placeholders = [_placeholders(variance, reg, [c], kind)[0]
+                    for c, kind, reg in zip(centres, covariance_types, reg_covars)]
+    stats = statistics(placeholders, hard_assignment=True)
+    return [m_step(s, kind, reg)[0] for s, kind, reg in zip(stats, covariance_types, reg_covars)]
 
 
 def initial_mixtures(spec: InitialisationInput, init_mode: str) -> list[GaussianParameters]:
@@ -206,7 +198,9 @@ def initial_mixtures_together(specs: Sequence[InitialisationInput], init_modes: 
             centred.append((i, _kmeans_plus_plus_centres(spec)))
     if centred:
         owners = [i for i, sets in centred for _ in sets]
-        mixtures = iter(_from_centres(specs, owners, [c for _, sets in centred for c in sets]))
+        mixtures = iter(mixtures_from_centres(
+            specs[0].statistics, [c for _, sets in centred for c in sets], specs[0].variance,
+            [specs[o].covariance_type for o in owners], [specs[o].reg_covar for o in owners]))
         for i, sets in centred:
             result[i] = [next(mixtures) for _ in sets]
     assert all(r is not None for r in result)

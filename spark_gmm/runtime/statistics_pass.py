@@ -89,18 +89,19 @@ def fold_pass(center: np.ndarray, mixtures: Sequence[GaussianParameters],
         return _per_block(blocks, lambda block: [
             KeyedRows.of(block[0], seed, int(meta["size"]), bool(meta["distinct"]))
             for seed in meta["seeds"]])
-    if kind == "candidates":
-        centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
-        return _per_block(blocks, lambda block: [
-            Candidates.of(block[0] - center, block[0], block[1], centres, seed,
-                          float(oversampling))
-            for centres, seed, oversampling in zip(centre_sets, meta["seeds"],
-                                                   meta["oversampling"])])
-    if kind == "cluster_sums":
-        centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
-        return _per_block(blocks, lambda block: [
-            ClusterSums.of(block[0] - center, block[1], centres) for centres in centre_sets])
-    raise ValueError(f"unknown pass {kind!r}")
+    if kind not in ("candidates", "cluster_sums"):
+        raise ValueError(f"unknown pass {kind!r}")
+    centre_sets = [np.array(c, dtype=np.float64) for c in meta["centres"]]
+
+    def per_centre_set(block: Block) -> list[Any]:
+        centred = block[0] - center  # once per block, whatever the number of centre sets
+        if kind == "cluster_sums":
+            return [ClusterSums.of(centred, block[1], centres) for centres in centre_sets]
+        return [Candidates.of(centred, block[0], block[1], centres, seed, float(oversampling))
+                for centres, seed, oversampling in zip(centre_sets, meta["seeds"],
+                                                       meta["oversampling"])]
+
+    return _per_block(blocks, per_centre_set)
 
 
 def _partition_pass(mixtures: Broadcast[list[GaussianParameters]] | None, center: np.ndarray,
@@ -118,7 +119,8 @@ def _answer_request(center: np.ndarray, values: list[Value], meta: dict[str, Any
 
 
 class DistributedStatistics:
-    """Runs the passes of a fit over the stored blocks: statistics, samples, candidates.
+    """Runs the passes of a fit over the stored blocks: statistics, samples, k-means‖
+    candidates and Lloyd sums.
 
     A pass is one Spark job (``treeReduce`` of per-partition results) unless it runs inside
     :meth:`resident`, where one long-running job serves them all.

@@ -14,22 +14,33 @@ from .io import read_json
 from .prepare import FeatureSchema
 
 
+def read_artifact(spark: SparkSession, path: str) -> tuple[dict[str, Any], FeatureSchema]:
+    """``features.json`` of the artifact at ``path`` and its feature schema.
+
+    Raises
+    ------
+    InvalidInputError
+        No readable artifact there.
+    """
+    try:
+        artifact = read_json(spark, os.path.join(path, "features.json"))
+        return artifact, FeatureSchema.from_dict(artifact)
+    except Exception as error:
+        raise InvalidInputError(f"cannot read a model artifact at {path!r} "
+                                f"({type(error).__name__}); run the fit job first") from error
+
+
 def read_artifact_schema(spark: SparkSession, path: str, config: JobConfig, purpose: str
                          ) -> tuple[dict[str, Any], FeatureSchema]:
-    """``features.json`` of the artifact at ``path`` and its schema, after checking that
-    the config names the same features in the same order.
+    """:func:`read_artifact`, after checking that the config names the same features in the
+    same order.
 
     Raises
     ------
     InvalidInputError
         No readable artifact there, or other features.
     """
-    try:
-        artifact = read_json(spark, os.path.join(path, "features.json"))
-        schema = FeatureSchema.from_dict(artifact)
-    except Exception as error:
-        raise InvalidInputError(f"cannot read a model artifact at {path!r} "
-                                f"({type(error).__name__}); run the fit job first") from error
+    artifact, schema = read_artifact(spark, path)
     if (schema.columns, schema.vector_column) != (config.input.features,
                                                   config.input.features_column):
         raise InvalidInputError(

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from ..errors import InvalidInputError
 from ..ml.model import GaussianMixtureModel
-from .artifact import read_artifact_schema
+from .artifact import read_artifact, read_artifact_schema
 from .config import DriftConfig, JobConfig
 from .prepare import apply_standardisation
 from .rows import LOG_LIKELIHOOD, prepare_rows, scoring_model, valid_rows
@@ -32,13 +32,35 @@ from .rows import LOG_LIKELIHOOD, prepare_rows, scoring_model, valid_rows
 _SHARE_FLOOR = 1e-6
 
 
-def training_log_likelihood(scored: DataFrame, low_quantile: float) -> dict[str, float]:
-    """What the drift checks compare against, from the training rows scored by the model."""
+def training_log_likelihood(scored: DataFrame, low_quantile: float,
+                            outlier_quantile: float = 0.0
+                            ) -> tuple[dict[str, float], float | None]:
+    """What the drift checks compare against, from the training rows scored by the model,
+    and (when ``outlier_quantile`` > 0) the log-density below which a row is an outlier:
+    both quantiles from one pass."""
     row = scored.agg(F.mean(LOG_LIKELIHOOD).alias("mean"),
                      F.stddev_pop(LOG_LIKELIHOOD).alias("std")).first()
-    [low] = scored.approxQuantile(LOG_LIKELIHOOD, [low_quantile], 1e-4)
-    return {"mean": float(row["mean"]), "std": float(row["std"]),
-            "low_quantile": low_quantile, "low": float(low)}
+    wanted = [low_quantile] + ([outlier_quantile] if outlier_quantile > 0 else [])
+    low, *outlier = scored.approxQuantile(LOG_LIKELIHOOD, wanted, 1e-4)
+    return ({"mean": float(row["mean"]), "std": float(row["std"]),
+             "low_quantile": low_quantile, "low": float(low)},
+            float(outlier[0]) if outlier else None)
+
+
+def training_statistics(artifact: dict[str, Any], path: str) -> dict[str, float]:
+    """The artifact's ``training_log_likelihood``, which the drift checks need.
+
+    Raises
+    ------
+    InvalidInputError
+        The artifact predates them.
+    """
+    training = artifact.get("training_log_likelihood")
+    if not training:
+        raise InvalidInputError(f"the artifact at {path!r} has no training log-likelihood "
+                                "statistics (fitted by an older version); refit it to check "
+                                "drift")
+    return training
 
 
 def population_stability(shares: list[float], expected: list[float]) -> float:
@@ -101,11 +123,7 @@ def run_drift(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
         under ``error``, or no valid rows.
     """
     artifact, schema = read_artifact_schema(spark, config.model.path, config, "check drift")
-    training = artifact.get("training_log_likelihood")
-    if not training:
-        raise InvalidInputError(f"the artifact at {config.model.path!r} has no training "
-                                "log-likelihood statistics (fitted by an older version); "
-                                "refit it to check drift")
+    training = training_statistics(artifact, config.model.path)
     model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
     prepared, _, counts = prepare_rows(spark, config, schema.n_features)
     prepared = apply_standardisation(prepared, schema.mean, schema.scale)
@@ -118,14 +136,9 @@ def drift_config(spark: SparkSession, model_path: str, input_path: str, input_fo
     """A job config for ``spark-gmm drift --model --input`` without a config file: the
     features are the artifact's own."""
     from .config import build_config
-    from .io import read_json
 
-    try:
-        features = read_json(spark, os.path.join(model_path, "features.json"))
-    except Exception as error:
-        raise InvalidInputError(f"cannot read a model artifact at {model_path!r} "
-                                f"({type(error).__name__}); run the fit job first") from error
-    columns = ({"features": list(features["columns"])} if features["columns"]
-               else {"features_column": features["vector_column"]})
+    _, schema = read_artifact(spark, model_path)
+    columns = ({"features": list(schema.columns)} if schema.columns
+               else {"features_column": schema.vector_column})
     return build_config({"input": {"path": input_path, "format": input_format, **columns},
                          "model": {"path": model_path}}, overrides)

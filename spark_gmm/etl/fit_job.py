@@ -121,11 +121,8 @@ def _fit(config: JobConfig, prepared: DataFrame, previous: GaussianMixtureModel 
         model, selection = _fitted(config, valid, previous)
         scored = scoring_model(model).transform(valid).select(LOG_LIKELIHOOD).persist()
         try:
-            training = training_log_likelihood(scored, config.drift.low_quantile)
-            threshold = None
-            if config.output.outlier_quantile > 0:
-                threshold = float(scored.approxQuantile(
-                    LOG_LIKELIHOOD, [config.output.outlier_quantile], 1e-4)[0])
+            training, threshold = training_log_likelihood(
+                scored, config.drift.low_quantile, config.output.outlier_quantile)
         finally:
             scored.unpersist()
     finally:

@@ -13,7 +13,7 @@ from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
 from .artifact import read_artifact_schema
 from .config import JobConfig
-from .drift import scored_drift
+from .drift import scored_drift, training_statistics
 from .prepare import apply_standardisation
 from .rows import label, prepare_rows, rows_to_label, scoring_model, valid_rows, write_outputs
 
@@ -46,11 +46,7 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     report = {"model_id": artifact["model_id"], "invalid_rows": {
         "total": counts.invalid, "by_reason": counts.by_reason}, **rows}
     if config.drift.enabled:
-        training = artifact.get("training_log_likelihood")
-        if not training:
-            raise InvalidInputError(f"drift.enabled, but the artifact at {config.model.path!r}"
-                                    " has no training log-likelihood statistics (fitted by an "
-                                    "older version); refit it or disable drift")
+        training = training_statistics(artifact, config.model.path)
         with phase("checking the rows for drift", logger):
             report["drift"] = scored_drift(model, valid_rows(prepared), training,
                                            config.drift)

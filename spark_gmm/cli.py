@@ -30,11 +30,11 @@ def _print_report(report: dict[str, Any]) -> None:
           f"{report['rows_quarantined']} quarantined")
 
 
-def _session(config: Any, master: str | None) -> Any:
+def _session(config: Any, master: str | None, remote: str | None = None) -> Any:
     from .etl.session import build_session
 
     return build_session(config.spark.app_name, master or config.spark.master or None,
-                         config.spark.conf)
+                         config.spark.conf, remote or config.spark.remote or None)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def run_job_command(args: argparse.Namespace) -> int:
     from .etl.config import load_config
 
     config = load_config(args.config, args.set or [])
-    spark = _session(config, args.master)
+    spark = _session(config, args.master, args.remote)
     if args.command == "fit":
         from .etl.fit_job import run_fit
 
@@ -97,6 +97,17 @@ def run_drift_command(args: argparse.Namespace) -> int:
     return EXIT_DRIFT if report["drifted"] else EXIT_OK
 
 
+def run_report_command(args: argparse.Namespace) -> int:
+    from .etl.report import run_report
+    from .etl.session import build_session
+    from .report.page import require_matplotlib
+
+    require_matplotlib()  # before the JVM starts: the fix is an install
+    spark = build_session("spark-gmm-report", args.master)
+    print(run_report(spark, args.artifact, args.output))
+    return EXIT_OK
+
+
 def run_package_command(args: argparse.Namespace) -> int:
     from .etl.package import build_archive
 
@@ -128,6 +139,16 @@ def run_bench_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         spec = dataclasses.replace(spec, run_sklearn=spec.run_sklearn and "sklearn" not in missing,
                                    probe_processes="psutil" not in missing)
+    if args.remote:
+        from .bench.connect import classic_benchmark, format_connect, run_connect_benchmark
+
+        # The classic figures first, in a process of their own, before this one turns Connect.
+        classic = (None if args.skip_classic
+                   else classic_benchmark(spec, args.master or "local[2]"))
+        spark = build_session("spark-gmm-benchmark", remote=args.remote)
+        print(format_connect(run_connect_benchmark(spark, spec, classic)))
+        print(f"results: {args.work_dir}/connect_benchmark.json")
+        return EXIT_OK
     spark = build_session("spark-gmm-benchmark", args.master)
     print(format_table(run_benchmark(spark, spec)))
     print(f"results: {args.work_dir}/benchmark.json")
@@ -148,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         job.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                          help="override a config value (repeatable)")
         job.add_argument("--master", default=None, help="Spark master (default: config)")
+        job.add_argument("--remote", default=None,
+                         help="Spark Connect address sc://HOST:PORT (default: [spark] remote)")
         job.set_defaults(handler=run_job_command)
     drift = commands.add_parser("drift", help="check new rows against a model artifact "
                                 "(exit 3 when a drift threshold is exceeded)")
@@ -159,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. drift.max_psi=0.1 (repeatable)")
     drift.add_argument("--master", default=None, help="Spark master (default: local[*])")
     drift.set_defaults(handler=run_drift_command)
+    report = commands.add_parser("report", help="write the HTML fit report of a model "
+                                 "artifact (needs the 'report' extra: matplotlib)")
+    report.add_argument("artifact", help="model artifact directory (fit job)")
+    report.add_argument("--output", required=True, help="local directory for report.html")
+    report.add_argument("--master", default=None, help="Spark master (default: local[*])")
+    report.set_defaults(handler=run_report_command)
     bench = commands.add_parser("bench", help="benchmark against MLlib and scikit-learn")
     for flag, default in (("--n", 100_000), ("--d", 10), ("--k", 8), ("--partitions", 2),
                           ("--iterations", 10), ("--seed", 0), ("--rounds", 3),
@@ -175,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--fit-multiple", action="store_true",
                        help="also time fitMultiple (6 and 20 models) against separate fits "
                             "and MLlib")
+    bench.add_argument("--remote", default=None,
+                       help="benchmark through Spark Connect (sc://HOST:PORT, or local[N] for a "
+                            "local server): ours and MLlib on Connect, the classic figures "
+                            "from a child process first")
+    bench.add_argument("--skip-classic", action="store_true",
+                       help="with --remote: no classic session figures")
     bench.add_argument("--no-warm-up", action="store_true",
                        help="time cold: the first system also pays JVM and worker start-up")
     bench.set_defaults(handler=run_bench_command)

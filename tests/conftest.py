@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 from collections.abc import Iterator
 
@@ -15,6 +16,15 @@ os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 # short-lived; on 2 cores C2 compilation took more CPU than it gave back (a job subprocess
 # ran 46 s with it, 39 s without).
 os.environ["JAVA_TOOL_OPTIONS"] = "-XX:TieredStopAtLevel=1"
+
+
+def pytest_ignore_collect(collection_path: pathlib.Path, config: pytest.Config) -> bool | None:
+    # tests/connect runs in a pytest process of its own (Connect mode is process-wide): it
+    # is collected only when named on the command line.
+    if collection_path.name != "connect" or collection_path.parent.name != "tests":
+        return None
+    named = any("connect" in pathlib.Path(arg.split("::")[0]).parts for arg in config.args)
+    return None if named else True
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "spark_gmm"
 # rooms of one rank do not import each other. The package's __init__ resolves its public
 # names lazily (by string, on first use): at run time it imports only the version.
 RANKS = {"version": 0, "errors": 0, "spark_gmm": 1, "kernels": 1, "runtime": 2, "fit": 3, "ml": 4,
-         "etl": 5, "bench": 5, "cli": 6}
+         "report": 5, "bench": 5, "etl": 6, "cli": 7}
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -105,6 +105,13 @@ def test_kernels_import_nothing_but_numpy_and_the_errors() -> None:
             assert top not in ("pyspark", "pyarrow", "pandas", "py4j"), f"{module}: {target}"
             if top == "spark_gmm":
                 assert _room(target) in ("kernels", "errors"), f"{module} imports {target}"
+
+
+def test_only_the_report_imports_matplotlib() -> None:
+    # matplotlib is the optional ``report`` extra: nothing else may need it.
+    for module in MODULES:
+        if any(t.split(".")[0] == "matplotlib" for t in imports_of(module)):
+            assert module in ("spark_gmm.report.figures", "spark_gmm.report.page"), module
 
 
 def test_kernels_load_without_pyspark_or_pyarrow_in_a_fresh_interpreter() -> None:

@@ -95,8 +95,11 @@ def test_fit_job_chooses_k_and_the_covariance_type(spark, tmp_path, mixture) -> 
     data = _write_parquet(tmp_path / "in.parquet", x)
     config = _config(tmp_path, data, model={"k": {"min": 2, "max": 4},
                                             "covariance_type": ["full", "spherical"],
-                                            "criterion": "bic"})
+                                            "criterion": "bic"},
+                     preprocess={"standardize": True},
+                     report={"enabled": True, "sample_rows": 400})
     report = run_fit(spark, config)
+    _check_the_report(spark, config, report, tmp_path)
     selection = json.load(open(os.path.join(config.model.path, "diagnostics.json")))[
         "model_selection"]
     table = selection["table"]
@@ -110,6 +113,32 @@ def test_fit_job_chooses_k_and_the_covariance_type(spark, tmp_path, mixture) -> 
     saved = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
     assert saved.getK() == 3 and saved.getCovarianceType() == "full"
     assert report["rows_labelled"] == len(x)
+
+
+def _check_the_report(spark, config, report, tmp_path) -> None:
+    """The fit job's report and ``spark-gmm report``'s, rendered in Chromium."""
+    import matplotlib.image
+
+    from tests.browser import loaded_images, screenshot
+
+    page = report["report_path"]
+    assert page == os.path.join(config.model.path, "report", "report.html")
+    sample = pq.read_table(os.path.join(config.model.path, "sample")).column("features")
+    assert 360 <= len(sample) <= 400  # Bernoulli sampling with a margin, then the cut
+    assert main(["report", config.model.path, "--output", str(tmp_path / "again")]) == 0
+    again = str(tmp_path / "again" / "report.html")
+    for path in (page, again):
+        html = open(path, encoding="utf-8").read()
+        assert "lowest BIC chose K = 3, full" in html and "rows read" in html
+    images = loaded_images(again)
+    assert len(images) == 5, images  # likelihood, criteria, weights, rows, features
+    for image in images:  # decoded by the browser: none broken
+        assert image["complete"] and image["width"] > 300 and image["height"] > 150, image
+    png = str(tmp_path / "report.png")
+    screenshot(again, png)
+    pixels = matplotlib.image.imread(png)[..., :3]
+    assert (pixels < 0.9).any(axis=2).mean() > 0.03  # not a blank page
+    assert len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 100
 
 
 def test_warm_start_continues_the_previous_model(spark, tmp_path) -> None:

@@ -108,10 +108,28 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The fit report (:mod:`spark_gmm.report`) and the sample of rows it draws."""
+
+    enabled: bool = False  # the fit job writes report.html (needs the ``report`` extra)
+    path: str = ""  # a local directory; default: the artifact's report/ (a local model.path)
+    # Training rows (in the model's units) kept in the artifact for the report's row figures;
+    # 0 keeps no rows in the artifact (the report then shows the model alone).
+    sample_rows: int = 5000
+
+
+def is_local(path: str) -> bool:
+    """A path of this machine's file system (no scheme, or ``file:``)."""
+    return "://" not in path or path.startswith("file:")
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     """Session settings for jobs run without spark-submit (spark-submit's win otherwise)."""
 
     master: str = ""
+    # A Spark Connect address (sc://HOST:PORT): the jobs run as a Connect client.
+    remote: str = ""
     app_name: str = "spark-gmm"
     conf: Mapping[str, str] = field(default_factory=dict)
 
@@ -124,6 +142,7 @@ class JobConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +250,13 @@ def _check(config: JobConfig) -> None:
     require(bool(i.table) if i.format == "table" else bool(i.path),
             "input.table is required when input.format = 'table'" if i.format == "table"
             else "input.path is required (a Parquet/CSV file, directory or glob)")
+    r = config.report
+    require(r.sample_rows >= 0, f"report.sample_rows must be >= 0; got {r.sample_rows}")
+    require(not r.enabled or bool(r.path) or not m.path or is_local(m.path),
+            f"report.path must name a local directory when model.path ({m.path!r}) is not "
+            "local: the report is HTML written on the driver")
+    require(not r.path or is_local(r.path),
+            f"report.path must be a local directory; got {r.path!r}")
     require(len(set(i.features)) == len(i.features),
             f"input.features lists a column twice: {list(i.features)}")
 

@@ -5,6 +5,8 @@ A model artifact is a directory::
     model/             GaussianMixtureModel.save (JSON metadata + Parquet arrays)
     features.json      feature schema, standardisation, outlier threshold, model id
     diagnostics.json   config, version, history, timings, sizes, BIC/AIC, row counts
+    sample/            up to report.sample_rows training rows (model units), for the report
+    report/            report.html, when report.enabled and no report.path is set
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..kernels import kernels_for
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..ml.selection import select_model
+from ..report.page import require_matplotlib
 from ..runtime.progress import phase
 from ..version import __version__
 from .artifact import read_warm_start
@@ -31,6 +34,7 @@ from .config import JobConfig
 from .drift import training_log_likelihood
 from .io import atomic_publish, write_json
 from .prepare import FEATURES, FeatureSchema, RowCounts, apply_standardisation, standardisation
+from .report import SAMPLE, run_report, sample_rows, write_sample
 from .rows import (
     LOG_LIKELIHOOD,
     label,
@@ -112,13 +116,16 @@ class _Fitted:
     threshold: float | None  # with output.outlier_quantile: the outliers' log-density
     selection: dict[str, Any] | None  # the selection's table, None for one fit
     training: dict[str, float]  # the training rows' log-density, for the drift checks
+    sample: np.ndarray  # (n, D) training rows for the report; (0, 0) when none are kept
 
 
-def _fit(config: JobConfig, prepared: DataFrame, previous: GaussianMixtureModel | None
-         ) -> _Fitted:
+def _fit(config: JobConfig, prepared: DataFrame, counts: RowCounts,
+         previous: GaussianMixtureModel | None) -> _Fitted:
     valid = valid_rows(prepared).persist()
     try:
         model, selection = _fitted(config, valid, previous)
+        sample = sample_rows(valid, FEATURES, counts.rows - counts.invalid,
+                             config.report.sample_rows, config.model.seed)
         scored = scoring_model(model).transform(valid).select(LOG_LIKELIHOOD).persist()
         try:
             training, threshold = training_log_likelihood(
@@ -127,11 +134,12 @@ def _fit(config: JobConfig, prepared: DataFrame, previous: GaussianMixtureModel 
             scored.unpersist()
     finally:
         valid.unpersist()
-    return _Fitted(model, threshold, selection, training)
+    return _Fitted(model, threshold, selection, training, sample)
 
 
 def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSchema,
-            counts: RowCounts, rows: dict[str, int]) -> dict[str, Any]:
+            counts: RowCounts, rows: dict[str, int], seconds: dict[str, float]
+            ) -> dict[str, Any]:
     model = fitted.model
     summary = model.summary
     return {
@@ -148,6 +156,7 @@ def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSc
         "em_passes": {"resident_tasks": summary.residentPasses,
                       "spark_jobs": summary.jobPasses},
         "fit_seconds_per_phase": summary.phaseSeconds,
+        "job_seconds_per_phase": seconds,
         "stored_block_bytes": summary.storedBytes,
         "original_units": in_original_units(model, schema),
         "invalid_rows": {"total": counts.invalid, "by_reason": counts.by_reason,
@@ -165,6 +174,8 @@ def _publish_artifact(spark: SparkSession, path: str, fitted: _Fitted, model_id:
             "outlier_log_likelihood_threshold": fitted.threshold,
             "training_log_likelihood": fitted.training})
         write_json(spark, os.path.join(staging, "diagnostics.json"), report)
+        if fitted.sample.size:
+            write_sample(spark, os.path.join(staging, SAMPLE), fitted.sample)
 
     atomic_publish(spark, path, write)
 
@@ -183,22 +194,32 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if not config.model.path or not config.output.path:
         raise InvalidInputError("model.path and output.path must be set for a fit job")
+    if config.report.enabled:
+        require_matplotlib()  # before the fit, not after an hour of it
     previous, previous_schema = (read_warm_start(spark, config) if config.model.warm_start
                                  else (None, None))
-    with phase(f"reading and checking {config.input.path or config.input.table}", logger):
+    with phase(f"reading and checking {config.input.path or config.input.table}",
+               logger) as reading:
         prepared, input_columns, counts = prepare_rows(spark, config)
-    with phase("standardising" if config.preprocess.standardize else "fitting", logger):
+    with phase("standardising and fitting" if config.preprocess.standardize else "fitting",
+               logger) as fitting:
         prepared, schema = _standardised(config, prepared, counts, previous_schema)
-        fitted = _fit(config, prepared, previous)
+        fitted = _fit(config, prepared, counts, previous)
     model_id = config.output.model_id or model_id_of(fitted.model)
-    with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
+    with phase(f"labelling {counts.rows} rows into {config.output.path}", logger) as labelling:
         labelled = label(scoring_model(fitted.model), rows_to_label(config, prepared),
                          input_columns, model_id, fitted.threshold)
         rows = write_outputs(spark, config, prepared, labelled, counts)
-    report = _report(config, fitted, model_id, schema, counts, rows)
+    report = _report(config, fitted, model_id, schema, counts, rows,
+                     {"reading": reading.seconds, "fitting": fitting.seconds,
+                      "labelling": labelling.seconds})
     with phase(f"writing the model artifact {config.model.path}", logger):
         _publish_artifact(spark, config.model.path, fitted, model_id, schema, report)
     if config.checkpoint.path and os.path.exists(config.checkpoint.path):
         os.remove(config.checkpoint.path)  # the fit is complete; a rerun starts afresh
+    if config.report.enabled:
+        local_model = config.model.path.removeprefix("file://").removeprefix("file:")
+        report["report_path"] = run_report(spark, config.model.path, config.report.path
+                                           or os.path.join(local_model, "report"))
     report["seconds_total"] = time.perf_counter() - started
     return report

@@ -10,6 +10,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from ..runtime.connect import is_connect_session, remove_directory
 from .config import InputConfig
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ class HadoopPaths:
 
     def read_text(self, path: str) -> str:
         fs = self._fs(path)
+        if fs.getFileStatus(self._path(path)).isDirectory():
+            # written through Spark Connect (ConnectPaths.write_text): one part file inside
+            parts = [status.getPath().toString() for status in fs.listStatus(self._path(path))
+                     if status.getPath().getName().startswith("part-")]
+            if len(parts) != 1:
+                raise OSError(f"{path} is a directory without exactly one part file")
+            path = parts[0]
         stream = fs.open(self._path(path))
         try:
             length = fs.getFileStatus(self._path(path)).getLen()
@@ -69,6 +77,41 @@ class HadoopPaths:
             stream.close()
 
 
+class ConnectPaths:
+    """:class:`HadoopPaths` for a Spark Connect client, which has no JVM of its own: every
+    operation is a request to the server. There is no rename (see :func:`atomic_publish`),
+    and a text file is written as a directory holding one part file (read back by both)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._spark = spark
+
+    def exists(self, path: str) -> bool:
+        from pyspark.errors import AnalysisException
+
+        try:
+            self._spark.read.format("binaryFile").load(path).limit(0).collect()
+        except AnalysisException as error:
+            if "PATH_NOT_FOUND" in str(error):
+                return False
+            raise
+        return True
+
+    def delete(self, path: str) -> None:
+        remove_directory(self._spark, path)
+
+    def write_text(self, path: str, text: str) -> None:
+        (self._spark.createDataFrame([(text,)], "value string").coalesce(1)
+         .write.mode("overwrite").text(path))
+
+    def read_text(self, path: str) -> str:
+        return str(self._spark.read.text(path, wholetext=True).first()[0])
+
+
+def paths_of(spark: SparkSession) -> HadoopPaths | ConnectPaths:
+    """The file operations this session can do: Hadoop's FileSystem, or through Connect."""
+    return ConnectPaths(spark) if is_connect_session(spark) else HadoopPaths(spark)
+
+
 def atomic_publish(spark: SparkSession, final_path: str, write: Callable[[str], None]) -> None:
     """Write to a staging path beside ``final_path``, then swap it in.
 
@@ -76,7 +119,18 @@ def atomic_publish(spark: SparkSession, final_path: str, write: Callable[[str], 
     output moved aside and the new one renamed into place, so a failure at any point before
     leaves the previous output intact and nothing partial at ``final_path``. (The swap is two
     renames: atomic per rename on HDFS and local disks; object stores copy instead.)
+
+    On Spark Connect, which offers no rename, the previous output is deleted and ``write``
+    writes ``final_path`` itself: a failure part-way leaves a partial output there (the next
+    successful run replaces it), and the log says so.
     """
+    if is_connect_session(spark):
+        logger.info("Spark Connect has no rename: %s is replaced in place, not atomically",
+                    final_path)
+        ConnectPaths(spark).delete(final_path)
+        write(final_path)
+        logger.info("published %s", final_path)
+        return
     paths = HadoopPaths(spark)
     token = uuid.uuid4().hex[:12]
     staging = f"{final_path.rstrip('/')}._staging-{token}"
@@ -101,8 +155,8 @@ def atomic_publish(spark: SparkSession, final_path: str, write: Callable[[str], 
 
 
 def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
-    HadoopPaths(spark).write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    paths_of(spark).write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(spark: SparkSession, path: str) -> dict[str, Any]:
-    return json.loads(HadoopPaths(spark).read_text(path))
+    return json.loads(paths_of(spark).read_text(path))

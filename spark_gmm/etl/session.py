@@ -30,7 +30,8 @@ def _submitted_conf() -> dict[str, str]:
 
 
 def build_session(app_name: str, master: str | None = None,
-                  conf: Mapping[str, str] | None = None) -> SparkSession:
+                  conf: Mapping[str, str] | None = None, remote: str | None = None
+                  ) -> SparkSession:
     """Get or create the job's SparkSession.
 
     Parameters
@@ -40,8 +41,13 @@ def build_session(app_name: str, master: str | None = None,
         Explicit master; otherwise spark-submit's, or ``local[*]`` when run with python.
     conf : mapping or None
         Spark settings from the job's config file; they win over the defaults here.
+    remote : str or None
+        A Spark Connect address (``sc://HOST:PORT``, or ``local[N]`` for a local server
+        started from the wheel): the session is a Connect client and ``master`` is ignored.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if remote:
+        return _connect_session(app_name, remote, conf or {})
     submitted = _submitted_conf()
     builder = SparkSession.builder.appName(app_name)
     if master:
@@ -61,3 +67,15 @@ def build_session(app_name: str, master: str | None = None,
         session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("SPARK_GMM_SPARK_LOG_LEVEL", "WARN"))
     return session
+
+
+def _connect_session(app_name: str, remote: str, conf: Mapping[str, str]) -> SparkSession:
+    # A Connect client has no JVM: no spark-submit conf to read and no log level to set.
+    # Only runtime (SQL) settings reach an existing server; the rest apply to a local one.
+    builder = SparkSession.builder.remote(remote).appName(app_name)
+    # Arrow is a runtime setting a client may set; the Python workers' socket is the server's.
+    arrow = "spark.sql.execution.arrow.pyspark.enabled"
+    for key, value in {arrow: DEFAULT_SPARK_CONF[arrow], **conf}.items():
+        builder = builder.config(key, value)
+    with phase(f"connecting to Spark Connect at {remote}", logger):
+        return builder.getOrCreate()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from ..errors import InvalidInputError
 from ..kernels import FeatureMoments, GaussianParameters, SufficientStatistics
 from ..runtime.block_store import BlockStore
+from ..runtime.connect import ConnectStatistics, ConnectStore, is_connect, store_on_connect
 from ..runtime.ingest import (
     check_weight_column,
     feature_moments,
@@ -77,6 +78,12 @@ class FitResult:
     stored_bytes : int
         Bytes of block files the fit kept on the executors' local disks (8 per value: the
         features, and the weight when there is a weight column).
+    restart_histories : list of list of float
+        Every restart's mean log-likelihood per row at each iteration (the best one's too).
+    pass_seconds : dict
+        On Spark Connect, where the passes' time went (``wall``, ``task_fold``,
+        ``client_merge``, see :class:`~spark_gmm.runtime.connect.ConnectStatistics`);
+        empty in a classic session.
     """
 
     best: EMRun
@@ -87,6 +94,8 @@ class FitResult:
     job_passes: int
     phase_seconds: dict[str, float]
     stored_bytes: int = 0
+    restart_histories: list[list[float]] = field(default_factory=list)
+    pass_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def parameters(self) -> GaussianParameters:
@@ -141,7 +150,19 @@ def _iterate(settings: FitSettings, statistics: DistributedStatistics, runs: Seq
     return best, final
 
 
-def _validated(store: BlockStore, settings: FitSettings) -> tuple[InputCounts, FeatureMoments]:
+def _store(dataset: DataFrame, settings: FitSettings
+           ) -> tuple[BlockStore | ConnectStore, type[DistributedStatistics]]:
+    # Executor-local files and resident tasks in a classic session; blocks kept on the
+    # server and one query per pass on Spark Connect (no SparkContext there).
+    check_weight_column(dataset, settings.weight_col)
+    features = features_array(dataset, settings.features_col)
+    if is_connect(dataset):
+        return store_on_connect(dataset, features, settings.weight_col), ConnectStatistics
+    return store_blocks(dataset, features, settings.weight_col), DistributedStatistics
+
+
+def _validated(store: BlockStore | ConnectStore, settings: FitSettings
+               ) -> tuple[InputCounts, FeatureMoments]:
     partitions = store.stored_partitions()  # the first pass: files, counts, moments
     counts = stored_input_counts(partitions, settings.features_col, settings.weight_col)
     if settings.k > counts.n_rows:
@@ -169,9 +190,7 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
         ``settings.checkpoint_path`` holds the state of another fit.
     """
     logger.debug("fit settings: %s", asdict(settings))
-    check_weight_column(dataset, settings.weight_col)
-    store = store_blocks(dataset, features_array(dataset, settings.features_col),
-                         settings.weight_col)
+    store, statistics_type = _store(dataset, settings)
     try:
         with phase("storing and checking the rows", logger) as storing:
             counts, moments = _validated(store, settings)
@@ -179,7 +198,7 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
         resumed = (read_checkpoint(settings.checkpoint_path, fingerprint)
                    if settings.checkpoint_path else None)
         center = resumed[0] if resumed is not None else moments.mean
-        statistics = DistributedStatistics(store, center, settings.depth)
+        statistics = statistics_type(store, center, settings.depth)
         # Initialisation and EM need no Spark job of their own: one resident job serves all.
         with statistics.resident(settings.n_init, settings.k):
             initialising = PhaseTiming()
@@ -204,7 +223,9 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
                      statistics.job_passes,
                      {"storing": storing.seconds, "initialisation": initialising.seconds,
                       "em": iterating.seconds},
-                     8 * counts.n_rows * (counts.n_features + bool(settings.weight_col)))
+                     8 * counts.n_rows * (counts.n_features + bool(settings.weight_col)),
+                     [list(run.history) for run in runs],
+                     dict(getattr(statistics, "pass_seconds", {})))
 
 
 # Params in which the models of one shared fit may differ (everything else must match).
@@ -234,14 +255,12 @@ def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> lis
         if others != fixed or settings.checkpoint_path:
             raise ValueError("fits in shared passes may differ only in "
                              f"{', '.join(SHARED_FIT_VARIES)} and may not checkpoint")
-    check_weight_column(dataset, first.weight_col)
-    store = store_blocks(dataset, features_array(dataset, first.features_col),
-                         first.weight_col)
+    store, statistics_type = _store(dataset, first)
     try:
         with phase("storing and checking the rows", logger) as storing:
             counts, moments = _validated(store, max(all_settings, key=lambda s: s.k))
         center = moments.mean
-        statistics = DistributedStatistics(store, center, first.depth)
+        statistics = statistics_type(store, center, first.depth)
         components = sum(s.n_init * s.k for s in all_settings)
         with statistics.resident(1, components):
             with phase(f"initialisation of {len(all_settings)} models sharing each pass",
@@ -264,5 +283,7 @@ def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> lis
     return [FitResult(best, final, center, counts, statistics.resident_passes,
                       statistics.job_passes,
                       {"storing": storing.seconds, "initialisation": initialising.seconds,
-                       "em": iterating.seconds}, stored_bytes)
-            for best, final in zip(bests, finals)]
+                       "em": iterating.seconds}, stored_bytes,
+                      [list(run.history) for run in runs],
+                     dict(getattr(statistics, "pass_seconds", {})))
+            for best, final, runs in zip(bests, finals, starts)]

@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from ..fit.driver import SHARED_FIT_VARIES, FitResult, FitSettings, fit_mixture, fit_mixtures
 from .model import GaussianMixtureModel
 from .params import GaussianMixtureParams
+from .persistence import ParamsWriter
 from .summary import GaussianMixtureSummary
 
 
@@ -133,6 +134,10 @@ class GaussianMixture(
         that = super().copy(extra)
         that._initial_model = self._initial_model
         return that
+
+    def write(self) -> ParamsWriter:
+        """pyspark.ml's params writer, with ``overwrite()`` working on Spark Connect too."""
+        return ParamsWriter(self)
 
     def getCheckpointPath(self) -> str:
         """File of the EM checkpoint."""

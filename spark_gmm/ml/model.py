@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-from pyspark.broadcast import Broadcast
 from pyspark.ml import Model
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.linalg import DenseMatrix, DenseVector, Vector, Vectors
@@ -16,11 +15,12 @@ from pyspark.sql import functions as F
 
 from ..kernels import GaussianParameters, kernels_for, score_rows
 from ..kernels.generate import sample_mixture
+from ..runtime.connect import default_parallelism, is_connect
 from ..runtime.ingest import features_array
 from .params import GaussianMixtureParams
-from .persistence import load_model_parts, save_model
+from .persistence import OverwriteOnConnect, load_model_parts, save_model
 from .sampling import sample_data_frame
-from .scoring import SCORE_TYPE, score_features
+from .scoring import SCORE_TYPE, HeldParameters, InClosure, score_features
 from .summary import GaussianMixtureSummary
 
 _SCORE_COLUMN = "__spark_gmm_score"
@@ -44,7 +44,7 @@ class GaussianMixtureModel(
         super().__init__()
         self._parameters = parameters
         self._summary = summary
-        self._broadcast: Broadcast[GaussianParameters] | None = None
+        self._broadcast: HeldParameters | None = None
 
     @classmethod
     def fromArrays(cls, weights: Sequence[float] | np.ndarray, means: np.ndarray,
@@ -154,14 +154,18 @@ class GaussianMixtureModel(
         """
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (1 << 63))
-        partitions = numPartitions or spark.sparkContext.defaultParallelism
+        partitions = numPartitions or default_parallelism(spark)
         return sample_data_frame(spark, self.parameters, n, seed, partitions)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         from pyspark.sql.functions import arrow_udf
 
-        if self._broadcast is None:
-            self._broadcast = dataset.sparkSession.sparkContext.broadcast(self.parameters)
+        if is_connect(dataset):
+            held: HeldParameters = InClosure(self.parameters)  # Connect has no broadcasts
+        else:
+            if self._broadcast is None:
+                self._broadcast = dataset.sparkSession.sparkContext.broadcast(self.parameters)
+            held = self._broadcast
         ll_col = self._log_likelihood_col_or_none()
         outputs = [self.getPredictionCol(), self.getProbabilityCol()] + ([ll_col] if ll_col
                                                                         else [])
@@ -170,10 +174,8 @@ class GaussianMixtureModel(
             raise ValueError(f"output column {clashes[0]!r} already exists in the input; "
                              "rename it or set a different output column name")
         # A scalar Arrow UDF sees only the features; every other column stays in the JVM.
-        broadcast = self._broadcast
-
         def score_batch(features: pa.Array) -> pa.Array:
-            return score_features(broadcast, features)
+            return score_features(held, features)
 
         score = arrow_udf(score_batch, SCORE_TYPE)
         scored = dataset.withColumn(_SCORE_COLUMN, score(
@@ -210,7 +212,7 @@ class GaussianMixtureModel(
         return cls.read().load(path)
 
 
-class GaussianMixtureModelWriter(MLWriter):
+class GaussianMixtureModelWriter(OverwriteOnConnect, MLWriter):
     """Writes a :class:`GaussianMixtureModel`; use ``model.write().overwrite().save(path)``."""
 
     def __init__(self, instance: GaussianMixtureModel) -> None:

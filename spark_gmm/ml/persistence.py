@@ -25,6 +25,7 @@ from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, S
 
 from ..errors import ModelFormatError
 from ..kernels import COVARIANCE_TYPES, GaussianParameters, kernels_for
+from ..runtime.connect import is_connect_session, list_files, remove_directory
 from ..version import __version__
 from .summary import GaussianMixtureSummary
 
@@ -39,6 +40,23 @@ _DATA_SCHEMA = StructType([
     StructField("mean", ArrayType(DoubleType(), False), False),
     StructField("covariance", ArrayType(DoubleType(), False), False),
 ])
+
+
+class OverwriteOnConnect:
+    """An MLWriter mixin: ``overwrite()`` also works on Spark Connect, where pyspark.ml's
+    own overwrite reaches for the JVM of a classic session."""
+
+    sparkSession: SparkSession
+
+    def _handleOverwrite(self, path: str) -> None:
+        if is_connect_session(self.sparkSession):
+            remove_directory(self.sparkSession, path)
+        else:
+            super()._handleOverwrite(path)  # type: ignore[misc]
+
+
+class ParamsWriter(OverwriteOnConnect, DefaultParamsWriter):
+    """pyspark.ml's DefaultParamsWriter (the estimator's), overwriting on Connect too."""
 
 
 def save_model(instance: Params, params: GaussianParameters,
@@ -63,6 +81,17 @@ def save_model(instance: Params, params: GaussianParameters,
 
 def _unexpected_files(spark: Any, path: str) -> list[str]:
     """Files under ``path`` that ``save`` never writes (a pickle, say): reason to refuse."""
+    if is_connect_session(spark):
+        # The server lists absolute URIs of the non-hidden files: expected are
+        # <path>/metadata/part-* and <path>/data/part-*, nothing else.
+        root = "/" + path.split("://", 1)[-1].removeprefix("file:").strip("/") + "/"
+        found = []
+        for file in list_files(spark, path):
+            head, folder, name = file.rsplit("/", 2)
+            if not (folder in ("metadata", "data") and name.startswith("part-")
+                    and (head.rstrip("/") + "/").endswith(root)):
+                found.append(file)
+        return found
     jvm = spark.sparkContext._jvm
     root = jvm.org.apache.hadoop.fs.Path(path)
     fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())

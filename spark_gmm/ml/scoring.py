@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import pyarrow as pa
-from pyspark.broadcast import Broadcast
 
 from ..kernels import GaussianParameters, score_rows
 from ..runtime.input_checks import FeatureRows
@@ -13,7 +14,22 @@ from ..runtime.worker import prepare_python_worker
 SCORE_TYPE = "prediction int, probability array<double>, log_likelihood double"
 
 
-def score_features(params: Broadcast[GaussianParameters], features: pa.Array
+class HeldParameters(Protocol):
+    """A broadcast of the mixture (classic sessions), or the mixture carried in the UDF's
+    closure (:class:`InClosure`, on Spark Connect, which has no broadcasts)."""
+
+    @property
+    def value(self) -> GaussianParameters: ...
+
+
+class InClosure:
+    """The mixture itself, pickled with the scoring function."""
+
+    def __init__(self, value: GaussianParameters) -> None:
+        self.value = value
+
+
+def score_features(params: HeldParameters, features: pa.Array
                    ) -> pa.StructArray:
     """Prediction, responsibilities and log density (:data:`SCORE_TYPE`) for a batch of
     feature arrays.

@@ -39,6 +39,14 @@ class GaussianMixtureSummary:
     entropy : float or None
         Σ_n w_n (−Σ_k γ_nk log γ_nk) of the final model on the training rows (for ICL);
         None for models saved before it was recorded.
+    restartLogLikelihoodHistories : list of list of float
+        Total log-likelihood at each iteration of every restart (``nInit`` lists, the
+        chosen one included); empty for models saved before it was recorded.
+    passSeconds : dict
+        On Spark Connect: seconds of the passes as the client waited for them (``wall``),
+        the tasks' reading and folding of their blocks summed over tasks (``task_fold``) and
+        the client's decoding and merging of the answers (``client_merge``). Empty in a
+        classic session.
     """
 
     logLikelihood: float
@@ -55,6 +63,8 @@ class GaussianMixtureSummary:
     phaseSeconds: dict[str, float] = field(default_factory=dict)
     storedBytes: int = 0
     entropy: float | None = None
+    restartLogLikelihoodHistories: list[list[float]] = field(default_factory=list)
+    passSeconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_fit(cls, result: FitResult) -> GaussianMixtureSummary:
@@ -74,6 +84,9 @@ class GaussianMixtureSummary:
             phaseSeconds=dict(result.phase_seconds),
             storedBytes=result.stored_bytes,
             entropy=final.entropy,
+            restartLogLikelihoodHistories=[[m * final.weight_sum for m in history]
+                                           for history in result.restart_histories],
+            passSeconds=dict(result.pass_seconds),
         )
 
     @property
@@ -116,4 +129,6 @@ class GaussianMixtureSummary:
             "phaseSeconds": self.phaseSeconds,
             "storedBytes": self.storedBytes,
             "entropy": self.entropy,
+            "restartLogLikelihoodHistories": self.restartLogLikelihoodHistories,
+            "passSeconds": self.passSeconds,
         }

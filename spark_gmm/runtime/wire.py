@@ -163,9 +163,36 @@ def receive_message(sock: socket.socket) -> Message:
         raise ChannelError("not a spark-gmm message")
     try:
         header = json.loads(bytes(_receive_exactly(sock, length)))
-        payload = _receive_exactly(sock, int(header["payload"]))
-        return Message(str(header["kind"]), dict(header["meta"]),
-                       [_decode_value(v, payload) for v in header["values"]])
+        return _message(header, _receive_exactly(sock, int(header["payload"])))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ChannelError(f"malformed message: {error}") from error
+
+
+def _message(header: dict[str, Any], payload: bytearray) -> Message:
+    return Message(str(header["kind"]), dict(header["meta"]),
+                   [_decode_value(v, payload) for v in header["values"]])
+
+
+def decode(data: bytes) -> Message:
+    """One whole message from the bytes :func:`encode` made (Spark Connect passes carry
+    their requests and answers this way).
+
+    Raises
+    ------
+    ChannelError
+        The bytes are not one message of this protocol.
+    """
+    if len(data) < _PREFIX.size:
+        raise ChannelError("not a spark-gmm message")
+    magic, length = _PREFIX.unpack_from(data)
+    if magic != _MAGIC or length > _MAX_HEADER_BYTES or _PREFIX.size + length > len(data):
+        raise ChannelError("not a spark-gmm message")
+    try:
+        header = json.loads(data[_PREFIX.size:_PREFIX.size + length])
+        payload = bytearray(data[_PREFIX.size + length:])  # writable, as a socket's
+        if len(payload) != int(header["payload"]):
+            raise ChannelError("the payload's length is not the one the header announces")
+        return _message(header, payload)
     except (ValueError, KeyError, TypeError) as error:
         raise ChannelError(f"malformed message: {error}") from error
 

@@ -1,0 +1,127 @@
+"""The benchmark on Spark Connect (``spark-gmm bench --remote ...``): ours and MLlib, both
+through a Connect client, in interleaved rounds; the same spec in a classic session (run
+first, in a process of its own: one process cannot hold both kinds of session); and where a
+Connect pass spends its time."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from pyspark.sql import SparkSession
+
+from ..ml.model import GaussianMixtureModel
+from ..runtime.connect import default_parallelism
+from .benchmark import BenchmarkSpec, _mllib, generate
+from .rounds import interleaved_rounds, kernel_alone
+from .rows import hard_start
+
+
+def _data_path(spec: BenchmarkSpec) -> str:
+    return spec.input_path or os.path.join(spec.work_dir, f"data_{spec.n}x{spec.d}x{spec.k}")
+
+
+def classic_benchmark(spec: BenchmarkSpec, master: str) -> dict[str, Any]:
+    """The same spec in a classic session, in a child process (no scoring, no
+    scikit-learn): its benchmark.json."""
+    work_dir = os.path.join(spec.work_dir, "classic")
+    command = [sys.executable, "-m", "spark_gmm.cli", "bench", "--n", str(spec.n),
+               "--d", str(spec.d), "--k", str(spec.k), "--partitions", str(spec.partitions),
+               "--iterations", str(spec.iterations), "--seed", str(spec.seed),
+               "--rounds", str(spec.rounds), "--work-dir", work_dir, "--master", master,
+               "--input", _data_path(spec), "--skip-sklearn", "--skip-scoring"]
+    if not spec.run_mllib:
+        command.append("--skip-mllib")
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(work_dir, "benchmark.json")) as handle:
+        return json.load(handle)
+
+
+def run_connect_benchmark(spark: SparkSession, spec: BenchmarkSpec,
+                          classic: dict[str, Any] | None) -> dict[str, Any]:
+    """Interleaved rounds of ours and MLlib through ``spark`` (a Connect session), the
+    kernel alone on the same rows, and ``classic``'s figures beside them."""
+    path = _data_path(spec)
+    if not os.path.exists(path):
+        generate(spec, path)
+    df = spark.read.parquet(path)
+    n = df.count()
+    start, covariance, mean = hard_start(path, df.columns, n, spec.k, spec.seed)
+    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start,
+                                           np.stack([covariance] * spec.k))
+    # The first queries of a server compile code and start Python workers: a slice first.
+    warm = BenchmarkSpec(**{**asdict(spec), "iterations": 2, "rounds": 1})
+    interleaved_rounds(df.limit(min(n, 20_000)), warm, init,
+                       (lambda: _mllib(df.limit(min(n, 20_000)), warm)) if spec.run_mllib
+                       else None)
+    run_mllib = (lambda: {k: v for k, v in _mllib(df, spec).items() if k != "_model"}
+                 ) if spec.run_mllib else None
+    rounds = interleaved_rounds(df, spec, init, run_mllib)
+    last = rounds.pop("_last_model")
+    cores = default_parallelism(spark)
+    passes = last.summary.passSeconds
+    results: dict[str, Any] = {
+        "spec": asdict(spec), "rounds": rounds, "cores": cores,
+        # One fit's passes (its initialisation, iterations and final statistics).
+        "pass_seconds": passes, "passes": last.summary.jobPasses,
+        "kernel_alone": kernel_alone(path, df.columns, last, mean,
+                                     min(cores, os.cpu_count() or cores, spec.partitions),
+                                     spec.iterations)}
+    if run_mllib is not None:
+        results["mllib_end_to_end_seconds"] = statistics.median(
+            r["mllib"]["end_to_end_seconds"] for r in rounds["rounds"])
+    results["ours_end_to_end_seconds"] = statistics.median(
+        r["random_rows"]["end_to_end_seconds"] for r in rounds["rounds"])
+    if classic is not None:
+        results["classic"] = {
+            "random_rows_seconds_per_iteration":
+                classic["rounds"]["random_rows_seconds_per_iteration"],
+            "kmeans_seconds_per_iteration": classic["rounds"]["kmeans_seconds_per_iteration"],
+            "ours_end_to_end_seconds": statistics.median(
+                r["random_rows"]["end_to_end_seconds"] for r in classic["rounds"]["rounds"]),
+            "mllib_seconds_per_iteration": classic.get("mllib", {}).get(
+                "seconds_per_iteration")}
+    os.makedirs(spec.work_dir, exist_ok=True)
+    with open(os.path.join(spec.work_dir, "connect_benchmark.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    return results
+
+
+def format_connect(results: dict[str, Any]) -> str:
+    """The Connect benchmark as a short table."""
+    rounds, spec = results["rounds"], results["spec"]
+    lines = [f"Spark Connect, {spec['n']} x {spec['d']}, K={spec['k']}, "
+             f"{spec['iterations']} iterations, {spec['rounds']} interleaved rounds (medians)"]
+    ours = rounds["random_rows_seconds_per_iteration"]
+    lines.append(f"  ours, random-rows start   {ours:.3f} s/iter")
+    lines.append(f"  ours, k-means|| start     {rounds['kmeans_seconds_per_iteration']:.3f} "
+                 "s/iter")
+    if "mllib_over_random_rows_per_iteration" in rounds:
+        ratio = rounds["mllib_over_random_rows_per_iteration"]
+        each = ", ".join(f"{r:.2f}" for r in rounds["mllib_over_random_rows_per_iteration_rounds"])
+        lines.append(f"  MLlib on Connect / ours   {ratio:.2f}x per iteration (rounds: {each})")
+        lines.append(f"  end to end: ours {results['ours_end_to_end_seconds']:.1f} s, "
+                     f"MLlib {results['mllib_end_to_end_seconds']:.1f} s")
+    alone = results["kernel_alone"]["seconds_per_iteration"]
+    lines.append(f"  kernel alone              {alone:.3f} s/iter")
+    classic = results.get("classic")
+    if classic:
+        theirs = classic["random_rows_seconds_per_iteration"]
+        lines.append(f"  classic session: ours {theirs:.3f} s/iter (Connect/classic "
+                     f"{ours / theirs:.2f}x), end to end "
+                     f"{classic['ours_end_to_end_seconds']:.1f} s"
+                     + (f", MLlib {classic['mllib_seconds_per_iteration']:.3f} s/iter"
+                        if classic.get("mllib_seconds_per_iteration") else ""))
+    passes = results["pass_seconds"]
+    if passes:
+        count = results["passes"]
+        lines.append(f"  one fit's {count} passes: {passes['wall']:.2f} s waited by the "
+                     f"client, {passes['task_fold']:.2f} task-seconds reading and folding "
+                     f"blocks, {passes['client_merge']:.3f} s decoding and merging answers")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""The estimator, the model, Pipelines and the jobs on a Spark Connect session, against the
+same fits in a classic session (run in a separate process, tests/connect/classic_reference)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_gmm import GaussianMixture, GaussianMixtureModel
+from spark_gmm.errors import InvalidInputError
+from tests.connect.cases import cases, data, estimator, frame
+
+pytestmark = pytest.mark.slow
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def classic(tmp_path_factory) -> dict[str, np.ndarray]:
+    output = str(tmp_path_factory.mktemp("classic") / "reference.npz")
+    # The child must not inherit this process's Connect mode.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE", "SPARK_REMOTE",
+                        "SPARK_CONNECT_AUTHENTICATE_TOKEN")}
+    result = subprocess.run([sys.executable, "-m", "tests.connect.classic_reference", output],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    with np.load(output) as reference:
+        return dict(reference)
+
+
+@pytest.fixture(scope="module")
+def df(connect):
+    from spark_gmm.runtime.connect import is_connect
+
+    frame_ = frame(connect).cache()
+    assert is_connect(frame_)
+    return frame_
+
+
+@pytest.mark.parametrize("name", list(cases()))
+def test_fits_equal_the_classic_session_s(df, classic, name) -> None:
+    model = estimator(cases()[name]).fit(df)
+    summary = model.summary
+    assert summary.residentPasses == 0 and summary.jobPasses > summary.numIter  # Connect passes
+    for field in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(getattr(model, field), classic[f"{name}/{field}"],
+                                   rtol=1e-8, atol=1e-12, err_msg=field)
+    assert summary.numIter == int(classic[f"{name}/numIter"])
+    np.testing.assert_allclose(summary.logLikelihood, classic[f"{name}/logLikelihood"],
+                               rtol=1e-10)
+    predictions = model.transform(df).orderBy("id").select("prediction").toPandas()
+    np.testing.assert_array_equal(predictions["prediction"].to_numpy(),
+                                  classic[f"{name}/prediction"])
+
+
+def test_a_checkpointed_fit_resumes_on_connect(df, tmp_path, caplog) -> None:
+    path = str(tmp_path / "em.json")
+    params = {"k": 3, "seed": 8, "tol": 0.0, "initMode": "k-means||"}
+    GaussianMixture(maxIter=3, checkpointPath=path, **params).fit(df)  # stops after 3
+    assert json.load(open(path))  # the state after iteration 3, on the client
+    with caplog.at_level(logging.INFO, logger="spark_gmm"):
+        resumed = GaussianMixture(maxIter=8, checkpointPath=path, **params).fit(df)
+    assert "resuming from checkpoint" in caplog.text
+    whole = GaussianMixture(maxIter=8, **params).fit(df)
+    assert resumed.summary.numIter == whole.summary.numIter == 8
+    np.testing.assert_array_equal(resumed.means, whole.means)
+    np.testing.assert_array_equal(resumed.covariances, whole.covariances)
+
+
+def test_save_load_and_a_pipeline_with_overwrite(connect, df, tmp_path) -> None:
+    from pyspark.ml import Pipeline, PipelineModel
+    from pyspark.ml.feature import StandardScaler
+
+    pipeline = Pipeline(stages=[
+        StandardScaler(inputCol="features", outputCol="scaled"),
+        GaussianMixture(k=3, featuresCol="scaled", seed=1, maxIter=10)])
+    fitted = pipeline.fit(df)
+    path = str(tmp_path / "pipeline")
+    for _ in range(2):  # the second save overwrites the first
+        fitted.write().overwrite().save(path)
+    loaded = PipelineModel.load(path)
+    assert isinstance(loaded.stages[-1], GaussianMixtureModel)
+    np.testing.assert_array_equal(loaded.stages[-1].means, fitted.stages[-1].means)
+    a = fitted.transform(df).orderBy("id").select("prediction").toPandas()
+    b = loaded.transform(df).orderBy("id").select("prediction").toPandas()
+    np.testing.assert_array_equal(a["prediction"], b["prediction"])
+
+    model_path, estimator_path = str(tmp_path / "model"), str(tmp_path / "estimator")
+    model = fitted.stages[-1]
+    for _ in range(2):
+        model.write().overwrite().save(model_path)
+        pipeline.getStages()[-1].write().overwrite().save(estimator_path)
+    np.testing.assert_array_equal(GaussianMixtureModel.load(model_path).covariances,
+                                  model.covariances)
+    assert GaussianMixture.load(estimator_path).getK() == 3
+    with open(os.path.join(model_path, "extra.pkl"), "wb") as stray:
+        stray.write(b"\x80\x04N.")  # a pickle of None: never to be loaded
+    with pytest.raises(Exception, match="never has"):
+        GaussianMixtureModel.load(model_path)
+
+
+def test_bad_input_is_refused_on_the_client_before_any_em_work(connect) -> None:
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import StructField, StructType
+
+    rows = [(Vectors.dense([1.0, 2.0]),), (Vectors.dense([float("nan"), 0.0]),),
+            (Vectors.dense([3.0, 1.0]),), (None,)] * 5
+    schema = StructType([StructField("features", VectorUDT(), True)])
+    bad = connect.createDataFrame(rows, schema).repartition(2)
+    with pytest.raises(InvalidInputError, match=r"'features' is null in 5 of 20 rows"):
+        GaussianMixture(k=2).fit(bad)
+    with pytest.raises(InvalidInputError, match="weight column 'nope' not found"):
+        GaussianMixture(k=2, weightCol="nope").fit(bad)
+
+
+def test_the_fit_and_score_jobs_run_through_connect(connect, tmp_path) -> None:
+    from spark_gmm.cli import main
+    from spark_gmm.etl.io import read_json
+
+    x, _ = data()
+    source = str(tmp_path / "in.parquet")
+    pq.write_table(pa.table({"id": np.arange(len(x)), "a": x[:, 0], "b": x[:, 1],
+                             "c": x[:, 2]}), source)
+    config = tmp_path / "job.toml"
+    config.write_text(f"""
+[input]
+path = "{source}"
+features = ["a", "b", "c"]
+[model]
+k = [2, 3]
+seed = 3
+path = "{tmp_path / 'artifact'}"
+[preprocess]
+standardize = true
+[output]
+path = "{tmp_path / 'labelled'}"
+[drift]
+enabled = true
+[spark]
+remote = "local[2]"
+""")
+    for _ in range(2):  # the rerun replaces the outputs
+        assert main(["fit", "--config", str(config)]) == 0
+    labelled = pq.read_table(str(tmp_path / "labelled")).to_pandas()
+    assert len(labelled) == len(x) and labelled["prediction"].notna().all()
+    diagnostics = read_json(connect, str(tmp_path / "artifact" / "diagnostics.json"))
+    assert diagnostics["model_selection"]["chosen"]["k"] == 3
+    assert diagnostics["rows_labelled"] == len(x)
+    score = tmp_path / "score.toml"
+    score.write_text(config.read_text().replace(str(tmp_path / "labelled"),
+                                                str(tmp_path / "scored")))
+    assert main(["score", "--config", str(score)]) == 0  # the training rows: no drift
+    scored = pq.read_table(str(tmp_path / "scored")).to_pandas().sort_values("id")
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(),
+                                  labelled.sort_values("id")["prediction"].to_numpy())
+

@@ -31,6 +31,8 @@ def classic_benchmark(spec: BenchmarkSpec, master: str) -> dict[str, Any]:
     """The same spec in a classic session, in a child process (no scoring, no
     scikit-learn): its benchmark.json."""
     work_dir = os.path.join(spec.work_dir, "classic")
+    if not os.path.exists(_data_path(spec)):
+        generate(spec, _data_path(spec))
     command = [sys.executable, "-m", "spark_gmm.cli", "bench", "--n", str(spec.n),
                "--d", str(spec.d), "--k", str(spec.k), "--partitions", str(spec.partitions),
                "--iterations", str(spec.iterations), "--seed", str(spec.seed),

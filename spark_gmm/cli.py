@@ -236,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(__name__).exception("spark-gmm failed")
         print(f"spark-gmm: failed: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        if "pyspark.sql.connect" in sys.modules:  # only a Connect client can have started one
+            from .etl.session import stop_started_sessions
+
+            stop_started_sessions()
 
 
 if __name__ == "__main__":

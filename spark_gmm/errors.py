@@ -45,3 +45,9 @@ class CheckpointMismatchError(UserInputError):
 
 class NonFiniteLikelihoodError(FloatingPointError):
     """The log-likelihood became NaN or infinite during EM."""
+
+
+class InputChangedError(RuntimeError):
+    """Rows read again mid-fit (a lost block file or executor) differ from what the first
+    pass read: the input changed under the fit. Not a UserInputError: rerunning once the
+    upstream writer is done fixes it (exit code 1 in the jobs)."""

@@ -211,3 +211,69 @@ def test_closing_a_store_that_was_never_written_writes_nothing(spark) -> None:
     assert len(_store_directories(spark) - before) == 1
     written.close()
     assert _store_directories(spark) == before
+
+
+@pytest.mark.parametrize("change", ["other values", "fewer rows"])
+def test_input_overwritten_under_a_fit_fails_it_naming_the_partition(
+        spark, tmp_path, monkeypatch, one_job_per_pass, change) -> None:
+    # One job per pass: resident tasks keep their files mapped (a deleted file stays
+    # readable to them), and the hook below runs a Spark job between passes. The input is
+    # not cached (a job's input is: Spark's cache then keeps the rows the fit started with).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spark_gmm.errors import InputChangedError
+
+    x, *_ = make_mixture(n=4000, seed=43, k=3)
+    source = tmp_path / "input"
+    source.mkdir()
+
+    def write(name: str, rows: np.ndarray) -> None:
+        pq.write_table(pa.table({"a": rows[:, 0], "b": rows[:, 1], "c": rows[:, 2]}),
+                       str(source / name))
+
+    write("part-0.parquet", x[:2000])
+    write("part-1.parquet", x[2000:])
+    replacement = x[:2000] + np.array([5.0, 0.0, 0.0]) if change == "other values" else x[:1500]
+    original = statistics_pass.DistributedStatistics.__call__
+    passes: list[int] = []
+
+    def upstream_overwrites_after_the_second_pass(self, models, **options):
+        result = original(self, models, **options)
+        passes.append(1)
+        if len(passes) == 2:  # a lost block file, and the input changed meanwhile
+            for path in _paths(self.store):
+                os.unlink(path)
+            write("part-0.parquet", replacement)
+        return result
+
+    monkeypatch.setattr(statistics_pass.DistributedStatistics, "__call__",
+                        upstream_overwrites_after_the_second_pass)
+    # One partition per file (small files are otherwise packed into one partition).
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "1m")
+    try:
+        df = spark.read.parquet(str(source)).select(F.array("a", "b", "c").alias("features"))
+        expected = ("2000 rows at the first pass, 1500 now" if change == "fewer rows"
+                    else "the same 2000 rows with other values")
+        with pytest.raises(InputChangedError, match=r"partition \d of the input changed "
+                           r"during the fit: .*" + expected):
+            GaussianMixture(k=3, seed=2, maxIter=8, tol=0.0, initMode="random").fit(df)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def test_a_changed_input_is_exit_code_1_in_the_jobs(monkeypatch, capsys, tmp_path) -> None:
+    from spark_gmm.cli import EXIT_FAILURE, main
+    from spark_gmm.errors import InputChangedError
+    from spark_gmm.etl import fit_job
+    from tests.helpers import job_sections, write_job_config
+
+    def changed(spark, config):
+        raise InputChangedError("partition 0 of the input changed during the fit")
+
+    monkeypatch.setattr(fit_job, "run_fit", changed)
+    monkeypatch.setattr("spark_gmm.cli._session", lambda *args, **kwargs: None)
+    config = write_job_config(str(tmp_path / "job.toml"),
+                              job_sections(tmp_path, str(tmp_path / "in"), {"k": 2}))
+    assert main(["fit", "--config", config]) == EXIT_FAILURE
+    assert "InputChangedError: partition 0 of the input changed" in capsys.readouterr().err

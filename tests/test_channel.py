@@ -188,3 +188,20 @@ def test_row_samples_cross_bit_for_bit_and_keep_their_order() -> None:
     merged = message.values[0].merge(KeyedRows.of(x[:50], 9, 25, True))
     np.testing.assert_array_equal(merged.rows, sample.merge(KeyedRows.of(x[:50], 9, 25,
                                                                          True)).rows)
+
+
+def test_a_forged_payload_length_is_refused_before_anything_is_allocated() -> None:
+    import tracemalloc
+
+    header, _ = _valid_header()
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(_forged({**header, "payload": 1 << 40}))  # a terabyte, announced
+        tracemalloc.start()
+        try:
+            with pytest.raises(ChannelError, match="announces 1099511627776 payload bytes"):
+                receive_message(right)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 1 << 20

@@ -46,6 +46,35 @@ def test_round_trip_is_exact(tmp_path) -> None:
         read_checkpoint(path, {**FINGERPRINT, "rows": 11})
 
 
+DATA = {"rows": 10, "featuresColumn": "features: vector", "weightSum": 10.0,
+        "featureMeans": [0.5, -2.0], "featureVariances": [1.0, 4.0]}
+
+
+def test_a_checkpoint_of_other_data_is_ignored_with_a_warning_naming_it(tmp_path,
+                                                                       caplog) -> None:
+    path = str(tmp_path / "em.json")
+    write_checkpoint(path, FINGERPRINT, np.zeros(1), [_run(0.1)], DATA)
+    assert read_checkpoint(path, FINGERPRINT, DATA) is not None
+    # rounding of moments merged in another order is the same data
+    same = {**DATA, "featureMeans": [0.5 * (1 + 1e-12), -2.0]}
+    assert read_checkpoint(path, FINGERPRINT, same) is not None
+    for changed, named in (({"featureMeans": [0.5, -1.0]},
+                            "featureMeans differ (feature 1: -2 then, -1 now)"),
+                           ({"featureVariances": [1.0, 4.1]}, "featureVariances differ"),
+                           ({"featuresColumn": "x: array<double>"}, "featuresColumn"),
+                           ({"weightSum": 12.5}, "weightSum 10 then, 12.5 now")):
+        caplog.clear()
+        assert read_checkpoint(path, FINGERPRINT, {**DATA, **changed}) is None
+        assert named in caplog.text and "starts afresh" in caplog.text
+
+
+def test_a_checkpoint_of_an_older_format_is_ignored(tmp_path, caplog) -> None:
+    path = tmp_path / "em.json"
+    path.write_text('{"version": 1, "fingerprint": {"k": 2, "rows": 10}, "runs": []}')
+    assert read_checkpoint(str(path), FINGERPRINT, DATA) is None
+    assert "format 1" in caplog.text
+
+
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np

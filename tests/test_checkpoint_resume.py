@@ -74,3 +74,34 @@ def test_killed_fit_resumes_to_the_same_model(spark, tmp_path) -> None:
     np.testing.assert_array_equal(a.covariances, b.covariances)
     assert a.summary.numIter == b.summary.numIter == 24
     np.testing.assert_array_equal(a.summary.logLikelihoodHistory, b.summary.logLikelihoodHistory)
+
+
+def test_a_checkpoint_of_other_data_of_the_same_size_starts_afresh(spark, tmp_path,
+                                                                   caplog) -> None:
+    # A scheduled job killed yesterday on sample P runs today on sample Q, same size.
+    paths = {}
+    for name, seed in (("p", 17), ("q", 71)):
+        x, *_ = make_mixture(n=3000, seed=seed, k=4)
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2]}), paths[name])
+    checkpoint = str(tmp_path / "state" / "em.json")
+    job = _run(write_job_config(str(tmp_path / "p.toml"),
+                                _job(tmp_path, paths["p"], "p", checkpoint)), slowly=True)
+    deadline = time.monotonic() + 240
+    while (checkpointed_iterations(checkpoint) < 2 and job.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert 2 <= checkpointed_iterations(checkpoint) < 24, "P was not killed mid-fit"
+
+    with caplog.at_level("WARNING", logger="spark_gmm.fit.checkpoint"):
+        run_fit(spark, build_config(_job(tmp_path, paths["q"], "q", checkpoint)))
+    assert "ignoring the checkpoint" in caplog.text and "featureMeans differ" in caplog.text
+    assert not os.path.exists(checkpoint)  # the fit of Q completed and removed its own
+    run_fit(spark, build_config(_job(tmp_path, paths["q"], "q_alone")))
+    a = GaussianMixtureModel.load(str(tmp_path / "q" / "model" / "model"))
+    b = GaussianMixtureModel.load(str(tmp_path / "q_alone" / "model" / "model"))
+    np.testing.assert_array_equal(a.means, b.means)
+    np.testing.assert_array_equal(a.covariances, b.covariances)
+    assert a.summary.numIter == b.summary.numIter == 24

@@ -145,8 +145,12 @@ def test_thousands_of_partitions(spark, resident_tasks: bool, partitions: int) -
     assert many_df.rdd.getNumPartitions() == partitions
     # Resident tasks coalesce the partitions into one task per slot; as Spark jobs, every
     # pass is one task per partition, merged by treeReduce.
+    from spark_gmm.bench.probes import JvmHeapPeak
+
+    heap = JvmHeapPeak(spark.sparkContext._jvm)
     with resident_tasks_setting(spark, resident_tasks):
         many, fit_peak = _driver_peak_bytes(lambda: fit(many_df))
+    heap_peak = heap.bytes()
     passes = (many.summary.residentPasses, many.summary.jobPasses)
     assert passes == ((2, 0) if resident_tasks else (0, 2))  # 1 iteration + final statistics
     np.testing.assert_allclose(many.summary.logLikelihoodHistory,
@@ -161,8 +165,10 @@ def test_thousands_of_partitions(spark, resident_tasks: bool, partitions: int) -
     # of them to the driver at once (118 MB for 2,000 when measured with tracemalloc);
     # treeReduce brings ~sqrt(partitions) (22–45), and resident tasks one per task (2).
     one_partial = 8 * 30 * 30 * 8
-    logger.warning("%d partitions (resident tasks %s): driver Python peak %.1f MB during the "
-                   "fit (one partition's statistics: %.2f MB)", partitions, resident_tasks,
-                   fit_peak / 1e6,
+    logger.warning("%d partitions (resident tasks %s): driver Python peak %.1f MB, driver JVM "
+                   "heap peak %.0f MB during the fit (one partition's statistics: %.2f MB)",
+                   partitions, resident_tasks, fit_peak / 1e6, heap_peak / 1e6,
                    one_partial / 1e6)
+    print(f"{partitions} partitions (resident tasks {resident_tasks}): driver JVM heap peak "
+          f"{heap_peak / 1e6:.0f} MB, driver Python peak {fit_peak / 1e6:.1f} MB")
     assert fit_peak < 200 * one_partial

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 from functools import partial
 
 import numpy as np
@@ -154,3 +156,76 @@ def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
     np.testing.assert_allclose(total.resp_sum, expected.resp_sum, rtol=1e-12)
     np.testing.assert_allclose(total.first, expected.first, rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(total.second, expected.second, rtol=1e-10)
+
+
+def test_forged_lengths_are_refused_and_the_pass_goes_on(spark, caplog) -> None:
+    from spark_gmm.runtime.wire import answer_challenge
+
+    x, *_ = make_mixture(n=3000, seed=45, k=2)
+    df = to_dataframe(spark, x, partitions=2)
+    store = store_blocks(df, features_array(df, "features"), None)
+    center = feature_moments(store.stored_partitions()).mean
+    mixture = GaussianParameters.from_covariances(
+        [0.5, 0.5], x[:2] - center, np.stack([np.eye(3)] * 2), "full")
+    tasks = ResidentTasks(store, partial(statistics_pass._answer_request, center), 2)
+    huge_hello = (b'{"kind": "hello", "meta": {"task": 0}, "values": [], '
+                  b'"payload": 1099511627776}')  # a terabyte announced
+    forged = b"GMM1" + len(huge_hello).to_bytes(4, "big") + huge_hello
+    peers: dict[str, socket.socket] = {}
+
+    def intrude(address) -> None:
+        # without the secret: its header is read as a failed answer to the challenge
+        peers["stranger"] = socket.create_connection(address)
+        peers["stranger"].sendall(forged)
+        # with the secret (a peer that passed the challenge): the length is checked first
+        peers["insider"] = socket.create_connection(address)
+        answer_challenge(peers["insider"], tasks._secret)
+        peers["insider"].sendall(forged)
+
+    try:
+        tasks.start()
+        # The driver accepts connections while it waits for a pass's answers.
+        intruder = threading.Thread(target=intrude, args=(tasks._listener.getsockname(),))
+        intruder.start()
+        with caplog.at_level(logging.WARNING, logger="spark_gmm"):
+            deadline = time.monotonic() + 30
+            while len(caplog.records) < 2 and time.monotonic() < deadline:
+                answers = tasks.request([mixture], {"kind": "statistics",
+                                                    "hard_assignment": False,
+                                                    "count_assignments": True})
+        intruder.join(30)
+        assert "does not hold this fit's secret" in caplog.text
+        assert "announces 1099511627776 payload bytes" in caplog.text
+        # the driver closed both (a recv on an open socket would time out): the stranger
+        # got only the challenge's nonce, the insider nothing after the challenge
+        for name, left_over in (("stranger", 32), ("insider", 0)):
+            peers[name].settimeout(10)
+            assert len(peers[name].recv(1 << 16, socket.MSG_WAITALL)) == left_over
+            peers[name].close()
+    finally:
+        tasks.close()
+        store.close()
+    total = answers[0][0].merge(answers[1][0])
+    expected = block_statistics(x, None, [mixture], center, False, True)[0]
+    assert total.row_count == 3000 and total.assigned.tolist() == expected.assigned.tolist()
+    np.testing.assert_allclose(total.second, expected.second, rtol=1e-10)
+
+
+def test_a_task_hung_in_a_pass_sends_it_back_to_a_spark_job(spark, caplog, monkeypatch,
+                                                            weighted_df) -> None:
+    from spark_gmm.runtime.resident import PASS_TIMEOUT_CONF
+
+    params = {"k": 3, "seed": 6, "maxIter": 4, "tol": 0.0, "initMode": "random",
+              "weightCol": "w"}
+    by_jobs, _ = _fit(spark, caplog, weighted_df, False, **params)
+    monkeypatch.setattr(statistics_pass, "TEST_HANG_SECONDS", 120.0)
+    spark.conf.set(PASS_TIMEOUT_CONF, "2")
+    try:
+        hung, (resident_passes, job_passes) = _fit(spark, caplog, weighted_df, True, **params)
+    finally:
+        spark.conf.unset(PASS_TIMEOUT_CONF)
+    assert "did not answer within 2 s" in caplog.text
+    assert "resident tasks given up" in caplog.text
+    # the first resident pass hung: it and every pass after it ran as Spark jobs
+    assert (resident_passes, job_passes) == (0, 6)
+    _assert_same_model(hung, by_jobs)

@@ -215,8 +215,6 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
                       "labelling": labelling.seconds})
     with phase(f"writing the model artifact {config.model.path}", logger):
         _publish_artifact(spark, config.model.path, fitted, model_id, schema, report)
-    if config.checkpoint.path and os.path.exists(config.checkpoint.path):
-        os.remove(config.checkpoint.path)  # the fit is complete; a rerun starts afresh
     if config.report.enabled:
         local_model = config.model.path.removeprefix("file://").removeprefix("file:")
         report["report_path"] = run_report(spark, config.model.path, config.report.path

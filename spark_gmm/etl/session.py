@@ -69,13 +69,35 @@ def build_session(app_name: str, master: str | None = None,
     return session
 
 
+# Connect sessions this process started (not ones it found): the command line stops them
+# when it is done, as a Connect client's threads would otherwise keep the process alive.
+_STARTED: list[SparkSession] = []
+
+
 def _connect_session(app_name: str, remote: str, conf: Mapping[str, str]) -> SparkSession:
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
     # A Connect client has no JVM: no spark-submit conf to read and no log level to set.
-    # Only runtime (SQL) settings reach an existing server; the rest apply to a local one.
+    # Only runtime (SQL) settings reach an existing server; a local server (remote
+    # "local[N]") starts with all of them, the Python workers' Unix sockets included.
+    settings = ({**DEFAULT_SPARK_CONF} if remote.startswith("local") else
+                {"spark.sql.execution.arrow.pyspark.enabled": "true"})
     builder = SparkSession.builder.remote(remote).appName(app_name)
-    # Arrow is a runtime setting a client may set; the Python workers' socket is the server's.
-    arrow = "spark.sql.execution.arrow.pyspark.enabled"
-    for key, value in {arrow: DEFAULT_SPARK_CONF[arrow], **conf}.items():
+    for key, value in {**settings, **conf}.items():
         builder = builder.config(key, value)
+    found = ConnectSession.getActiveSession()
     with phase(f"connecting to Spark Connect at {remote}", logger):
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
+    if found is None:
+        _STARTED.append(session)
+    return session
+
+
+def stop_started_sessions() -> None:
+    """Stop the Connect sessions :func:`build_session` started (sessions it found running,
+    a caller's, stay)."""
+    while _STARTED:
+        try:
+            _STARTED.pop().stop()
+        except Exception:  # stopping must not hide the command's own outcome
+            logger.warning("could not stop the Spark Connect session", exc_info=True)

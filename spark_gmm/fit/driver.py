@@ -27,8 +27,8 @@ from ..runtime.ingest import (
 )
 from ..runtime.input_checks import InputCounts
 from ..runtime.progress import PhaseTiming, phase
-from ..runtime.statistics_pass import DistributedStatistics
-from .checkpoint import read_checkpoint, write_checkpoint
+from ..runtime.statistics_pass import DistributedStatistics, running_fit
+from .checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
 from .em import EMRun, RunLimits, best_run, run_em
 from .initialization import (
     InitialisationInput,
@@ -103,15 +103,25 @@ class FitResult:
         return self.best.params.shifted(self.center)
 
 
-def _fingerprint(settings: FitSettings, counts: InputCounts, has_initial_model: bool
-                 ) -> dict[str, Any]:
-    # What must match for a checkpoint to belong to this fit.
+def _fingerprint(settings: FitSettings, has_initial_model: bool) -> dict[str, Any]:
+    # The parameters that must match for a checkpoint to belong to this fit.
     return {
         "k": settings.k, "covarianceType": settings.covariance_type,
         "regCovar": settings.reg_covar, "initMode": settings.init_mode,
         "nInit": settings.n_init, "seed": settings.seed,
         "initialModel": has_initial_model,
+    }
+
+
+def _data_fingerprint(dataset: DataFrame, settings: FitSettings, counts: InputCounts,
+                      moments: FeatureMoments) -> dict[str, Any]:
+    # The data a checkpoint was written for: what the first pass computes anyway.
+    column = dataset.schema[settings.features_col].dataType.simpleString()
+    return {
         "rows": counts.n_rows, "features": counts.n_features, "weightSum": counts.weight_sum,
+        "featuresColumn": f"{settings.features_col}: {column}",
+        "weightColumn": settings.weight_col or "",
+        "featureMeans": moments.mean.tolist(), "featureVariances": moments.variance.tolist(),
     }
 
 
@@ -135,13 +145,13 @@ def _starts(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
 
 
 def _iterate(settings: FitSettings, statistics: DistributedStatistics, runs: Sequence[EMRun],
-             fingerprint: dict[str, Any], center: np.ndarray
+             fingerprints: tuple[dict[str, Any], dict[str, Any]], center: np.ndarray
              ) -> tuple[EMRun, SufficientStatistics]:
     path = settings.checkpoint_path
 
     def save(_: int, current: Sequence[EMRun]) -> None:
         if path:
-            write_checkpoint(path, fingerprint, center, current)
+            write_checkpoint(path, fingerprints[0], center, current, fingerprints[1])
 
     run_em(runs, statistics, settings.reg_covar, settings.max_iter, settings.tol,
            on_iteration=save)
@@ -189,13 +199,20 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
     CheckpointMismatchError
         ``settings.checkpoint_path`` holds the state of another fit.
     """
+    with running_fit():  # fits of this process started together share the task slots
+        return _fit_mixture(dataset, settings, initial)
+
+
+def _fit_mixture(dataset: DataFrame, settings: FitSettings,
+                 initial: GaussianParameters | None) -> FitResult:
     logger.debug("fit settings: %s", asdict(settings))
     store, statistics_type = _store(dataset, settings)
     try:
         with phase("storing and checking the rows", logger) as storing:
             counts, moments = _validated(store, settings)
-        fingerprint = _fingerprint(settings, counts, initial is not None)
-        resumed = (read_checkpoint(settings.checkpoint_path, fingerprint)
+        fingerprints = (_fingerprint(settings, initial is not None),
+                        _data_fingerprint(dataset, settings, counts, moments))
+        resumed = (read_checkpoint(settings.checkpoint_path, *fingerprints)
                    if settings.checkpoint_path else None)
         center = resumed[0] if resumed is not None else moments.mean
         statistics = statistics_type(store, center, settings.depth)
@@ -212,11 +229,13 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
                     runs = _starts(settings, moments, center, statistics, counts.n_features,
                                    initial)
             with phase("EM", logger) as iterating:
-                best, final = _iterate(settings, statistics, runs, fingerprint, center)
+                best, final = _iterate(settings, statistics, runs, fingerprints, center)
         logger.info("passes over the data: %d by resident tasks, %d as Spark jobs",
                     statistics.resident_passes, statistics.job_passes)
     finally:
         store.close()
+    if settings.checkpoint_path:
+        remove_checkpoint(settings.checkpoint_path)  # complete: a rerun starts afresh
     logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",
                 settings.k, counts.n_rows, best.n_iter, best.converged)
     return FitResult(best, final, center, counts, statistics.resident_passes,
@@ -248,6 +267,11 @@ def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> lis
     InvalidInputError
         As :func:`fit_mixture`.
     """
+    with running_fit():
+        return _fit_mixtures(dataset, all_settings)
+
+
+def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> list[FitResult]:
     first = all_settings[0]
     fixed = {k: v for k, v in asdict(first).items() if k not in SHARED_FIT_VARIES}
     for settings in all_settings:

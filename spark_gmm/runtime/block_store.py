@@ -14,10 +14,14 @@ Nothing here can make a result wrong. A task that finds its file missing or of t
 size (executor lost, directory cleaned, task scheduled elsewhere) reports its partition as
 missing, and the driver recomputes exactly those partitions in a second job through the
 handles' own lineage, uncached: the task writes the partition again where it runs and folds
-it there; the count is logged. Like Spark's own cache, that recomputation assumes the
-input's lineage gives the same rows for a partition when it runs again. A lost executor
-also loses its cached handles, which Spark then recomputes, writing the files again on a
-live executor.
+it there; the count is logged. A lost executor also loses its cached handles, which Spark
+then recomputes, writing the files again on a live executor.
+
+A recomputed partition is read again from the input, which may have changed since the first
+pass (a Parquet file overwritten upstream). Every pass therefore checks each partition it
+folds against what the first pass recorded of it (row count, weight sum and feature means,
+:class:`PartitionDigest`), and the driver raises :class:`~spark_gmm.errors.InputChangedError`
+naming the partition when they differ, instead of mixing old and new rows.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import pyarrow as pa
 from pyspark import RDD, StorageLevel
 from pyspark.sql import Row
 
+from ..errors import InputChangedError
 from ..kernels import FeatureMoments
 from .files import AtomicFile
 from .input_checks import Block, RowChecks
@@ -106,6 +111,36 @@ HANDLE_SCHEMA = pa.schema(
     + [("moments_weight", pa.float64()), ("moments_mean", pa.list_(pa.float64())),
        ("moments_scatter", pa.list_(pa.float64()))]
 )
+
+
+class PartitionDigest(NamedTuple):
+    """What the first pass read of one partition, to recognise the same rows again: a few
+    numbers, as every pass's closure carries one per partition."""
+
+    n_rows: int
+    weight: float
+    mean_sum: float  # Σ_j mean_j over the features
+    mean_squares: float  # Σ_j mean_j²
+
+    @classmethod
+    def of(cls, stored: StoredPartition) -> PartitionDigest:
+        moments = stored.moments
+        if moments is None:
+            return cls(stored.n_rows, 0.0, 0.0, 0.0)
+        return cls(stored.n_rows, float(moments.weight), float(moments.mean.sum()),
+                   float(np.square(moments.mean).sum()))
+
+    def differs(self, other: PartitionDigest) -> str:
+        """What differs from ``other``, in words ("" when the rows are the same)."""
+        if self.n_rows != other.n_rows:
+            return f"{self.n_rows} rows at the first pass, {other.n_rows} now"
+        # Merged in the same order from the same rows, these agree to rounding.
+        a, b = np.array(self[1:]), np.array(other[1:])
+        scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-300)
+        if np.any(np.abs(a - b) / scale > 1e-9):
+            return (f"the same {self.n_rows} rows with other values (feature means summing "
+                    f"to {self.mean_sum:.6g} at the first pass, {other.mean_sum:.6g} now)")
+        return ""
 
 
 def _local_directory(store_id: str, partition: int) -> str:
@@ -206,14 +241,29 @@ def read_partitions(handles: Iterable[StoredPartition]) -> tuple[list[Block], li
 Outcome = tuple[list[int], "T | None"]
 
 
-def _on_stored(function: PartitionFunction, index: int, handles: Iterator[StoredPartition]
-               ) -> Iterator[Outcome]:
+def _on_stored(function: PartitionFunction, recorded: dict[int, PartitionDigest], index: int,
+               handles: Iterator[StoredPartition]) -> Iterator[Outcome]:
     prepare_python_worker()
+    handles = list(handles)
+    # A handle Spark recomputed (its executor was lost) read the input again: a partition
+    # whose rows differ from the first pass's goes to the driver's recomputation, which
+    # names it.
+    changed = any(recorded.get(h.partition) is not None and h.checks is not None
+                  and recorded[h.partition].differs(PartitionDigest.of(h)) for h in handles)
     blocks, missing = read_partitions(handles)
-    if missing:
+    if missing or changed:
         yield [index], None  # the RDD index of this task's partition, for recomputation
         return
     yield [], function(iter(blocks)) if blocks else None
+
+
+def _on_rewritten(function: PartitionFunction, index: int, handles: Iterator[StoredPartition]
+                  ) -> Iterator[tuple[list[int], list[StoredPartition], Any]]:
+    # The recomputation: the partition written again from the input, folded, and its
+    # handles sent back so that the driver can compare them with the first pass's.
+    handles = list(handles)
+    for missing, value in _on_stored(function, {}, index, iter(handles)):
+        yield missing, handles, value
 
 
 def _merge_values(merge: Callable[[T, T], T], a: T | None, b: T | None) -> T | None:
@@ -226,7 +276,7 @@ def _merge_outcomes(merge: Callable[[T, T], T], a: Outcome, b: Outcome) -> Outco
     return a[0] + b[0], _merge_values(merge, a[1], b[1])
 
 
-def _remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]:
+def remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]:
     removed = 0
     for stored in handles:
         for path in (stored.features_path, stored.weights_path):
@@ -258,11 +308,13 @@ class BlockStore:
             StorageLevel.MEMORY_AND_DISK
         )
         self._written = False
+        self._recorded: dict[int, PartitionDigest] = {}
 
     def stored_partitions(self) -> list[StoredPartition]:
         """Every partition's handle, in partition order; the first call writes the files."""
         handles = self.handles.collect()
         self._written = True
+        self._recorded = {h.partition: PartitionDigest.of(h) for h in handles}
         return handles
 
     def aggregate(self, function: Callable[[Iterator[Block]], T | None],
@@ -272,7 +324,7 @@ class BlockStore:
         ``function`` maps an iterator of blocks to one value (None for no rows); ``merge``
         must be associative. Returns None when no partition has any rows.
         """
-        fold = partial(_on_stored, function)
+        fold = partial(_on_stored, function, self._recorded)
         missing, value = self.handles.mapPartitionsWithIndex(fold).treeReduce(
             partial(_merge_outcomes, merge), depth
         )
@@ -283,9 +335,11 @@ class BlockStore:
                            len(missing), self.handles.getNumPartitions())
             # The same lineage as the cached handles, uncached: each task writes its
             # partition again where it runs and folds it there.
-            rewritten = self.written.map(StoredPartition.from_row).mapPartitionsWithIndex(fold)
-            for lost, recomputed in self.handles.context.runJob(rewritten, lambda o: o,
-                                                                sorted(missing)):
+            rewritten = self.written.map(StoredPartition.from_row).mapPartitionsWithIndex(
+                partial(_on_rewritten, function))
+            for lost, handles, recomputed in self.handles.context.runJob(
+                    rewritten, lambda o: o, sorted(missing)):
+                self._check_unchanged(handles)
                 if lost:
                     raise OSError(f"partitions {lost} could not be read back right after "
                                   "being written; check the executors' local directories "
@@ -293,6 +347,17 @@ class BlockStore:
                 value = _merge_values(merge, value, recomputed)
         self._written = True
         return value
+
+    def _check_unchanged(self, handles: Iterable[StoredPartition]) -> None:
+        for handle in handles:
+            first = self._recorded.get(handle.partition)
+            difference = first.differs(PartitionDigest.of(handle)) if first else ""
+            if difference:
+                raise InputChangedError(
+                    f"partition {handle.partition} of the input changed during the fit: "
+                    f"read again after its stored rows were lost, it has {difference}. The "
+                    "input was modified while the fit ran (an upstream job overwriting its "
+                    "files?); rerun the fit once the input is stable")
 
     def close(self) -> None:
         """Delete the files (best effort: a file whose task runs on another host stays until
@@ -307,7 +372,7 @@ class BlockStore:
                 tasks = min(self.handles.getNumPartitions(),
                             self.handles.context.defaultParallelism)
                 removed = sum(self.handles.coalesce(tasks)
-                              .mapPartitions(_remove_partition_files).collect())
+                              .mapPartitions(remove_partition_files).collect())
                 logger.debug("removed %d stored block files", removed)
         except Exception:  # a failed clean-up must not hide the fit's own outcome
             logger.warning("could not remove the stored block files; Spark deletes them "

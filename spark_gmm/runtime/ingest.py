@@ -83,8 +83,10 @@ def check_weight_column(df: DataFrame, weight_col: str | None) -> None:
         )
 
 
-def _write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBatch]
-                  ) -> Iterator[pa.RecordBatch]:
+def write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBatch]
+                 ) -> Iterator[pa.RecordBatch]:
+    """The first pass's task: write the partition's rows to a local file, count bad rows and
+    take the moments on the way, and yield the partition's handle (one row)."""
     prepare_python_worker()
     context = TaskContext.get()
     assert context is not None, "runs inside a Spark task"
@@ -113,7 +115,7 @@ def store_blocks(df: DataFrame, features: Column, weight_col: str | None) -> Blo
     weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
     selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
     written = selected.mapInArrow(
-        partial(_write_blocks, uuid.uuid4().hex, weight_col is not None),
+        partial(write_blocks, uuid.uuid4().hex, weight_col is not None),
         from_arrow_schema(HANDLE_SCHEMA),
     )
     return BlockStore(written.rdd)

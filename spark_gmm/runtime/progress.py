@@ -25,8 +25,11 @@ def _running_stages() -> str:
     sc = SparkContext._active_spark_context
     if sc is None:
         return ""
-    tracker = sc.statusTracker()
-    stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+    try:
+        tracker = sc.statusTracker()
+        stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+    except Exception:  # a context still starting (a local Connect server's), or stopping
+        return ""
     done = [f"stage {s.stageId}: {s.numCompletedTasks}/{s.numTasks} tasks"
             for s in stages if s is not None]
     return f" ({'; '.join(done)})" if done else ""

@@ -54,6 +54,11 @@ logger = logging.getLogger(__name__)
 
 # Spark setting that turns resident tasks off (one Spark job per pass, as before).
 ENABLED_CONF = "spark.gmm.residentTasks.enabled"
+# Seconds a resident pass may take before the driver gives the resident job up and runs the
+# pass as a Spark job (a task hung in a pass must not hang the fit). Generous: a pass over
+# an executor's share of the rows takes seconds even at tens of millions of rows.
+PASS_TIMEOUT_CONF = "spark.gmm.residentTasks.passTimeout"
+DEFAULT_PASS_TIMEOUT_SECONDS = 1800.0
 CONNECT_SECONDS = 30.0
 RECONNECT_SECONDS = 20.0
 _HANDSHAKE_SECONDS = 10.0
@@ -91,6 +96,36 @@ def slot_count(sc: SparkContext) -> int:
     except Exception:  # a private API: without it, no resident tasks
         logger.debug("could not read the number of task slots", exc_info=True)
         return 0
+
+
+def application_load(sc: SparkContext, own_tag: str | None = None) -> tuple[int, bool]:
+    """Tasks running now in the active stages of the application's jobs other than the
+    resident job tagged ``own_tag``, and whether any of those stages has tasks waiting for a
+    slot.
+
+    The status store lags the scheduler by a moment: a stage just submitted is seen at the
+    next pass boundary, and a resident job's own tasks may still look queued (hence
+    ``own_tag``). A few calls per pass boundary: a fit makes one per pass.
+    """
+    try:
+        tracker = sc.statusTracker()
+        own_stages: set[int] = set()
+        if own_tag:
+            jvm_tracker = sc._jsc.sc().statusTracker()  # type: ignore[union-attr]
+            for job_id in jvm_tracker.getJobIdsForTag(own_tag):
+                job = tracker.getJobInfo(job_id)
+                own_stages |= set(job.stageIds) if job is not None else set()
+        running, waiting = 0, False
+        for stage_id in set(tracker.getActiveStageIds()) - own_stages:
+            stage = tracker.getStageInfo(stage_id)
+            if stage is None:
+                continue
+            running += stage.numActiveTasks
+            waiting |= stage.numTasks > stage.numActiveTasks + stage.numCompletedTasks
+    except Exception:  # without a status tracker, assume the application is ours alone
+        logger.debug("could not read the application's active stages", exc_info=True)
+        return 0, False
+    return running, waiting
 
 
 def _driver_address(sc: SparkContext) -> tuple[str, str]:
@@ -165,11 +200,13 @@ class ResidentTasks:
         The driver cannot listen on its address.
     """
 
-    def __init__(self, store: BlockStore, handler: Handler, n_tasks: int) -> None:
+    def __init__(self, store: BlockStore, handler: Handler, n_tasks: int,
+                 pass_timeout: float = DEFAULT_PASS_TIMEOUT_SECONDS) -> None:
         self.n_tasks = n_tasks
+        self.pass_timeout = pass_timeout
         self._sc: SparkContext = store.handles.context
         self._secret = new_secret()
-        self._tag = f"spark-gmm-resident-{uuid.uuid4().hex}"
+        self.tag = self._tag = f"spark-gmm-resident-{uuid.uuid4().hex}"
         self._selector = selectors.DefaultSelector()
         self._connections: dict[int, socket.socket] = {}
         self._lost_at: dict[int, float] = {}
@@ -236,7 +273,13 @@ class ResidentTasks:
         self._results = {}
         for task in list(self._connections):
             self._send_request(task)
+        deadline = time.monotonic() + self.pass_timeout
         while len(self._results) < self.n_tasks:
+            if time.monotonic() > deadline:
+                late = sorted(set(range(self.n_tasks)) - set(self._results))
+                raise ResidentUnavailableError(
+                    f"resident tasks {late} did not answer within {self.pass_timeout:.0f} s "
+                    f"({PASS_TIMEOUT_CONF})")
             self._poll()
         self._request = None
         return [self._results[task] for task in range(self.n_tasks)]

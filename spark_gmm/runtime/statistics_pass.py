@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial, reduce
@@ -24,7 +27,15 @@ from ..kernels.kmeans import ClusterSums
 from ..kernels.sampling import Candidates, KeyedRows
 from .block_store import BlockStore
 from .input_checks import Block
-from .resident import ENABLED_CONF, ResidentTasks, ResidentUnavailableError, slot_count
+from .resident import (
+    DEFAULT_PASS_TIMEOUT_SECONDS,
+    ENABLED_CONF,
+    PASS_TIMEOUT_CONF,
+    ResidentTasks,
+    ResidentUnavailableError,
+    application_load,
+    slot_count,
+)
 from .wire import Value
 
 logger = logging.getLogger(__name__)
@@ -32,10 +43,44 @@ logger = logging.getLogger(__name__)
 # The resident tasks' statistics all reach the driver in one round: beyond this many bytes,
 # a pass is a job whose treeReduce merges on the executors.
 _MAX_RESIDENT_RESULT_BYTES = 256 << 20
+# After handing its slots back to other work, a fit takes them again (or grows back to its
+# share) only once no other job has waited at its pass boundaries for this long.
+IDLE_SECONDS_BEFORE_RESIDENT = 5.0
+
+# The fits of this driver process now running (:func:`running_fit`): they share the slots.
+_FITS_LOCK = threading.Lock()
+_ACTIVE_FITS: set[str] = set()
+
+
+@contextmanager
+def running_fit() -> Iterator[None]:
+    """Count a fit among this process's running fits for its whole duration (its first pass
+    included), so that fits started together share the task slots from the start."""
+    fit_id = uuid.uuid4().hex
+    with _FITS_LOCK:
+        _ACTIVE_FITS.add(fit_id)
+    try:
+        yield
+    finally:
+        with _FITS_LOCK:
+            _ACTIVE_FITS.discard(fit_id)
+
+
+def _slot_share(total_slots: int) -> int:
+    with _FITS_LOCK:
+        return max(1, total_slots // max(1, len(_ACTIVE_FITS)))
+
+
+def _other_fits() -> bool:
+    with _FITS_LOCK:
+        return len(_ACTIVE_FITS) > 1
 
 # Test-only fault injection, off unless set in the executors' environment: the index of a
 # partition whose statistics task fails on its first attempt (Spark then retries it).
 FAULT_INJECTION_ENV = "SPARK_GMM_TEST_FAIL_FIRST_ATTEMPT_OF_PARTITION"
+# Test-only: seconds that resident task 0 sleeps inside every pass (a hung task), sent in
+# the requests' meta while this is set on the driver.
+TEST_HANG_SECONDS: float = 0.0
 
 
 def _inject_test_fault() -> None:
@@ -114,6 +159,12 @@ def _answer_request(center: np.ndarray, values: list[Value], meta: dict[str, Any
                     blocks: list[Block]) -> list[Any] | None:
     # In a resident task: one request is one pass over the task's blocks.
     _inject_test_fault()
+    if meta.get("test_hang_seconds"):
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        if context is not None and context.partitionId() == 0:
+            time.sleep(float(meta["test_hang_seconds"]))
     return fold_pass(center, [v for v in values if isinstance(v, GaussianParameters)], meta,
                      blocks)
 
@@ -123,7 +174,16 @@ class DistributedStatistics:
     candidates and Lloyd sums.
 
     A pass is one Spark job (``treeReduce`` of per-partition results) unless it runs inside
-    :meth:`resident`, where one long-running job serves them all.
+    :meth:`resident`, where one long-running job serves them all. Resident tasks hold the
+    slots they take, so they share: the fits of one driver process (threads, notebooks,
+    ``CrossValidator(parallelism=2)``) split the slots equally, each resident job taking at
+    most its share of the slots that are free when it starts, and a fit whose resident job
+    is larger than its share (another fit began) restarts it smaller at its next pass
+    boundary. Work from outside the fits (a query of another thread) is served first: a fit
+    that sees other jobs' tasks waiting for a slot at a pass boundary hands all its slots
+    back and runs its passes as Spark jobs, which Spark's scheduler interleaves with the
+    rest; after :data:`IDLE_SECONDS_BEFORE_RESIDENT` without waiting tasks it starts
+    resident tasks again, at its share.
 
     Parameters
     ----------
@@ -143,6 +203,7 @@ class DistributedStatistics:
         self.job_passes = 0
         self._resident: ResidentTasks | None = None
         self._resident_shape: tuple[int, int] | None = None
+        self._others_seen_at: float | None = None  # when other jobs last waited for slots
 
     @contextmanager
     def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
@@ -152,8 +213,8 @@ class DistributedStatistics:
         the task slots. Any pass the resident job cannot serve runs as a job of its own.
         """
         self._resident_shape = (n_models, n_components)
-        self._resident = self._start_resident(n_models, n_components)
         try:
+            self._resident = self._start_resident(n_models, n_components)
             yield self
         finally:
             self._stop_resident()
@@ -166,15 +227,31 @@ class DistributedStatistics:
                    ) or sc.getConf().get(ENABLED_CONF, "true")
         if enabled.strip().lower() != "true":
             return None
-        n_tasks = min(self.store.handles.getNumPartitions(), slot_count(sc))
+        total = slot_count(sc)
+        running, waiting = application_load(sc)
+        n_tasks = min(self.store.handles.getNumPartitions(), _slot_share(total),
+                      total - running)
+        # Work waiting from outside the fits goes first; the fits share the slots.
+        if (waiting and not _other_fits()) or n_tasks < 1:
+            # Taking slots now would stall this fit (its tasks wait for slots) or the other
+            # work (queued behind resident tasks): one Spark job per pass for now.
+            logger.info("other Spark jobs of this application %s: the fit runs one Spark "
+                        "job per pass for now", "wait for task slots" if waiting
+                        else "hold every task slot")
+            if waiting and not _other_fits():
+                self._others_seen_at = time.monotonic()
+            return None
         d = self.center.shape[0]
         # Every task's statistics reach the driver at once: bound what that can cost.
         message_bytes = 8 * n_models * n_components * (d * d + d + 2)
         if n_tasks < 1 or n_tasks * message_bytes > _MAX_RESIDENT_RESULT_BYTES:
             return None
+        timeout = float((session.conf.get(PASS_TIMEOUT_CONF, None) if session is not None
+                         else None) or DEFAULT_PASS_TIMEOUT_SECONDS)
         tasks = None
         try:
-            tasks = ResidentTasks(self.store, partial(_answer_request, self.center), n_tasks)
+            tasks = ResidentTasks(self.store, partial(_answer_request, self.center), n_tasks,
+                                  timeout)
             tasks.start()
         except ResidentUnavailableError as reason:
             logger.warning("the fit runs one Spark job per pass: %s", reason)
@@ -220,8 +297,40 @@ class DistributedStatistics:
         return self._pass([], {"kind": "cluster_sums",
                                "centres": [np.asarray(c).tolist() for c in centre_sets]})
 
+    def _yield_or_resume(self) -> None:
+        # At a pass boundary: hand the slots back when work from outside the fits waits for
+        # them, shrink to the share when another fit began, start again or grow when slots
+        # are free (after a hand-back: once nothing waited for a while).
+        sc = self.store.handles.context
+        resident = self._resident
+        running, waiting = application_load(sc, resident.tag if resident else None)
+        now = time.monotonic()
+        if waiting and not _other_fits():
+            self._others_seen_at = now
+            if resident is not None:
+                logger.info("other Spark jobs wait for task slots: the fit hands its %d task "
+                            "slots back and runs its passes as Spark jobs", resident.n_tasks)
+                self._stop_resident()
+            return
+        assert self._resident_shape is not None
+        total = slot_count(sc)
+        share = min(self.store.handles.getNumPartitions(), _slot_share(total))
+        target = min(share, total - running)  # the slots ours now would not hold
+        idle = (self._others_seen_at is None or _other_fits()
+                or now - self._others_seen_at > IDLE_SECONDS_BEFORE_RESIDENT)
+        if resident is not None and resident.n_tasks > share:
+            logger.info("another fit began: this fit's resident job shrinks from %d tasks to "
+                        "its share of %d", resident.n_tasks, share)
+        elif not idle or target <= (resident.n_tasks if resident is not None else 0):
+            return
+        self._stop_resident()
+        self._others_seen_at = None
+        self._resident = self._start_resident(*self._resident_shape)
+
     def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any],
               answer_bytes: int = 0) -> list[Any]:
+        if self._resident_shape is not None:
+            self._yield_or_resume()
         if (self._resident is not None and self._resident_shape is not None
                 and self._resident.n_tasks * answer_bytes > _MAX_RESIDENT_RESULT_BYTES):
             # Every task's answer would reach the driver at once: this pass runs as a Spark
@@ -235,6 +344,8 @@ class DistributedStatistics:
             finally:
                 self._resident = self._start_resident(*self._resident_shape)
         if self._resident is not None:
+            if TEST_HANG_SECONDS:
+                meta = {**meta, "test_hang_seconds": TEST_HANG_SECONDS}
             try:
                 answers = self._resident.request(list(mixtures), meta)
             except ResidentUnavailableError as reason:

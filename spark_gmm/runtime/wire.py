@@ -38,6 +38,9 @@ from ..kernels.sampling import Candidates, KeyedRows
 _MAGIC = b"GMM1"
 _PREFIX = struct.Struct("!4sI")
 _MAX_HEADER_BYTES = 1 << 24
+# The largest payload the protocol allows: a resident pass's answers stay below 256 MiB per
+# task (larger passes run as Spark jobs), requests far below. Checked before allocating.
+MAX_PAYLOAD_BYTES = 1 << 29
 _NONCE_BYTES = 32
 _VALUE_TYPES: dict[str, type] = {
     "GaussianParameters": GaussianParameters,
@@ -163,9 +166,17 @@ def receive_message(sock: socket.socket) -> Message:
         raise ChannelError("not a spark-gmm message")
     try:
         header = json.loads(bytes(_receive_exactly(sock, length)))
-        return _message(header, _receive_exactly(sock, int(header["payload"])))
+        return _message(header, _receive_exactly(sock, _payload_length(header)))
     except (ValueError, KeyError, TypeError) as error:
         raise ChannelError(f"malformed message: {error}") from error
+
+
+def _payload_length(header: dict[str, Any]) -> int:
+    announced = int(header["payload"])
+    if not 0 <= announced <= MAX_PAYLOAD_BYTES:
+        raise ChannelError(f"the header announces {announced} payload bytes; the protocol "
+                           f"allows at most {MAX_PAYLOAD_BYTES}")
+    return announced
 
 
 def _message(header: dict[str, Any], payload: bytearray) -> Message:
@@ -190,7 +201,7 @@ def decode(data: bytes) -> Message:
     try:
         header = json.loads(data[_PREFIX.size:_PREFIX.size + length])
         payload = bytearray(data[_PREFIX.size + length:])  # writable, as a socket's
-        if len(payload) != int(header["payload"]):
+        if len(payload) != _payload_length(header):
             raise ChannelError("the payload's length is not the one the header announces")
         return _message(header, payload)
     except (ValueError, KeyError, TypeError) as error:

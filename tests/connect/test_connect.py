@@ -61,15 +61,29 @@ def test_fits_equal_the_classic_session_s(df, classic, name) -> None:
                                   classic[f"{name}/prediction"])
 
 
-def test_a_checkpointed_fit_resumes_on_connect(df, tmp_path, caplog) -> None:
+def test_an_interrupted_fit_resumes_from_its_checkpoint_on_connect(df, tmp_path, caplog,
+                                                                   monkeypatch) -> None:
+    import spark_gmm.fit.driver as driver
+
     path = str(tmp_path / "em.json")
-    params = {"k": 3, "seed": 8, "tol": 0.0, "initMode": "k-means||"}
-    GaussianMixture(maxIter=3, checkpointPath=path, **params).fit(df)  # stops after 3
-    assert json.load(open(path))  # the state after iteration 3, on the client
+    params = {"k": 3, "seed": 8, "tol": 0.0, "initMode": "k-means||", "maxIter": 8}
+    written = driver.write_checkpoint
+
+    def write_then_die(*args, **kwargs):  # the driver dies right after iteration 3's write
+        written(*args, **kwargs)
+        if max(len(run.history) for run in args[3]) == 3:
+            raise KeyboardInterrupt("killed after iteration 3")
+
+    monkeypatch.setattr(driver, "write_checkpoint", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        GaussianMixture(checkpointPath=path, **params).fit(df)
+    monkeypatch.setattr(driver, "write_checkpoint", written)
+    assert max(len(r["history"]) for r in json.load(open(path))["runs"]) == 3
     with caplog.at_level(logging.INFO, logger="spark_gmm"):
-        resumed = GaussianMixture(maxIter=8, checkpointPath=path, **params).fit(df)
+        resumed = GaussianMixture(checkpointPath=path, **params).fit(df)
     assert "resuming from checkpoint" in caplog.text
-    whole = GaussianMixture(maxIter=8, **params).fit(df)
+    assert not os.path.exists(path)  # removed once the fit completed
+    whole = GaussianMixture(**params).fit(df)
     assert resumed.summary.numIter == whole.summary.numIter == 8
     np.testing.assert_array_equal(resumed.means, whole.means)
     np.testing.assert_array_equal(resumed.covariances, whole.covariances)
@@ -162,3 +176,54 @@ remote = "local[2]"
     np.testing.assert_array_equal(scored["prediction"].to_numpy(),
                                   labelled.sort_values("id")["prediction"].to_numpy())
 
+
+
+@pytest.mark.parametrize("upstream", [None, "overwrites"])
+def test_lost_block_files_are_folded_from_the_input_unless_it_changed(
+        connect, tmp_path, monkeypatch, caplog, upstream) -> None:
+    from spark_gmm.errors import InputChangedError
+    from spark_gmm.runtime import connect as connect_runtime
+
+    x, _ = data()
+    source = tmp_path / "input"
+    source.mkdir()
+    for part, rows in enumerate((x[:600], x[600:])):
+        pq.write_table(pa.table({"a": rows[:, 0], "b": rows[:, 1], "c": rows[:, 2]}),
+                       str(source / f"part-{part}.parquet"))
+    from pyspark.sql import functions as F
+
+    # One partition per file (small files are otherwise packed into one partition).
+    connect.conf.set("spark.sql.files.maxPartitionBytes", "1m")
+    df = connect.read.parquet(str(source)).select(F.array("a", "b", "c").alias("features"))
+    params = {"k": 3, "seed": 4, "maxIter": 6, "tol": 0.0, "initMode": "random"}
+    undisturbed = GaussianMixture(**params).fit(df)
+    original = connect_runtime.ConnectStatistics._pass
+    passes: list[int] = []
+
+    def losing_files_after_the_second_pass(self, mixtures, meta, answer_bytes=0):
+        result = original(self, mixtures, meta, answer_bytes)
+        passes.append(1)
+        if len(passes) == 2:
+            for handle in self.connect_store.stored_partitions():
+                os.unlink(handle.features_path)
+            if upstream:
+                rows = x[:600] + np.array([0.0, 4.0, 0.0])
+                pq.write_table(pa.table({"a": rows[:, 0], "b": rows[:, 1], "c": rows[:, 2]}),
+                               str(source / "part-0.parquet"))
+        return result
+
+    monkeypatch.setattr(connect_runtime.ConnectStatistics, "_pass",
+                        losing_files_after_the_second_pass)
+    try:
+        if upstream:
+            with pytest.raises(InputChangedError, match="the same 600 rows with other values"):
+                GaussianMixture(**params).fit(df)
+            return
+        with caplog.at_level(logging.WARNING, logger="spark_gmm"):
+            disturbed = GaussianMixture(**params).fit(df)
+    finally:
+        connect.conf.unset("spark.sql.files.maxPartitionBytes")
+    assert "folding those partitions from the input" in caplog.text
+    np.testing.assert_allclose(disturbed.summary.logLikelihoodHistory,
+                               undisturbed.summary.logLikelihoodHistory, rtol=1e-12)
+    np.testing.assert_allclose(disturbed.means, undisturbed.means, rtol=1e-10, atol=1e-12)

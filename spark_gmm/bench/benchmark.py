@@ -2,14 +2,13 @@
 
 Per-iteration seconds are medians: ours from the fit's own per-iteration timings; MLlib's
 from two fits of different lengths, (T(n) − T(m)) over the difference of the iterations each
-really ran (it reports no per-iteration times and may stop early); sklearn's
-from timing its own E and M steps one iteration at a time. The floor is the FLOPs of one E+M
+really ran (it reports no per-iteration times and may stop early); sklearn's from timing
+its own E and M steps one iteration at a time. The floor is the FLOPs of one E+M
 iteration of the direct algorithm (K projections + K second moments, 4·N·K·D²) divided by
 the dense GEMM rate of numpy measured here on the exact kernel's projection blocks, times the
-number of cores; the packed kernel does fewer FLOPs, so it can beat this floor.
-
-Unless ``warm_up`` is off, every system first runs once, untimed, on a 20k-row slice, so that
-JVM start-up lands on none of the timed runs. End-to-end seconds are each system's second fit
+number of cores; the packed kernel does fewer FLOPs, so it can beat this floor. Unless
+``warm_up`` is off, every system first runs once, untimed, on a 20k-row slice, so that JVM
+start-up lands on none of the timed runs. End-to-end seconds are each system's second fit
 of the full data (ours: an identical fit before it; MLlib: its short fit). Scoring is the
 median of three interleaved rounds, next to a write-only baseline.
 
@@ -97,6 +96,26 @@ def generate(spec: BenchmarkSpec, path: str) -> None:
         x = np.einsum("nd,nde->ne", noise, factors[labels].transpose(0, 2, 1)) + means[labels]
         pq.write_table(pa.table({f"f{j}": x[:, j] for j in range(spec.d)}),
                        os.path.join(path, f"part-{part:05d}.parquet"))
+
+
+def data_path(spec: BenchmarkSpec) -> str:
+    """The spec's Parquet rows: ``input_path``, or generated under the work directory."""
+    return spec.input_path or os.path.join(spec.work_dir, f"data_{spec.n}x{spec.d}x{spec.k}")
+
+
+def benchmark_input(spark: SparkSession, spec: BenchmarkSpec
+                    ) -> tuple[str, DataFrame, GaussianMixtureModel, np.ndarray]:
+    """(path, rows read uncached, hard start, mean): each system reads the Parquet files
+    itself; the start is k random rows with the global covariance (responsibilities sharpen
+    and many underflow over the iterations, so later iterations count too)."""
+    path = data_path(spec)
+    if not spec.input_path and not os.path.exists(path):
+        generate(spec, path)
+    df = spark.read.parquet(path)
+    start, covariance, mean = hard_start(path, df.columns, df.count(), spec.k, spec.seed)
+    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start,
+                                           np.stack([covariance] * spec.k))
+    return path, df, init, mean
 
 
 def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
@@ -307,17 +326,7 @@ def _warm_up(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec,
 
 def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     """Run every measurement in ``spark``; return the results (also written as JSON)."""
-    path = spec.input_path or os.path.join(spec.work_dir, f"data_{spec.n}x{spec.d}x{spec.k}")
-    if not spec.input_path and not os.path.exists(path):
-        generate(spec, path)
-    # No cache: each system reads the Parquet files itself (one split per file).
-    df = spark.read.parquet(path)
-    # The hard start: k random rows, each with the global sample covariance. Responsibilities
-    # sharpen over the iterations (many underflow), so later iterations count too.
-    n = df.count()
-    start, covariance, mean = hard_start(path, df.columns, n, spec.k, spec.seed)
-    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start,
-                                           np.stack([covariance] * spec.k))
+    path, df, init, mean = benchmark_input(spark, spec)
     # Every row in driver memory only for what needs them at once (scikit-learn, the
     # k-means‖ quality check): a 50M × 10 run would otherwise hold 4 GB several times.
     needs_rows = spec.run_sklearn or (spec.init_quality_seeds and spec.run_mllib)

@@ -13,31 +13,24 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 from pyspark.sql import SparkSession
 
-from ..ml.model import GaussianMixtureModel
 from ..runtime.connect import default_parallelism
-from .benchmark import BenchmarkSpec, _mllib, generate
+from .benchmark import BenchmarkSpec, _mllib, benchmark_input, data_path, generate
 from .rounds import interleaved_rounds, kernel_alone
-from .rows import hard_start
-
-
-def _data_path(spec: BenchmarkSpec) -> str:
-    return spec.input_path or os.path.join(spec.work_dir, f"data_{spec.n}x{spec.d}x{spec.k}")
 
 
 def classic_benchmark(spec: BenchmarkSpec, master: str) -> dict[str, Any]:
     """The same spec in a classic session, in a child process (no scoring, no
     scikit-learn): its benchmark.json."""
     work_dir = os.path.join(spec.work_dir, "classic")
-    if not os.path.exists(_data_path(spec)):
-        generate(spec, _data_path(spec))
+    if not os.path.exists(data_path(spec)):
+        generate(spec, data_path(spec))
     command = [sys.executable, "-m", "spark_gmm.cli", "bench", "--n", str(spec.n),
                "--d", str(spec.d), "--k", str(spec.k), "--partitions", str(spec.partitions),
                "--iterations", str(spec.iterations), "--seed", str(spec.seed),
                "--rounds", str(spec.rounds), "--work-dir", work_dir, "--master", master,
-               "--input", _data_path(spec), "--skip-sklearn", "--skip-scoring"]
+               "--input", data_path(spec), "--skip-sklearn", "--skip-scoring"]
     if not spec.run_mllib:
         command.append("--skip-mllib")
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -49,14 +42,8 @@ def run_connect_benchmark(spark: SparkSession, spec: BenchmarkSpec,
                           classic: dict[str, Any] | None) -> dict[str, Any]:
     """Interleaved rounds of ours and MLlib through ``spark`` (a Connect session), the
     kernel alone on the same rows, and ``classic``'s figures beside them."""
-    path = _data_path(spec)
-    if not os.path.exists(path):
-        generate(spec, path)
-    df = spark.read.parquet(path)
+    path, df, init, mean = benchmark_input(spark, spec)
     n = df.count()
-    start, covariance, mean = hard_start(path, df.columns, n, spec.k, spec.seed)
-    init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start,
-                                           np.stack([covariance] * spec.k))
     # The first queries of a server compile code and start Python workers: a slice first.
     warm = BenchmarkSpec(**{**asdict(spec), "iterations": 2, "rounds": 1})
     interleaved_rounds(df.limit(min(n, 20_000)), warm, init,

@@ -204,6 +204,7 @@ class DistributedStatistics:
         self._resident: ResidentTasks | None = None
         self._resident_shape: tuple[int, int] | None = None
         self._others_seen_at: float | None = None  # when other jobs last waited for slots
+        self._given_up = False  # resident tasks failed for this fit: jobs from then on
 
     @contextmanager
     def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
@@ -226,6 +227,7 @@ class DistributedStatistics:
         enabled = (session.conf.get(ENABLED_CONF, None) if session is not None else None
                    ) or sc.getConf().get(ENABLED_CONF, "true")
         if enabled.strip().lower() != "true":
+            self._given_up = True  # switched off: no need to look at the load every pass
             return None
         total = slot_count(sc)
         running, waiting = application_load(sc)
@@ -255,6 +257,7 @@ class DistributedStatistics:
             tasks.start()
         except ResidentUnavailableError as reason:
             logger.warning("the fit runs one Spark job per pass: %s", reason)
+            self._given_up = True  # not tried again: each try could wait for the time-out
             if tasks is not None:
                 tasks.close()
             return None
@@ -329,7 +332,7 @@ class DistributedStatistics:
 
     def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any],
               answer_bytes: int = 0) -> list[Any]:
-        if self._resident_shape is not None:
+        if self._resident_shape is not None and not self._given_up:
             self._yield_or_resume()
         if (self._resident is not None and self._resident_shape is not None
                 and self._resident.n_tasks * answer_bytes > _MAX_RESIDENT_RESULT_BYTES):
@@ -351,6 +354,7 @@ class DistributedStatistics:
             except ResidentUnavailableError as reason:
                 logger.warning("resident tasks given up, one Spark job per pass from now: %s",
                                reason)
+                self._given_up = True
                 self._stop_resident()
             else:
                 self.resident_passes += 1

@@ -227,3 +227,27 @@ def test_lost_block_files_are_folded_from_the_input_unless_it_changed(
     np.testing.assert_allclose(disturbed.summary.logLikelihoodHistory,
                                undisturbed.summary.logLikelihoodHistory, rtol=1e-12)
     np.testing.assert_allclose(disturbed.means, undisturbed.means, rtol=1e-10, atol=1e-12)
+
+
+def test_answers_merged_on_the_server_give_the_same_model(df, monkeypatch) -> None:
+    from spark_gmm.runtime import connect as connect_runtime
+
+    many = df.repartition(8, "id").cache()  # above 4 partitions a pass may merge on the server
+    params = {"k": 3, "seed": 9, "maxIter": 5, "tol": 0.0, "initMode": "k-means||"}
+    on_the_client = GaussianMixture(**params).fit(many)
+    monkeypatch.setattr(connect_runtime, "SERVER_MERGE_BYTES", 0)  # every pass merges there
+    merged = []
+    repartition = type(many).repartition
+
+    def counted(self, *args, **kwargs):
+        merged.append(args)
+        return repartition(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(many), "repartition", counted)
+    on_the_server = GaussianMixture(**params).fit(many)
+    # every statistics pass (5 iterations, the final one) merged in √8 = 2 groups; the
+    # k-means‖ passes, whose answers are small, may not
+    assert len(merged) >= on_the_server.summary.numIter + 1 and set(merged) == {(2,)}
+    np.testing.assert_allclose(on_the_server.summary.logLikelihoodHistory,
+                               on_the_client.summary.logLikelihoodHistory, rtol=1e-12)
+    np.testing.assert_allclose(on_the_server.means, on_the_client.means, rtol=1e-10)

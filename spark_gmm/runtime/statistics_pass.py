@@ -208,10 +208,9 @@ class DistributedStatistics:
 
     @contextmanager
     def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
-        """Serve the passes made inside from one long-running Spark job where possible.
-
-        Nothing else may run Spark jobs on this application inside: the resident tasks hold
-        the task slots. Any pass the resident job cannot serve runs as a job of its own.
+        """Serve the passes made inside from one long-running Spark job where possible,
+        sharing the slots with other fits and yielding them to other work (see the class
+        docstring). Any pass the resident job cannot serve runs as a job of its own.
         """
         self._resident_shape = (n_models, n_components)
         try:
@@ -246,7 +245,8 @@ class DistributedStatistics:
         d = self.center.shape[0]
         # Every task's statistics reach the driver at once: bound what that can cost.
         message_bytes = 8 * n_models * n_components * (d * d + d + 2)
-        if n_tasks < 1 or n_tasks * message_bytes > _MAX_RESIDENT_RESULT_BYTES:
+        if n_tasks * message_bytes > _MAX_RESIDENT_RESULT_BYTES:
+            self._given_up = True  # the statistics are too large for one round to the driver
             return None
         timeout = float((session.conf.get(PASS_TIMEOUT_CONF, None) if session is not None
                          else None) or DEFAULT_PASS_TIMEOUT_SECONDS)

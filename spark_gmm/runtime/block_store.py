@@ -93,7 +93,11 @@ class StoredPartition(NamedTuple):
     @classmethod
     def from_row(cls, row: Row) -> StoredPartition:
         """The handle a writing task returned, read back by field name."""
-        values = row.asDict()
+        return cls.from_dict(row.asDict())
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StoredPartition:
+        """The handle from its fields (a Spark Row's, or an Arrow batch's ``to_pylist``)."""
         checks = RowChecks(**{f.name: values[f"checks_{f.name}"]
                               for f in dataclasses.fields(RowChecks)})
         moments = None if values["moments_mean"] is None else FeatureMoments(
@@ -124,11 +128,30 @@ class PartitionDigest(NamedTuple):
 
     @classmethod
     def of(cls, stored: StoredPartition) -> PartitionDigest:
-        moments = stored.moments
+        return cls.of_moments(stored.n_rows, stored.moments)
+
+    @classmethod
+    def of_moments(cls, n_rows: int, moments: FeatureMoments | None) -> PartitionDigest:
         if moments is None:
-            return cls(stored.n_rows, 0.0, 0.0, 0.0)
-        return cls(stored.n_rows, float(moments.weight), float(moments.mean.sum()),
+            return cls(n_rows, 0.0, 0.0, 0.0)
+        return cls(n_rows, float(moments.weight), float(moments.mean.sum()),
                    float(np.square(moments.mean).sum()))
+
+    def check_same(self, partition: int, now: PartitionDigest) -> None:
+        """Raise when ``now``, the partition read again, differs from this first reading.
+
+        Raises
+        ------
+        InputChangedError
+            Naming the partition and what differs.
+        """
+        difference = self.differs(now)
+        if difference:
+            raise InputChangedError(
+                f"partition {partition} of the input changed during the fit: read again "
+                f"after its stored rows were lost, it has {difference}. The input was "
+                "modified while the fit ran (an upstream job overwriting its files?); rerun "
+                "the fit once the input is stable")
 
     def differs(self, other: PartitionDigest) -> str:
         """What differs from ``other``, in words ("" when the rows are the same)."""
@@ -351,13 +374,8 @@ class BlockStore:
     def _check_unchanged(self, handles: Iterable[StoredPartition]) -> None:
         for handle in handles:
             first = self._recorded.get(handle.partition)
-            difference = first.differs(PartitionDigest.of(handle)) if first else ""
-            if difference:
-                raise InputChangedError(
-                    f"partition {handle.partition} of the input changed during the fit: "
-                    f"read again after its stored rows were lost, it has {difference}. The "
-                    "input was modified while the fit ran (an upstream job overwriting its "
-                    "files?); rerun the fit once the input is stable")
+            if first is not None:
+                first.check_same(handle.partition, PartitionDigest.of(handle))
 
     def close(self) -> None:
         """Delete the files (best effort: a file whose task runs on another host stays until

@@ -38,7 +38,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, LongType, StructField, StructType
 from pyspark.storagelevel import StorageLevel
 
-from ..errors import InputChangedError
 from ..kernels import FeatureMoments, GaussianParameters, merge_all
 from .block_store import (
     HANDLE_SCHEMA,
@@ -47,7 +46,7 @@ from .block_store import (
     read_partitions,
     remove_partition_files,
 )
-from .ingest import write_blocks
+from .ingest import measured_blocks, write_blocks
 from .input_checks import RowChecks
 from .statistics_pass import DistributedStatistics, _inject_test_fault, fold_pass
 from .wire import Message, decode, encode
@@ -112,12 +111,6 @@ def default_parallelism(spark: Any) -> int:
     return int(last) + 1
 
 
-def _digest_meta(partition: int, checks: RowChecks, moments: FeatureMoments | None) -> dict:
-    digest = PartitionDigest.of(StoredPartition(partition, "", checks.rows, 0, False, checks,
-                                                moments))
-    return {"partition": partition, "digest": list(digest)}
-
-
 def _answer(message: bytes, center: tuple[float, ...], recorded: dict[int, PartitionDigest],
             batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     # A pass over the handles: fold the blocks of the partitions whose files are here.
@@ -125,8 +118,8 @@ def _answer(message: bytes, center: tuple[float, ...], recorded: dict[int, Parti
     _inject_test_fault()
     request = decode(message)
     mixtures = [v for v in request.values if isinstance(v, GaussianParameters)]
-    handles = [StoredPartition.from_row(row) for batch in batches
-               for row in _rows(batch)]
+    handles = [StoredPartition.from_dict(values) for batch in batches
+               for values in batch.to_pylist()]
     # A handle Spark recomputed (its executor was lost) read the input again: one whose
     # rows differ from the first pass's goes to the client's check.
     changed = [h.partition for h in handles if h.partition in recorded
@@ -136,21 +129,6 @@ def _answer(message: bytes, center: tuple[float, ...], recorded: dict[int, Parti
     folded = fold_pass(np.array(center), mixtures, request.meta, iter(blocks)) if blocks else None
     meta = {"fold_seconds": time.perf_counter() - started, "missing": missing + changed}
     yield pa.RecordBatch.from_pylist([{"answer": encode("answer", meta, folded or [])}])
-
-
-class _Row:
-    """A handle row read from Arrow, as StoredPartition.from_row reads a Spark Row."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self._values = values
-
-    def asDict(self) -> dict[str, Any]:
-        return self._values
-
-
-def _rows(batch: pa.RecordBatch) -> Iterator[_Row]:
-    for values in batch.to_pylist():
-        yield _Row(values)
 
 
 def _answer_from_input(message: bytes, center: tuple[float, ...], has_weights: bool,
@@ -165,15 +143,11 @@ def _answer_from_input(message: bytes, center: tuple[float, ...], has_weights: b
     context = TaskContext.get()
     checks = RowChecks()
     moments: list[FeatureMoments] = []
-
-    def measured() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        for x, w in checks.blocks(batches, has_weights):
-            moments.append(FeatureMoments.of(x, w))
-            yield x, w
-
-    folded = fold_pass(np.array(center), mixtures, request.meta, measured())
+    folded = fold_pass(np.array(center), mixtures, request.meta,
+                       measured_blocks(batches, has_weights, checks, moments))
     merged = reduce(FeatureMoments.merge, moments) if moments else None
-    meta = _digest_meta(context.partitionId() if context else 0, checks, merged)
+    meta = {"partition": context.partitionId() if context else 0,
+            "digest": list(PartitionDigest.of_moments(checks.rows, merged))}
     yield pa.RecordBatch.from_pylist([{"answer": encode("answer", meta, folded or [])}])
 
 
@@ -192,7 +166,8 @@ def _merged(messages: Sequence[Message]) -> list[Any] | None:
 
 
 def _remove_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    handles = (StoredPartition.from_row(row) for batch in batches for row in _rows(batch))
+    handles = (StoredPartition.from_dict(values) for batch in batches
+               for values in batch.to_pylist())
     yield pa.RecordBatch.from_pylist([{"removed": sum(remove_partition_files(handles))}])
 
 
@@ -233,14 +208,8 @@ class ConnectStore:
         """Raise when a partition read again from the input differs from the first pass."""
         for message in messages:
             partition = int(message.meta["partition"])
-            now = PartitionDigest(*message.meta["digest"])
-            difference = self.recorded[partition].differs(now)
-            if difference:
-                raise InputChangedError(
-                    f"partition {partition} of the input changed during the fit: read again "
-                    f"after its stored rows were lost, it has {difference}. The input was "
-                    "modified while the fit ran (an upstream job overwriting its files?); "
-                    "rerun the fit once the input is stable")
+            self.recorded[partition].check_same(partition,
+                                                PartitionDigest(*message.meta["digest"]))
 
     def close(self) -> None:
         """Delete the files (best effort) and release the handles on the server."""

@@ -83,6 +83,15 @@ def check_weight_column(df: DataFrame, weight_col: str | None) -> None:
         )
 
 
+def measured_blocks(batches: Iterator[pa.RecordBatch], has_weights: bool, checks: RowChecks,
+                    moments: list[FeatureMoments]) -> Iterator[Block]:
+    """The batches as blocks, counted into ``checks`` and measured into ``moments`` (one
+    per block; merge them once the blocks are consumed)."""
+    for x, w in checks.blocks(batches, has_weights):
+        moments.append(FeatureMoments.of(x, w))
+        yield x, w
+
+
 def write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBatch]
                  ) -> Iterator[pa.RecordBatch]:
     """The first pass's task: write the partition's rows to a local file, count bad rows and
@@ -92,14 +101,8 @@ def write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBa
     assert context is not None, "runs inside a Spark task"
     checks = RowChecks()
     moments: list[FeatureMoments] = []
-
-    def measured(blocks: Iterator[Block]) -> Iterator[Block]:
-        for x, w in blocks:
-            moments.append(FeatureMoments.of(x, w))
-            yield x, w
-
     stored = write_partition(store_id, context.partitionId(),
-                             measured(checks.blocks(batches, has_weights)))
+                             measured_blocks(batches, has_weights, checks, moments))
     merged = reduce(FeatureMoments.merge, moments) if moments else None
     yield stored._replace(checks=checks, moments=merged).to_arrow()
 

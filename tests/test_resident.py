@@ -61,7 +61,7 @@ def test_resident_fit_equals_one_job_per_pass(spark, caplog, weighted_df) -> Non
     _assert_same_model(served, by_jobs)
 
 
-def test_partitions_unreadable_where_resident_tasks_run_go_back_to_jobs(
+def test_partitions_unreadable_where_resident_tasks_run_are_written_again(
         spark, caplog, monkeypatch, weighted_df) -> None:
     params = {"k": 3, "seed": 6, "maxIter": 5, "tol": 0.0, "initMode": "k-means++"}
     undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
@@ -77,11 +77,42 @@ def test_partitions_unreadable_where_resident_tasks_run_go_back_to_jobs(
     monkeypatch.setattr(DistributedStatistics, "resident", losing_the_files_first)
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
     assert "are not readable where their resident task runs" in caplog.text
-    # the sample, the hard assignment of its k-means++ centres, 5 iterations, the final pass
-    assert passes == (0, 8)
-    # the first pass after the loss recomputed all five partitions from the input
+    assert "resident tasks start again" in caplog.text
+    # the sample, the hard assignment of its k-means++ centres, 5 iterations, the final pass:
+    # the first as a Spark job, which recomputed all five partitions from the input and
+    # wrote them again; a new resident job served the rest
+    assert passes == (7, 1)
     assert recomputed == [0] and "5 of 5 partitions" in caplog.text
+    assert caplog.text.count("2 resident tasks serve the EM passes") == 1
     _assert_same_model(disturbed, undisturbed)
+
+
+def test_growth_onto_executors_without_the_rows_keeps_the_smaller_job(
+        spark, caplog, monkeypatch, weighted_df) -> None:
+    # One slot when the fit starts, two from the next pass boundary on (an executor joined);
+    # the grown job's tasks find no files, as on an executor of another host.
+    params = {"k": 3, "seed": 8, "maxIter": 6, "tol": 0.0}
+    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    slots = iter([1])
+    monkeypatch.setattr(statistics_pass, "slot_count", lambda sc: next(slots, 2))
+    original = DistributedStatistics._start_resident
+    starts: list[int] = []
+
+    def losing_the_files_when_growing(self, n_models, n_components):
+        starts.append(len(starts))
+        if len(starts) == 2:
+            for stored in self.store.stored_partitions():
+                os.unlink(stored.features_path)
+        return original(self, n_models, n_components)
+
+    monkeypatch.setattr(DistributedStatistics, "_start_resident", losing_the_files_when_growing)
+    grown, passes = _fit(spark, caplog, weighted_df, True, **params)
+    assert "the resident job grows from 1 to 2 tasks" in caplog.text
+    assert "could not grow" in caplog.text and "it keeps to 1 tasks" in caplog.text
+    # the failed growth's pass ran as a job (rewriting the files); one task served the rest
+    assert caplog.text.count("1 resident tasks serve the EM passes") == 2
+    assert passes[1] == 1 and passes[0] >= 6, passes
+    _assert_same_model(grown, undisturbed)
 
 
 def test_driver_unreachable_from_the_tasks_goes_back_to_jobs(
@@ -91,8 +122,8 @@ def test_driver_unreachable_from_the_tasks_goes_back_to_jobs(
     # The tasks are told an address where nothing listens (the socket is on 127.0.0.1).
     monkeypatch.setattr(resident, "_driver_address", lambda sc: ("127.0.0.2", "127.0.0.1"))
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
-    assert ("the fit runs one Spark job per pass: the resident job ended (its tasks could "
-            "not connect to the driver at 127.0.0.2:") in caplog.text
+    assert ("resident tasks given up, one Spark job per pass from now: the resident job ended "
+            "(its tasks could not connect to the driver at 127.0.0.2:") in caplog.text
     # every pass of k-means|| and EM ran as a Spark job, as in the fit without resident tasks
     assert passes == (0, undisturbed.summary.jobPasses) and passes[1] >= 4 + 1 + 5
     _assert_same_model(disturbed, undisturbed)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -43,7 +44,8 @@ def _free_port() -> int:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "SPARK_HOME": str(SPARK_HOME), "PYSPARK_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
+            "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1",
+            "SPARK_WORKER_OPTS": "-Dspark.decommission.enabled=true"}
 
 
 def _alive_workers(ui_port: int) -> int:
@@ -57,42 +59,67 @@ def _alive_workers(ui_port: int) -> int:
 @dataclass
 class Cluster:
     master: str
+    ui_port: int
+    logs: pathlib.Path
     workers: list[subprocess.Popen]
+    _processes: list[subprocess.Popen]
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "w")
+        process = subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args], env=_env(),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._processes.append(process)
+        return process
+
+    def start_worker(self) -> subprocess.Popen:
+        """One more worker (1 core, 1 GiB); it decommissions itself on SIGPWR, as a node an
+        autoscaler takes away does."""
+        name = f"worker{len(self._processes)}"
+        worker = self._start(name, "org.apache.spark.deploy.worker.Worker", self.master,
+                             "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+                             "--webui-port", str(_free_port()),
+                             "--work-dir", str(self.logs / f"work-{name}"))
+        self.workers.append(worker)
+        return worker
+
+    def wait_for_workers(self, alive: int) -> None:
+        deadline = time.monotonic() + 120
+        while _alive_workers(self.ui_port) != alive:
+            assert time.monotonic() < deadline, (self.logs / "master.log").read_text()[-3000:]
+            time.sleep(0.5)
+
+    def stop_worker(self, worker: subprocess.Popen) -> None:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+        self.workers.remove(worker)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     logs = tmp_path_factory.mktemp("cluster")
     port, ui_port = _free_port(), _free_port()
-    spark_class = str(SPARK_HOME / "bin" / "spark-class")
-    processes: list[subprocess.Popen] = []
-
-    def start(name: str, *args: str) -> None:
-        log = open(logs / f"{name}.log", "w")
-        processes.append(subprocess.Popen([spark_class, *args], env=_env(), stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
-
+    cluster = Cluster(f"spark://127.0.0.1:{port}", ui_port, logs, [], [])
     try:
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-              "--port", str(port), "--webui-port", str(ui_port))
-        master = f"spark://127.0.0.1:{port}"
-        for i in range(2):
-            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", master,
-                  "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-                  "--webui-port", str(_free_port()), "--work-dir", str(logs / f"work{i}"))
+        master = cluster._start("master", "org.apache.spark.deploy.master.Master",
+                                "--host", "127.0.0.1", "--port", str(port),
+                                "--webui-port", str(ui_port))
+        for _ in range(2):
+            cluster.start_worker()
         deadline = time.monotonic() + 120
         while _alive_workers(ui_port) < 2:
             assert time.monotonic() < deadline, (logs / "master.log").read_text()[-3000:]
-            assert all(p.poll() is None for p in processes), "a cluster process died"
+            assert all(p.poll() is None for p in cluster._processes), "a cluster process died"
             time.sleep(0.5)
-        yield Cluster(master, processes[1:])
+        assert master.poll() is None
+        yield cluster
     finally:
-        for process in processes:  # stop exactly what we started, by PID
+        for process in cluster._processes:  # stop exactly what we started, by PID
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        for process in processes:
+        for process in cluster._processes:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -100,10 +127,13 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
                 process.wait()
 
 
-def _submit_command(master: str, archive: str, job: str, *args: str) -> list[str]:
+def _submit_command(master: str, archive: str, job: str, *args: str,
+                    conf: dict[str, str] | None = None) -> list[str]:
+    settings = {"spark.executor.cores": "1", "spark.executor.memory": "512m",
+                "spark.cores.max": "2", **(conf or {})}
     return [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
-            "--py-files", archive, "--conf", "spark.executor.cores=1",
-            "--conf", "spark.executor.memory=512m", "--conf", "spark.cores.max=2",
+            "--py-files", archive,
+            *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}")),
             "--driver-java-options",
             f"-Dlog4j2.configurationFile={ROOT / 'conf' / 'log4j2.properties'}",
             str(ROOT / "jobs" / job), *args]
@@ -150,8 +180,120 @@ def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
                                   labelled["prediction"].to_numpy())
 
 
+def _active_app_cores(ui_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as r:
+            return sum(int(app.get("cores", 0)) for app in json.load(r).get("activeapps", []))
+    except (OSError, ValueError):
+        return 0
+
+
+def _wait_for_iterations(checkpoint: pathlib.Path, job: subprocess.Popen, n: int) -> int:
+    deadline = time.monotonic() + 300
+    while (checkpointed_iterations(checkpoint) < n and job.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    return checkpointed_iterations(checkpoint)
+
+
+def _assert_equals_undisturbed(spark, values: dict, tmp_path: pathlib.Path, n_rows: int,
+                               n_iter: int) -> None:
+    # the same fit, undisturbed, in the local session (the fit is partition-invariant)
+    reference = run_fit(spark, build_config({
+        **values, "model": {**values["model"], "path": str(tmp_path / "reference")},
+        "output": {"path": str(tmp_path / "reference_labelled")}, "checkpoint": {}}))
+    with open(tmp_path / "model" / "diagnostics.json") as handle:
+        diagnostics = json.load(handle)
+    assert diagnostics["num_iter"] == reference["num_iter"] == n_iter
+    np.testing.assert_allclose(diagnostics["log_likelihood_history"],
+                               reference["log_likelihood_history"], rtol=1e-8)
+    for key in ("means", "covariances"):
+        np.testing.assert_allclose(diagnostics["original_units"][key],
+                                   reference["original_units"][key], rtol=1e-8, atol=1e-10)
+    assert pq.read_table(str(tmp_path / "labelled")).num_rows == n_rows
+
+
+def _wait_for_log(log: pathlib.Path, text: str, job: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while text not in log.read_text() and job.poll() is None:
+        assert time.monotonic() < deadline, f"no {text!r} in the driver's log"
+        time.sleep(0.1)
+
+
+def test_fit_on_an_elastic_cluster(cluster, spark, tmp_path) -> None:
+    """Dynamic allocation on: a node joins mid-fit and the application's second executor
+    starts there; then the first node is decommissioned (the way autoscalers take nodes
+    away) and its executor leaves mid-fit."""
+    first, second = cluster.workers[:2]
+    cluster.stop_worker(second)  # room for one executor when the job starts
+    cluster.wait_for_workers(1)
+    try:
+        _fit_while_nodes_come_and_go(cluster, spark, tmp_path, first)
+    finally:
+        cluster.stop_worker(first)  # a decommissioned worker stays until it is stopped
+        while len(cluster.workers) < 2:  # the next test loses one of two workers
+            cluster.start_worker()
+        cluster.wait_for_workers(2)
+
+
+def _fit_while_nodes_come_and_go(cluster: Cluster, spark, tmp_path: pathlib.Path,
+                                 first: subprocess.Popen) -> None:
+    x, *_ = make_mixture(n=40_000, seed=41, k=4)
+    data = tmp_path / "events"
+    _write_events(data, x)
+    checkpoint = tmp_path / "state" / "em.json"
+    n_iter = 80
+    values = job_sections(tmp_path, str(data), {"k": 4, "seed": 5, "max_iter": n_iter},
+                          checkpoint={"path": str(checkpoint)})
+    conf = write_job_config(str(tmp_path / "job.toml"), values)
+    archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
+    elastic = {"spark.dynamicAllocation.enabled": "true",
+               "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+               "spark.dynamicAllocation.minExecutors": "2",
+               "spark.dynamicAllocation.maxExecutors": "2",
+               "spark.decommission.enabled": "true"}
+    driver_log = tmp_path / "driver.log"
+    with open(driver_log, "w") as log:
+        job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
+                                               "--config", conf, conf=elastic),
+                               env={**_env(), WRITE_PAUSE_ENV: "0.25"},
+                               stdout=log, stderr=subprocess.STDOUT)  # spark-submit sends
+        # the Python driver's logging to its stdout
+        try:
+            joined_at = _wait_for_iterations(checkpoint, job, 3)
+            assert _active_app_cores(cluster.ui_port) == 1
+            cluster.start_worker()  # a node joins; the application's second executor starts
+            _wait_for_log(driver_log, "2 resident tasks serve the EM passes", job)
+            grown_at = checkpointed_iterations(checkpoint)
+            os.kill(first.pid, signal.SIGPWR)  # the first node is taken away
+            _wait_for_log(driver_log, "are leaving the application", job)
+            deadline = time.monotonic() + 120
+            while _active_app_cores(cluster.ui_port) > 1 and job.poll() is None:
+                assert time.monotonic() < deadline, "the decommissioned executor stayed"
+                time.sleep(0.1)
+            left_at = checkpointed_iterations(checkpoint)
+            job.wait(timeout=600)
+        finally:
+            if job.poll() is None:
+                job.kill()
+    stderr = driver_log.read_text()
+    logger.warning("elastic cluster: node joined at iteration %d, the resident job grew at "
+                   "%d, the first executor left at %d of %d; exit code %d", joined_at,
+                   grown_at, left_at, n_iter, job.returncode)
+    assert job.returncode == 0, stderr[-5000:]
+    assert 3 <= joined_at < grown_at < left_at < n_iter, (joined_at, grown_at, left_at)
+    # resident tasks moved with the executors instead of being given up for the fit
+    passes = re.search(r"passes over the data: (\d+) by resident tasks, (\d+) as Spark jobs",
+                       stderr)
+    assert passes is not None and "resident tasks given up" not in stderr, stderr[-5000:]
+    logger.warning("elastic cluster: %s", passes.group(0))
+    assert int(passes.group(1)) >= n_iter // 2
+    _assert_equals_undisturbed(spark, values, tmp_path, len(x), n_iter)
+
+
 # Runs last in this module: it kills one of the cluster's two workers.
 def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
+    cluster.wait_for_workers(2)  # one is lost, the other finishes the job
     x, *_ = make_mixture(n=40_000, seed=37, k=4)
     data = tmp_path / "events"
     _write_events(data, x)

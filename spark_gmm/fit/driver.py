@@ -27,7 +27,8 @@ from ..runtime.ingest import (
 )
 from ..runtime.input_checks import InputCounts
 from ..runtime.progress import PhaseTiming, phase
-from ..runtime.statistics_pass import DistributedStatistics, running_fit
+from ..runtime.scheduler_state import running_fit
+from ..runtime.statistics_pass import DistributedStatistics
 from .checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
 from .em import EMRun, RunLimits, best_run, run_em
 from .initialization import (

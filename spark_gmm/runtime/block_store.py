@@ -40,8 +40,8 @@ import pyarrow as pa
 from pyspark import RDD, StorageLevel
 from pyspark.sql import Row
 
-from ..errors import InputChangedError
 from ..kernels import FeatureMoments
+from .digest import PartitionDigest
 from .files import AtomicFile
 from .input_checks import Block, RowChecks
 from .worker import prepare_python_worker
@@ -115,55 +115,6 @@ HANDLE_SCHEMA = pa.schema(
     + [("moments_weight", pa.float64()), ("moments_mean", pa.list_(pa.float64())),
        ("moments_scatter", pa.list_(pa.float64()))]
 )
-
-
-class PartitionDigest(NamedTuple):
-    """What the first pass read of one partition, to recognise the same rows again: a few
-    numbers, as every pass's closure carries one per partition."""
-
-    n_rows: int
-    weight: float
-    mean_sum: float  # Σ_j mean_j over the features
-    mean_squares: float  # Σ_j mean_j²
-
-    @classmethod
-    def of(cls, stored: StoredPartition) -> PartitionDigest:
-        return cls.of_moments(stored.n_rows, stored.moments)
-
-    @classmethod
-    def of_moments(cls, n_rows: int, moments: FeatureMoments | None) -> PartitionDigest:
-        if moments is None:
-            return cls(n_rows, 0.0, 0.0, 0.0)
-        return cls(n_rows, float(moments.weight), float(moments.mean.sum()),
-                   float(np.square(moments.mean).sum()))
-
-    def check_same(self, partition: int, now: PartitionDigest) -> None:
-        """Raise when ``now``, the partition read again, differs from this first reading.
-
-        Raises
-        ------
-        InputChangedError
-            Naming the partition and what differs.
-        """
-        difference = self.differs(now)
-        if difference:
-            raise InputChangedError(
-                f"partition {partition} of the input changed during the fit: read again "
-                f"after its stored rows were lost, it has {difference}. The input was "
-                "modified while the fit ran (an upstream job overwriting its files?); rerun "
-                "the fit once the input is stable")
-
-    def differs(self, other: PartitionDigest) -> str:
-        """What differs from ``other``, in words ("" when the rows are the same)."""
-        if self.n_rows != other.n_rows:
-            return f"{self.n_rows} rows at the first pass, {other.n_rows} now"
-        # Merged in the same order from the same rows, these agree to rounding.
-        a, b = np.array(self[1:]), np.array(other[1:])
-        scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-300)
-        if np.any(np.abs(a - b) / scale > 1e-9):
-            return (f"the same {self.n_rows} rows with other values (feature means summing "
-                    f"to {self.mean_sum:.6g} at the first pass, {other.mean_sum:.6g} now)")
-        return ""
 
 
 def _local_directory(store_id: str, partition: int) -> str:
@@ -247,11 +198,22 @@ def read_stored_partition(stored: StoredPartition) -> list[Block] | None:
             for start in range(0, stored.n_rows, BLOCK_ROWS)]
 
 
-def read_partitions(handles: Iterable[StoredPartition]) -> tuple[list[Block], list[int]]:
-    """The blocks of every partition readable here, and the partitions that are not."""
+def read_partitions(handles: Iterable[StoredPartition],
+                    recorded: dict[int, PartitionDigest] | None = None
+                    ) -> tuple[list[Block], list[int]]:
+    """The blocks of every partition readable here, and the partitions that are not.
+
+    With ``recorded``, a partition whose handle Spark recomputed (read from the input again)
+    and that differs from the first pass's reading counts as not readable: the driver's
+    recomputation then names it (see :class:`PartitionDigest`).
+    """
     blocks: list[Block] = []
     missing: list[int] = []
     for stored in handles:
+        first = (recorded or {}).get(stored.partition)
+        if first is not None and first.differs(PartitionDigest.of(stored)):
+            missing.append(stored.partition)
+            continue
         readable = read_stored_partition(stored)
         if readable is None:
             missing.append(stored.partition)
@@ -267,14 +229,11 @@ Outcome = tuple[list[int], "T | None"]
 def _on_stored(function: PartitionFunction, recorded: dict[int, PartitionDigest], index: int,
                handles: Iterator[StoredPartition]) -> Iterator[Outcome]:
     prepare_python_worker()
-    handles = list(handles)
     # A handle Spark recomputed (its executor was lost) read the input again: a partition
     # whose rows differ from the first pass's goes to the driver's recomputation, which
     # names it.
-    changed = any(recorded.get(h.partition) is not None and h.checks is not None
-                  and recorded[h.partition].differs(PartitionDigest.of(h)) for h in handles)
-    blocks, missing = read_partitions(handles)
-    if missing or changed:
+    blocks, missing = read_partitions(handles, recorded)
+    if missing:
         yield [index], None  # the RDD index of this task's partition, for recomputation
         return
     yield [], function(iter(blocks)) if blocks else None
@@ -332,6 +291,11 @@ class BlockStore:
         )
         self._written = False
         self._recorded: dict[int, PartitionDigest] = {}
+
+    @property
+    def recorded(self) -> dict[int, PartitionDigest]:
+        """What the first pass read of each partition (empty before it ran)."""
+        return self._recorded
 
     def stored_partitions(self) -> list[StoredPartition]:
         """Every partition's handle, in partition order; the first call writes the files."""

@@ -37,7 +37,9 @@ from pyspark import InheritableThread, SparkContext, TaskContext
 from pyspark.sql import SparkSession
 
 from .block_store import BlockStore, StoredPartition, read_partitions
+from .digest import PartitionDigest
 from .input_checks import Block
+from .scheduler_state import slot_count
 from .wire import (
     ChannelError,
     Value,
@@ -84,48 +86,15 @@ def resident_tasks_setting(spark: SparkSession, enabled: bool) -> Iterator[None]
 
 
 class ResidentUnavailableError(RuntimeError):
-    """The resident job cannot serve (more) requests; use one Spark job per pass."""
+    """The resident job cannot serve (more) requests; use one Spark job per pass.
 
-
-def slot_count(sc: SparkContext) -> int:
-    """Tasks the application can run at once now (0 when Spark does not say)."""
-    try:
-        jsc = sc._jsc.sc()  # type: ignore[union-attr]
-        profile = jsc.resourceProfileManager().defaultResourceProfile()
-        return int(jsc.maxNumConcurrentTasks(profile))
-    except Exception:  # a private API: without it, no resident tasks
-        logger.debug("could not read the number of task slots", exc_info=True)
-        return 0
-
-
-def application_load(sc: SparkContext, own_tag: str | None = None) -> tuple[int, bool]:
-    """Tasks running now in the active stages of the application's jobs other than the
-    resident job tagged ``own_tag``, and whether any of those stages has tasks waiting for a
-    slot.
-
-    The status store lags the scheduler by a moment: a stage just submitted is seen at the
-    next pass boundary, and a resident job's own tasks may still look queued (hence
-    ``own_tag``). A few calls per pass boundary: a fit makes one per pass.
+    ``cluster_changed``: the cause is an executor that left, or rows no longer where the
+    job's tasks run, so a new resident job over the executors there now can serve again.
     """
-    try:
-        tracker = sc.statusTracker()
-        own_stages: set[int] = set()
-        if own_tag:
-            jvm_tracker = sc._jsc.sc().statusTracker()  # type: ignore[union-attr]
-            for job_id in jvm_tracker.getJobIdsForTag(own_tag):
-                job = tracker.getJobInfo(job_id)
-                own_stages |= set(job.stageIds) if job is not None else set()
-        running, waiting = 0, False
-        for stage_id in set(tracker.getActiveStageIds()) - own_stages:
-            stage = tracker.getStageInfo(stage_id)
-            if stage is None:
-                continue
-            running += stage.numActiveTasks
-            waiting |= stage.numTasks > stage.numActiveTasks + stage.numCompletedTasks
-    except Exception:  # without a status tracker, assume the application is ours alone
-        logger.debug("could not read the application's active stages", exc_info=True)
-        return 0, False
-    return running, waiting
+
+    def __init__(self, message: str, cluster_changed: bool = False) -> None:
+        super().__init__(message)
+        self.cluster_changed = cluster_changed
 
 
 def _driver_address(sc: SparkContext) -> tuple[str, str]:
@@ -147,11 +116,12 @@ def _tune(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
-def _serve(address: tuple[str, int], secret: bytes, handler: Handler, index: int,
+def _serve(address: tuple[str, int], secret: bytes, handler: Handler,
+           recorded: dict[int, PartitionDigest], index: int,
            handles: Iterator[StoredPartition]) -> Iterator[int]:
     """The task: map the partitions, connect, answer requests until told to stop."""
     prepare_python_worker()
-    blocks, missing = read_partitions(handles)
+    blocks, missing = read_partitions(handles, recorded)
     try:
         sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
     except OSError:
@@ -229,7 +199,8 @@ class ResidentTasks:
             # Groups partitions by the executors caching their handles (their files' hosts).
             handles = handles.coalesce(n_tasks)
         self._job = handles.mapPartitionsWithIndex(partial(_serve, self._address,
-                                                           self._secret, handler))
+                                                           self._secret, handler,
+                                                           store.recorded))
         self.n_tasks = self._job.getNumPartitions()  # coalescing may leave fewer groups
         self._thread = InheritableThread(target=self._run_job, daemon=True)
 
@@ -314,7 +285,8 @@ class ResidentTasks:
         if missing:
             conn.close()
             raise ResidentUnavailableError(
-                f"stored partitions {missing} are not readable where their resident task runs")
+                f"stored partitions {missing} are not readable where their resident task runs "
+                "(or were read again from an input that changed)", cluster_changed=True)
         conn.settimeout(None)
         self._drop(task)  # a newer attempt replaces an older one
         self._connections[task] = conn
@@ -360,10 +332,19 @@ class ResidentTasks:
                       else f"its tasks could not connect to the driver at {host}:{port}")
             raise ResidentUnavailableError(f"the resident job ended ({reason})")
         now = time.monotonic()
-        for task, since in self._lost_at.items():
-            if task not in self._results and now - since > RECONNECT_SECONDS:
+        lost = [task for task in self._lost_at if task not in self._results]
+        if lost and slot_count(self._sc) < self.n_tasks:
+            # An executor left: the lost tasks' new attempts would wait for slots that the
+            # other resident tasks hold.
+            raise ResidentUnavailableError(
+                f"resident tasks {lost} were lost with their executor, and the application "
+                f"now has fewer task slots than the job's {self.n_tasks} tasks",
+                cluster_changed=True)
+        for task in lost:
+            if now - self._lost_at[task] > RECONNECT_SECONDS:
                 raise ResidentUnavailableError(
-                    f"resident task {task} did not reconnect within {RECONNECT_SECONDS:.0f} s")
+                    f"resident task {task} did not reconnect within {RECONNECT_SECONDS:.0f} s",
+                    cluster_changed=True)
 
     def close(self) -> None:
         """Tell every task to stop, and end the job (cancelling what never started)."""

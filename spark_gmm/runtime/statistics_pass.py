@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial, reduce
@@ -33,8 +31,13 @@ from .resident import (
     PASS_TIMEOUT_CONF,
     ResidentTasks,
     ResidentUnavailableError,
+)
+from .scheduler_state import (
     application_load,
+    leaving_executors,
+    other_fits,
     slot_count,
+    slot_share,
 )
 from .wire import Value
 
@@ -46,34 +49,9 @@ _MAX_RESIDENT_RESULT_BYTES = 256 << 20
 # After handing its slots back to other work, a fit takes them again (or grows back to its
 # share) only once no other job has waited at its pass boundaries for this long.
 IDLE_SECONDS_BEFORE_RESIDENT = 5.0
-
-# The fits of this driver process now running (:func:`running_fit`): they share the slots.
-_FITS_LOCK = threading.Lock()
-_ACTIVE_FITS: set[str] = set()
-
-
-@contextmanager
-def running_fit() -> Iterator[None]:
-    """Count a fit among this process's running fits for its whole duration (its first pass
-    included), so that fits started together share the task slots from the start."""
-    fit_id = uuid.uuid4().hex
-    with _FITS_LOCK:
-        _ACTIVE_FITS.add(fit_id)
-    try:
-        yield
-    finally:
-        with _FITS_LOCK:
-            _ACTIVE_FITS.discard(fit_id)
-
-
-def _slot_share(total_slots: int) -> int:
-    with _FITS_LOCK:
-        return max(1, total_slots // max(1, len(_ACTIVE_FITS)))
-
-
-def _other_fits() -> bool:
-    with _FITS_LOCK:
-        return len(_ACTIVE_FITS) > 1
+# Resident jobs a fit starts again after its cluster changed under one (an executor left,
+# rows no longer where the tasks run) before it keeps to one Spark job per pass.
+MAX_RESIDENT_RESTARTS = 4
 
 # Test-only fault injection, off unless set in the executors' environment: the index of a
 # partition whose statistics task fails on its first attempt (Spark then retries it).
@@ -205,6 +183,12 @@ class DistributedStatistics:
         self._resident_shape: tuple[int, int] | None = None
         self._others_seen_at: float | None = None  # when other jobs last waited for slots
         self._given_up = False  # resident tasks failed for this fit: jobs from then on
+        self._restarts_left = MAX_RESIDENT_RESTARTS
+        # A resident job grown onto executors that cannot read the stored rows (on other
+        # hosts) failed: the fit keeps to this many tasks from then on.
+        self._task_cap: int | None = None
+        self._growing_from: int | None = None
+        self._leaving: frozenset[str] = frozenset()  # executors seen leaving so far
 
     @contextmanager
     def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
@@ -230,16 +214,16 @@ class DistributedStatistics:
             return None
         total = slot_count(sc)
         running, waiting = application_load(sc)
-        n_tasks = min(self.store.handles.getNumPartitions(), _slot_share(total),
-                      total - running)
+        n_tasks = min(self.store.handles.getNumPartitions(), slot_share(total),
+                      total - running, self._task_cap or total)
         # Work waiting from outside the fits goes first; the fits share the slots.
-        if (waiting and not _other_fits()) or n_tasks < 1:
+        if (waiting and not other_fits()) or n_tasks < 1:
             # Taking slots now would stall this fit (its tasks wait for slots) or the other
             # work (queued behind resident tasks): one Spark job per pass for now.
             logger.info("other Spark jobs of this application %s: the fit runs one Spark "
                         "job per pass for now", "wait for task slots" if waiting
                         else "hold every task slot")
-            if waiting and not _other_fits():
+            if waiting and not other_fits():
                 self._others_seen_at = time.monotonic()
             return None
         d = self.center.shape[0]
@@ -256,12 +240,27 @@ class DistributedStatistics:
                                   timeout)
             tasks.start()
         except ResidentUnavailableError as reason:
-            logger.warning("the fit runs one Spark job per pass: %s", reason)
-            self._given_up = True  # not tried again: each try could wait for the time-out
             if tasks is not None:
                 tasks.close()
+            self._resident_failed(reason)
             return None
         return tasks
+
+    def _resident_failed(self, reason: ResidentUnavailableError) -> None:
+        if reason.cluster_changed and self._growing_from is not None:
+            self._task_cap = self._growing_from
+            logger.warning("the resident job could not grow (%s): it keeps to %d tasks",
+                           reason, self._task_cap)
+            return
+        if reason.cluster_changed and self._restarts_left > 0:
+            self._restarts_left -= 1
+            logger.warning("the cluster changed under the resident tasks: %s. The pass runs "
+                           "as a Spark job; resident tasks start again on the executors "
+                           "there are at the next pass", reason)
+            return
+        # Not tried again: each try could wait for the connect time-out.
+        logger.warning("resident tasks given up, one Spark job per pass from now: %s", reason)
+        self._given_up = True
 
     def _stop_resident(self) -> None:
         if self._resident is not None:
@@ -308,7 +307,7 @@ class DistributedStatistics:
         resident = self._resident
         running, waiting = application_load(sc, resident.tag if resident else None)
         now = time.monotonic()
-        if waiting and not _other_fits():
+        if waiting and not other_fits():
             self._others_seen_at = now
             if resident is not None:
                 logger.info("other Spark jobs wait for task slots: the fit hands its %d task "
@@ -317,18 +316,33 @@ class DistributedStatistics:
             return
         assert self._resident_shape is not None
         total = slot_count(sc)
-        share = min(self.store.handles.getNumPartitions(), _slot_share(total))
-        target = min(share, total - running)  # the slots ours now would not hold
-        idle = (self._others_seen_at is None or _other_fits()
+        share = min(self.store.handles.getNumPartitions(), slot_share(total))
+        target = min(share, total - running, self._task_cap or total)  # slots ours would
+        # not hold now
+        idle = (self._others_seen_at is None or other_fits()
                 or now - self._others_seen_at > IDLE_SECONDS_BEFORE_RESIDENT)
-        if resident is not None and resident.n_tasks > share:
+        now_leaving = leaving_executors(sc)
+        leaving, self._leaving = now_leaving - self._leaving, now_leaving
+        if resident is not None and leaving:
+            # A decommissioned executor runs its tasks to their end before it leaves: ours
+            # never end, so the job moves to the executors that stay.
+            logger.info("executors %s are leaving the application: the resident job starts "
+                        "again on the others", ", ".join(sorted(leaving)))
+        elif resident is not None and resident.n_tasks > share:
             logger.info("another fit began: this fit's resident job shrinks from %d tasks to "
                         "its share of %d", resident.n_tasks, share)
         elif not idle or target <= (resident.n_tasks if resident is not None else 0):
             return
+        elif resident is not None:
+            logger.info("%d task slots are free now: the resident job grows from %d to %d "
+                        "tasks", total - running, resident.n_tasks, target)
+            self._growing_from = resident.n_tasks
         self._stop_resident()
         self._others_seen_at = None
-        self._resident = self._start_resident(*self._resident_shape)
+        try:
+            self._resident = self._start_resident(*self._resident_shape)
+        finally:
+            self._growing_from = None
 
     def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any],
               answer_bytes: int = 0) -> list[Any]:
@@ -352,10 +366,8 @@ class DistributedStatistics:
             try:
                 answers = self._resident.request(list(mixtures), meta)
             except ResidentUnavailableError as reason:
-                logger.warning("resident tasks given up, one Spark job per pass from now: %s",
-                               reason)
-                self._given_up = True
                 self._stop_resident()
+                self._resident_failed(reason)
             else:
                 self.resident_passes += 1
                 return reduce(merge_all, (a for a in answers if a))

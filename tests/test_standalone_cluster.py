@@ -320,7 +320,7 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
     os.killpg(victim.pid, signal.SIGKILL)  # the worker, its executor and Python workers
     victim.wait()
     killed = time.monotonic()
-    _, stderr = job.communicate(timeout=600)
+    stdout, stderr = job.communicate(timeout=600)  # the Python driver's logging: stdout
     logger.warning("lost worker: killed at iteration %d; the job ended %.1f s later with "
                    "exit code %d", killed_at, time.monotonic() - killed, job.returncode)
     assert 3 <= killed_at < 25, f"the worker was not killed mid-fit ({killed_at} iterations)"
@@ -333,6 +333,14 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
         assert "resuming from checkpoint" in retry.stderr, retry.stderr[-5000:]
     else:
         assert "Lost executor" in stderr, stderr[-5000:]  # the kill reached the running job
+        # resident tasks went on, on the executor left: moved at a pass boundary, or, when
+        # the kill came during a pass, after that pass ran as a Spark job
+        assert ("executors left the application: this fit's resident job shrinks" in stdout
+                or "were lost with their executor" in stdout), stdout[-5000:]
+        assert "resident tasks given up" not in stdout, stdout[-5000:]
+        logger.warning("lost worker: %s", "; ".join(
+            line.split(": ", 1)[-1][:200] for line in stdout.splitlines()
+            if "resident" in line or "passes over the data" in line))
 
     # the same fit, undisturbed, in the local session (the fit is partition-invariant)
     reference = run_fit(spark, build_config({

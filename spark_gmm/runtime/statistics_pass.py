@@ -329,8 +329,9 @@ class DistributedStatistics:
             logger.info("executors %s are leaving the application: the resident job starts "
                         "again on the others", ", ".join(sorted(leaving)))
         elif resident is not None and resident.n_tasks > share:
-            logger.info("another fit began: this fit's resident job shrinks from %d tasks to "
-                        "its share of %d", resident.n_tasks, share)
+            logger.info("%s: this fit's resident job shrinks from %d tasks to its share of %d",
+                        "another fit began" if other_fits() else "executors left the application",
+                        resident.n_tasks, share)
         elif not idle or target <= (resident.n_tasks if resident is not None else 0):
             return
         elif resident is not None:

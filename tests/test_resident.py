@@ -87,6 +87,30 @@ def test_partitions_unreadable_where_resident_tasks_run_are_written_again(
     _assert_same_model(disturbed, undisturbed)
 
 
+def test_a_cluster_that_keeps_changing_ends_in_one_job_per_pass(
+        spark, caplog, monkeypatch, weighted_df) -> None:
+    params = {"k": 3, "seed": 9, "maxIter": 7, "tol": 0.0}
+    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    original = DistributedStatistics._start_resident
+
+    def losing_the_files_every_time(self, n_models, n_components):
+        for stored in self.store.stored_partitions():
+            if os.path.exists(stored.features_path):  # a job pass may not have written it
+                os.unlink(stored.features_path)
+        return original(self, n_models, n_components)
+
+    monkeypatch.setattr(DistributedStatistics, "_start_resident", losing_the_files_every_time)
+    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    budget = statistics_pass.MAX_RESIDENT_RESTARTS
+    assert caplog.text.count("resident tasks start again") == budget
+    assert caplog.text.count("resident tasks given up") == 1
+    # the first start and every restart failed: nothing by resident tasks, and no start
+    # after the budget was spent
+    assert passes == (0, undisturbed.summary.jobPasses)
+    assert caplog.text.count("are not readable where their resident task runs") == budget + 1
+    _assert_same_model(disturbed, undisturbed)
+
+
 def test_growth_onto_executors_without_the_rows_keeps_the_smaller_job(
         spark, caplog, monkeypatch, weighted_df) -> None:
     # One slot when the fit starts, two from the next pass boundary on (an executor joined);

@@ -154,32 +154,6 @@ def _write_events(directory: pathlib.Path, x: np.ndarray, files: int = 4) -> Non
                        str(directory / f"part-{part}.parquet"))
 
 
-def test_fit_and_score_jobs_on_a_standalone_cluster(cluster, tmp_path) -> None:
-    x, labels, _, _ = make_mixture(n=4000, seed=23, k=3)
-    data = tmp_path / "events"
-    _write_events(data, x)
-    conf = write_job_config(str(tmp_path / "job.toml"), job_sections(
-        tmp_path, str(data), {"k": 3, "seed": 2, "tol": 1e-4, "init_mode": "k-means++"}))
-    archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
-
-    fit = _submit(cluster.master, archive, "fit_gmm.py", "--config", conf)
-    assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-5000:]
-    assert "rows: 4000 read, 4000 labelled" in fit.stdout
-    labelled = pq.read_table(str(tmp_path / "labelled")).to_pandas().sort_values("event_id")
-    assert len(labelled) == 4000
-    # clusters agree with the generating labels up to a permutation
-    agreement = max(np.mean(labelled["prediction"].to_numpy() == perm[labels])
-                    for perm in map(np.array, itertools.permutations(range(3))))
-    assert agreement > 0.95
-
-    score = _submit(cluster.master, archive, "score_gmm.py", "--config", conf,
-                    "--set", f"output.path={tmp_path / 'scored'}")
-    assert score.returncode == 0, score.stderr[-5000:]
-    scored = pq.read_table(str(tmp_path / "scored")).to_pandas().sort_values("event_id")
-    np.testing.assert_array_equal(scored["prediction"].to_numpy(),
-                                  labelled["prediction"].to_numpy())
-
-
 def _active_app_cores(ui_port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as r:
@@ -220,30 +194,38 @@ def _wait_for_log(log: pathlib.Path, text: str, job: subprocess.Popen) -> None:
         time.sleep(0.1)
 
 
-def test_fit_on_an_elastic_cluster(cluster, spark, tmp_path) -> None:
+def test_fit_and_score_jobs_on_an_elastic_cluster(cluster, spark, tmp_path) -> None:
     """Dynamic allocation on: a node joins mid-fit and the application's second executor
     starts there; then the first node is decommissioned (the way autoscalers take nodes
-    away) and its executor leaves mid-fit."""
+    away) and its executor leaves mid-fit. The score job then labels the same rows."""
     first, second = cluster.workers[:2]
     cluster.stop_worker(second)  # room for one executor when the job starts
     cluster.wait_for_workers(1)
     try:
-        _fit_while_nodes_come_and_go(cluster, spark, tmp_path, first)
+        conf, archive = _fit_while_nodes_come_and_go(cluster, spark, tmp_path, first)
     finally:
         cluster.stop_worker(first)  # a decommissioned worker stays until it is stopped
         while len(cluster.workers) < 2:  # the next test loses one of two workers
             cluster.start_worker()
         cluster.wait_for_workers(2)
+    score = _submit(cluster.master, archive, "score_gmm.py", "--config", conf,
+                    "--set", f"output.path={tmp_path / 'scored'}")
+    assert score.returncode == 0, score.stderr[-5000:]
+    scored = pq.read_table(str(tmp_path / "scored")).to_pandas().sort_values("event_id")
+    labelled = pq.read_table(str(tmp_path / "labelled")).to_pandas().sort_values("event_id")
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(),
+                                  labelled["prediction"].to_numpy())
 
 
 def _fit_while_nodes_come_and_go(cluster: Cluster, spark, tmp_path: pathlib.Path,
-                                 first: subprocess.Popen) -> None:
-    x, *_ = make_mixture(n=40_000, seed=41, k=4)
+                                 first: subprocess.Popen) -> tuple[str, str]:
+    x, labels, _, _ = make_mixture(n=40_000, seed=41, k=4)
     data = tmp_path / "events"
     _write_events(data, x)
     checkpoint = tmp_path / "state" / "em.json"
     n_iter = 80
-    values = job_sections(tmp_path, str(data), {"k": 4, "seed": 5, "max_iter": n_iter},
+    values = job_sections(tmp_path, str(data), {"k": 4, "seed": 5, "max_iter": n_iter,
+                                                "init_mode": "k-means++"},
                           checkpoint={"path": str(checkpoint)})
     conf = write_job_config(str(tmp_path / "job.toml"), values)
     archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
@@ -256,7 +238,7 @@ def _fit_while_nodes_come_and_go(cluster: Cluster, spark, tmp_path: pathlib.Path
     with open(driver_log, "w") as log:
         job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
                                                "--config", conf, conf=elastic),
-                               env={**_env(), WRITE_PAUSE_ENV: "0.25"},
+                               env={**_env(), WRITE_PAUSE_ENV: "0.2"},
                                stdout=log, stderr=subprocess.STDOUT)  # spark-submit sends
         # the Python driver's logging to its stdout
         try:
@@ -289,6 +271,12 @@ def _fit_while_nodes_come_and_go(cluster: Cluster, spark, tmp_path: pathlib.Path
     logger.warning("elastic cluster: %s", passes.group(0))
     assert int(passes.group(1)) >= n_iter // 2
     _assert_equals_undisturbed(spark, values, tmp_path, len(x), n_iter)
+    labelled = pq.read_table(str(tmp_path / "labelled")).to_pandas().sort_values("event_id")
+    # clusters agree with the generating labels up to a permutation
+    agreement = max(np.mean(labelled["prediction"].to_numpy() == perm[labels])
+                    for perm in map(np.array, itertools.permutations(range(4))))
+    assert agreement > 0.95
+    return conf, archive
 
 
 # Runs last in this module: it kills one of the cluster's two workers.

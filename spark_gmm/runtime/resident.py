@@ -13,12 +13,15 @@ M-step, logging and checkpoints stay on the driver.
 
 Nothing here changes what is computed, only where: the statistics are merged in task order
 rather than ``treeReduce``'s, so the two ways agree to rounding. The driver gives the resident
-job up, and its caller goes back to one job per pass from the same state, whenever:
-not every task connects within :data:`CONNECT_SECONDS` (too few free slots, the driver's
-address unreachable from the executors), a task cannot read a stored partition where it
-runs, a task's connection drops and no new attempt of it connects within
-:data:`RECONNECT_SECONDS`, or the job ends. A task that fails is retried by Spark like any
-other; its new attempt connects again and is sent the pending request.
+job up, and its caller runs the pass as a Spark job from the same state, whenever: not every
+task connects within :data:`CONNECT_SECONDS` (too few free slots, the driver's address
+unreachable from the executors), a task cannot read a stored partition where it runs (or
+finds it read again from a changed input), a task's connection drops and no new attempt of
+it connects within :data:`RECONNECT_SECONDS` or can get a slot (its executor left), or the
+job ends. The error says whether the cluster changed under the job (an executor left, rows
+not where the tasks run): then the caller may start a new resident job on the executors
+there are now. A task that fails is retried by Spark like any other; its new attempt connects
+again and is sent the pending request.
 """
 
 from __future__ import annotations

@@ -317,8 +317,8 @@ class DistributedStatistics:
         assert self._resident_shape is not None
         total = slot_count(sc)
         share = min(self.store.handles.getNumPartitions(), slot_share(total))
-        target = min(share, total - running, self._task_cap or total)  # slots ours would
-        # not hold now
+        # the slots ours would not hold now
+        target = min(share, total - running, self._task_cap or total)
         idle = (self._others_seen_at is None or other_fits()
                 or now - self._others_seen_at > IDLE_SECONDS_BEFORE_RESIDENT)
         now_leaving = leaving_executors(sc)

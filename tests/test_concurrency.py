@@ -98,3 +98,41 @@ def test_a_spark_job_is_not_held_up_for_a_whole_fit(spark, frames, monkeypatch,
           f"ended {done['fit'] - done['count']:.1f} s after it")
     assert done["count"] < done["fit"]  # it did not wait for the fit to end
     assert "hands its" in caplog.text
+
+
+def test_a_spark_job_is_not_held_up_by_two_fits(spark, frames, monkeypatch, caplog) -> None:
+    # Two fits hold one slot each; other work still comes first: both hand their slots back.
+    both_serving = threading.Barrier(3)
+    start = resident.ResidentTasks.start
+    first_starts: set[int] = set()
+
+    def started(self) -> None:
+        start(self)
+        thread = threading.get_ident()
+        if thread not in first_starts:  # each fit's first resident job
+            first_starts.add(thread)
+            both_serving.wait(120)
+
+    monkeypatch.setattr(resident.ResidentTasks, "start", started)
+    small = spark.range(2000).toDF("id")
+    done: dict[str, float] = {}
+
+    def fit(index: int) -> None:
+        GaussianMixture(k=3 + index, seed=4, maxIter=60, tol=0.0).fit(frames[index])
+        done[f"fit {index}"] = time.perf_counter()
+
+    with caplog.at_level(logging.INFO, logger="spark_gmm"):
+        fits = [threading.Thread(target=fit, args=(i,)) for i in (0, 1)]
+        for thread in fits:
+            thread.start()
+        both_serving.wait(120)
+        asked = time.perf_counter()
+        assert small.count() == 2000
+        done["count"] = time.perf_counter()
+        for thread in fits:
+            thread.join(600)
+    print(f"a count of 2,000 rows during two fits took {done['count'] - asked:.2f} s; the "
+          f"fits ended {done['fit 0'] - done['count']:.1f} s and "
+          f"{done['fit 1'] - done['count']:.1f} s after it")
+    assert done["count"] < min(done["fit 0"], done["fit 1"])  # it waited for neither fit
+    assert caplog.text.count("hands its") >= 1

@@ -18,23 +18,32 @@ from pyspark import SparkContext
 
 logger = logging.getLogger(__name__)
 
-# The fits of this driver process now running (:func:`running_fit`): they share the slots.
+# The fits of this driver process now running (:func:`running_fit`), by the job tag their
+# Spark jobs carry: they share the slots, and yield them to every other job.
 _FITS_LOCK = threading.Lock()
 _ACTIVE_FITS: set[str] = set()
+_FIT_TAG_PREFIX = "spark-gmm-fit-"
 
 
 @contextmanager
 def running_fit() -> Iterator[None]:
     """Count a fit among this process's running fits for its whole duration (its first pass
-    included), so that fits started together share the task slots from the start."""
-    fit_id = uuid.uuid4().hex
+    included), so that fits started together share the task slots from the start, and tag
+    the Spark jobs the calling thread (and threads it starts) runs meanwhile as this fit's.
+    """
+    tag = f"{_FIT_TAG_PREFIX}{uuid.uuid4().hex}"
+    sc = SparkContext._active_spark_context  # None for a Spark Connect client
     with _FITS_LOCK:
-        _ACTIVE_FITS.add(fit_id)
+        _ACTIVE_FITS.add(tag)
+    if sc is not None:
+        sc.addJobTag(tag)
     try:
         yield
     finally:
+        if sc is not None:
+            sc.removeJobTag(tag)
         with _FITS_LOCK:
-            _ACTIVE_FITS.discard(fit_id)
+            _ACTIVE_FITS.discard(tag)
 
 
 def slot_share(total_slots: int) -> int:
@@ -80,29 +89,38 @@ def leaving_executors(sc: SparkContext) -> frozenset[str]:
 
 
 def application_load(sc: SparkContext, own_tag: str | None = None) -> tuple[int, bool]:
-    """Tasks running now in the active stages of the application's jobs other than the
-    resident job tagged ``own_tag``, and whether any of those stages has tasks waiting for a
-    slot.
+    """Tasks running now in the application's active stages other than those of the
+    resident job tagged ``own_tag``, and whether work from outside this process's fits (a
+    query of another thread, say) has tasks waiting for a slot.
 
     The status store lags the scheduler by a moment: a stage just submitted is seen at the
     next pass boundary, and a resident job's own tasks may still look queued (hence
-    ``own_tag``). A few calls per pass boundary: a fit makes one per pass.
+    ``own_tag``). A few calls per running fit and active stage; a fit reads this once per
+    pass.
     """
     try:
         tracker = sc.statusTracker()
-        own_stages: set[int] = set()
-        if own_tag:
-            jvm_tracker = sc._jsc.sc().statusTracker()  # type: ignore[union-attr]
-            for job_id in jvm_tracker.getJobIdsForTag(own_tag):
+        jvm_tracker = sc._jsc.sc().statusTracker()  # type: ignore[union-attr]
+
+        def stages_tagged(tag: str) -> set[int]:
+            stages: set[int] = set()
+            for job_id in jvm_tracker.getJobIdsForTag(tag):
                 job = tracker.getJobInfo(job_id)
-                own_stages |= set(job.stageIds) if job is not None else set()
+                stages |= set(job.stageIds) if job is not None else set()
+            return stages
+
+        own_stages = stages_tagged(own_tag) if own_tag else set()
+        with _FITS_LOCK:
+            fit_tags = list(_ACTIVE_FITS)
+        fits_stages = set().union(*(stages_tagged(tag) for tag in fit_tags))
         running, waiting = 0, False
         for stage_id in set(tracker.getActiveStageIds()) - own_stages:
             stage = tracker.getStageInfo(stage_id)
             if stage is None:
                 continue
             running += stage.numActiveTasks
-            waiting |= stage.numTasks > stage.numActiveTasks + stage.numCompletedTasks
+            waiting |= (stage_id not in fits_stages
+                        and stage.numTasks > stage.numActiveTasks + stage.numCompletedTasks)
     except Exception:  # without a status tracker, assume the application is ours alone
         logger.debug("could not read the application's active stages", exc_info=True)
         return 0, False

@@ -157,11 +157,14 @@ class DistributedStatistics:
     ``CrossValidator(parallelism=2)``) split the slots equally, each resident job taking at
     most its share of the slots that are free when it starts, and a fit whose resident job
     is larger than its share (another fit began) restarts it smaller at its next pass
-    boundary. Work from outside the fits (a query of another thread) is served first: a fit
-    that sees other jobs' tasks waiting for a slot at a pass boundary hands all its slots
-    back and runs its passes as Spark jobs, which Spark's scheduler interleaves with the
-    rest; after :data:`IDLE_SECONDS_BEFORE_RESIDENT` without waiting tasks it starts
-    resident tasks again, at its share.
+    boundary. Work from outside the fits (a query of another thread; told apart by the job
+    tag :func:`~.scheduler_state.running_fit` gives a fit's jobs) is served first: a fit
+    that sees its tasks waiting for a slot at a pass boundary hands all its slots back and
+    runs its passes as Spark jobs, which Spark's scheduler interleaves with the rest; after
+    :data:`IDLE_SECONDS_BEFORE_RESIDENT` without waiting tasks it starts resident tasks
+    again, at its share. Executors that join or leave are followed at pass boundaries, and
+    a resident job the cluster changed under is started again (see :meth:`_yield_or_resume`
+    and :data:`MAX_RESIDENT_RESTARTS`).
 
     Parameters
     ----------
@@ -217,13 +220,13 @@ class DistributedStatistics:
         n_tasks = min(self.store.handles.getNumPartitions(), slot_share(total),
                       total - running, self._task_cap or total)
         # Work waiting from outside the fits goes first; the fits share the slots.
-        if (waiting and not other_fits()) or n_tasks < 1:
+        if waiting or n_tasks < 1:
             # Taking slots now would stall this fit (its tasks wait for slots) or the other
             # work (queued behind resident tasks): one Spark job per pass for now.
             logger.info("other Spark jobs of this application %s: the fit runs one Spark "
                         "job per pass for now", "wait for task slots" if waiting
                         else "hold every task slot")
-            if waiting and not other_fits():
+            if waiting:
                 self._others_seen_at = time.monotonic()
             return None
         d = self.center.shape[0]
@@ -307,7 +310,7 @@ class DistributedStatistics:
         resident = self._resident
         running, waiting = application_load(sc, resident.tag if resident else None)
         now = time.monotonic()
-        if waiting and not other_fits():
+        if waiting:
             self._others_seen_at = now
             if resident is not None:
                 logger.info("other Spark jobs wait for task slots: the fit hands its %d task "
@@ -319,7 +322,7 @@ class DistributedStatistics:
         share = min(self.store.handles.getNumPartitions(), slot_share(total))
         # the slots ours would not hold now
         target = min(share, total - running, self._task_cap or total)
-        idle = (self._others_seen_at is None or other_fits()
+        idle = (self._others_seen_at is None
                 or now - self._others_seen_at > IDLE_SECONDS_BEFORE_RESIDENT)
         now_leaving = leaving_executors(sc)
         leaving, self._leaving = now_leaving - self._leaving, now_leaving

@@ -95,24 +95,25 @@ def application_load(sc: SparkContext, own_tag: str | None = None) -> tuple[int,
 
     The status store lags the scheduler by a moment: a stage just submitted is seen at the
     next pass boundary, and a resident job's own tasks may still look queued (hence
-    ``own_tag``). A few calls per running fit and active stage; a fit reads this once per
-    pass.
+    ``own_tag``). A few py4j calls per active job and stage, whatever the number of jobs
+    the fits ran before; a fit reads this once per pass.
     """
     try:
         tracker = sc.statusTracker()
-        jvm_tracker = sc._jsc.sc().statusTracker()  # type: ignore[union-attr]
-
-        def stages_tagged(tag: str) -> set[int]:
-            stages: set[int] = set()
-            for job_id in jvm_tracker.getJobIdsForTag(tag):
-                job = tracker.getJobInfo(job_id)
-                stages |= set(job.stageIds) if job is not None else set()
-            return stages
-
-        own_stages = stages_tagged(own_tag) if own_tag else set()
+        store = sc._jsc.sc().statusStore()  # type: ignore[union-attr]
         with _FITS_LOCK:
-            fit_tags = list(_ACTIVE_FITS)
-        fits_stages = set().union(*(stages_tagged(tag) for tag in fit_tags))
+            fit_tags = set(_ACTIVE_FITS)
+        own_stages: set[int] = set()
+        fits_stages: set[int] = set()
+        for job_id in tracker.getActiveJobsIds():
+            job = tracker.getJobInfo(job_id)
+            if job is None:
+                continue
+            tags = set(str(store.job(job_id).jobTags().mkString("\n")).split("\n"))
+            if own_tag in tags:
+                own_stages |= set(job.stageIds)
+            if tags & fit_tags:
+                fits_stages |= set(job.stageIds)
         running, waiting = 0, False
         for stage_id in set(tracker.getActiveStageIds()) - own_stages:
             stage = tracker.getStageInfo(stage_id)

@@ -93,11 +93,11 @@ def test_a_cluster_that_keeps_changing_ends_in_one_job_per_pass(
     undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
     original = DistributedStatistics._start_resident
 
-    def losing_the_files_every_time(self, n_models, n_components):
+    def losing_the_files_every_time(self, *shape, **given):
         for stored in self.store.stored_partitions():
             if os.path.exists(stored.features_path):  # a job pass may not have written it
                 os.unlink(stored.features_path)
-        return original(self, n_models, n_components)
+        return original(self, *shape, **given)
 
     monkeypatch.setattr(DistributedStatistics, "_start_resident", losing_the_files_every_time)
     disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
@@ -122,12 +122,12 @@ def test_growth_onto_executors_without_the_rows_keeps_the_smaller_job(
     original = DistributedStatistics._start_resident
     starts: list[int] = []
 
-    def losing_the_files_when_growing(self, n_models, n_components):
+    def losing_the_files_when_growing(self, *shape, **given):
         starts.append(len(starts))
         if len(starts) == 2:
             for stored in self.store.stored_partitions():
                 os.unlink(stored.features_path)
-        return original(self, n_models, n_components)
+        return original(self, *shape, **given)
 
     monkeypatch.setattr(DistributedStatistics, "_start_resident", losing_the_files_when_growing)
     grown, passes = _fit(spark, caplog, weighted_df, True, **params)

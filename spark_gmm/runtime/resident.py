@@ -179,7 +179,7 @@ class ResidentTasks:
         self.pass_timeout = pass_timeout
         self._sc: SparkContext = store.handles.context
         self._secret = new_secret()
-        self.tag = self._tag = f"spark-gmm-resident-{uuid.uuid4().hex}"
+        self.tag = f"spark-gmm-resident-{uuid.uuid4().hex}"
         self._selector = selectors.DefaultSelector()
         self._connections: dict[int, socket.socket] = {}
         self._lost_at: dict[int, float] = {}
@@ -208,7 +208,7 @@ class ResidentTasks:
         self._thread = InheritableThread(target=self._run_job, daemon=True)
 
     def _run_job(self) -> None:
-        self._sc.addJobTag(self._tag)
+        self._sc.addJobTag(self.tag)
         self._sc.setJobDescription(f"spark-gmm: {self.n_tasks} resident EM tasks")
         try:
             self._job.collect()
@@ -363,7 +363,7 @@ class ResidentTasks:
             return
         self._thread.join(_STOP_SECONDS)
         if self._thread.is_alive():  # tasks still waiting for a slot, or stuck
-            self._sc.cancelJobsWithTag(self._tag)
+            self._sc.cancelJobsWithTag(self.tag)
             self._thread.join(_STOP_SECONDS)
         if self._thread.is_alive():
             logger.warning("the resident job has not ended %.0f s after it was cancelled",

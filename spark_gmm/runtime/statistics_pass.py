@@ -207,7 +207,19 @@ class DistributedStatistics:
             self._stop_resident()
             self._resident_shape = None
 
-    def _start_resident(self, n_models: int, n_components: int) -> ResidentTasks | None:
+    def _resident_slots(self, own_tag: str | None) -> tuple[int, int, bool]:
+        # (tasks a resident job of this fit may have now, the fit's share of the slots,
+        # whether work from outside the fits waits for a slot); the slots of the resident
+        # job tagged own_tag, about to be replaced, count as free.
+        sc = self.store.handles.context
+        running, waiting = application_load(sc, own_tag)
+        total = slot_count(sc)
+        share = min(self.store.handles.getNumPartitions(), slot_share(total))
+        return min(share, total - running, self._task_cap or total), share, waiting
+
+    def _start_resident(self, n_models: int, n_components: int,
+                        n_tasks: int | None = None) -> ResidentTasks | None:
+        # n_tasks: as just read by the caller (with no outside work waiting), or None.
         sc = self.store.handles.context
         session = SparkSession.getActiveSession()
         enabled = (session.conf.get(ENABLED_CONF, None) if session is not None else None
@@ -215,10 +227,9 @@ class DistributedStatistics:
         if enabled.strip().lower() != "true":
             self._given_up = True  # switched off: no need to look at the load every pass
             return None
-        total = slot_count(sc)
-        running, waiting = application_load(sc)
-        n_tasks = min(self.store.handles.getNumPartitions(), slot_share(total),
-                      total - running, self._task_cap or total)
+        waiting = False
+        if n_tasks is None:
+            n_tasks, _, waiting = self._resident_slots(None)
         # Work waiting from outside the fits goes first; the fits share the slots.
         if waiting or n_tasks < 1:
             # Taking slots now would stall this fit (its tasks wait for slots) or the other
@@ -308,7 +319,7 @@ class DistributedStatistics:
         # are free (after a hand-back: once nothing waited for a while).
         sc = self.store.handles.context
         resident = self._resident
-        running, waiting = application_load(sc, resident.tag if resident else None)
+        target, share, waiting = self._resident_slots(resident.tag if resident else None)
         now = time.monotonic()
         if waiting:
             self._others_seen_at = now
@@ -318,10 +329,6 @@ class DistributedStatistics:
                 self._stop_resident()
             return
         assert self._resident_shape is not None
-        total = slot_count(sc)
-        share = min(self.store.handles.getNumPartitions(), slot_share(total))
-        # the slots ours would not hold now
-        target = min(share, total - running, self._task_cap or total)
         idle = (self._others_seen_at is None
                 or now - self._others_seen_at > IDLE_SECONDS_BEFORE_RESIDENT)
         now_leaving = leaving_executors(sc)
@@ -338,13 +345,13 @@ class DistributedStatistics:
         elif not idle or target <= (resident.n_tasks if resident is not None else 0):
             return
         elif resident is not None:
-            logger.info("%d task slots are free now: the resident job grows from %d to %d "
-                        "tasks", total - running, resident.n_tasks, target)
+            logger.info("task slots are free: the resident job grows from %d to %d tasks",
+                        resident.n_tasks, target)
             self._growing_from = resident.n_tasks
         self._stop_resident()
         self._others_seen_at = None
         try:
-            self._resident = self._start_resident(*self._resident_shape)
+            self._resident = self._start_resident(*self._resident_shape, n_tasks=target)
         finally:
             self._growing_from = None
 

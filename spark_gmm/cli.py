@@ -146,12 +146,20 @@ def run_bench_command(args: argparse.Namespace) -> int:
         classic = (None if args.skip_classic
                    else classic_benchmark(spec, args.master or "local[2]"))
         spark = build_session("spark-gmm-benchmark", remote=args.remote)
-        print(format_connect(run_connect_benchmark(spark, spec, classic)))
+        results = run_connect_benchmark(spark, spec, classic)
+        print(format_connect(results))
         print(f"results: {args.work_dir}/connect_benchmark.json")
-        return EXIT_OK
-    spark = build_session("spark-gmm-benchmark", args.master)
-    print(format_table(run_benchmark(spark, spec)))
-    print(f"results: {args.work_dir}/benchmark.json")
+    else:
+        spark = build_session("spark-gmm-benchmark", args.master)
+        results = run_benchmark(spark, spec)
+        print(format_table(results))
+        print(f"results: {args.work_dir}/benchmark.json")
+    if args.output:
+        from .bench.machine import result_record, write_result
+
+        parameters = {k: v for k, v in vars(args).items() if k not in ("handler", "command")}
+        write_result(args.output, result_record(results, parameters))
+        print(f"result file (commit, date, machine, parameters, every round): {args.output}")
     return EXIT_OK
 
 
@@ -212,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --remote: no classic session figures")
     bench.add_argument("--no-warm-up", action="store_true",
                        help="time cold: the first system also pays JVM and worker start-up")
+    bench.add_argument("--output", default="", metavar="FILE.json",
+                       help="also write a result file: commit, UTC date, machine (CPU, BLAS, "
+                            "versions), these parameters and every round's numbers")
     bench.set_defaults(handler=run_bench_command)
     package = commands.add_parser("package", help="zip spark_gmm for spark-submit --py-files")
     package.add_argument("--output", default="dist/spark_gmm.zip")

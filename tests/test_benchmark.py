@@ -6,6 +6,8 @@ import json
 import os
 import sys
 
+import numpy as np
+import pyspark
 import pytest
 
 from spark_gmm.bench.benchmark import BenchmarkSpec, run_benchmark
@@ -103,3 +105,64 @@ def test_bench_without_its_extra_says_so_first_and_skips_those_readings(
     results = json.load(open(work_dir / "benchmark.json"))
     assert "sklearn" not in results and results["worker_memory"] is None
     assert results["ours"]["cpu_seconds"] is None and results["ours"]["end_to_end_seconds"] > 0
+
+
+def test_bench_output_is_a_result_file_with_commit_date_machine_and_every_round(
+        spark, tmp_path, monkeypatch) -> None:
+    import datetime
+    import subprocess
+
+    from spark_gmm.cli import main
+
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    output = tmp_path / "results" / "tiny.json"
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    code = main(["bench", "--n", "800", "--d", "2", "--k", "2", "--iterations", "3",
+                 "--rounds", "2", "--skip-mllib", "--skip-sklearn", "--skip-scoring",
+                 "--no-warm-up", "--work-dir", str(tmp_path / "bench"),
+                 "--output", str(output)])
+    assert code == 0
+    record = json.load(open(output))
+    assert set(record) == {"commit", "date", "machine", "parameters", "results"}
+    git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                         cwd=os.path.dirname(__file__))
+    assert record["commit"] == (git.stdout.strip() if git.returncode == 0 else "unknown")
+    date = datetime.datetime.fromisoformat(record["date"])
+    assert date.tzinfo is not None and before <= date <= datetime.datetime.now(datetime.UTC)
+    machine = record["machine"]
+    assert machine["cpu"]["model"] and machine["cpu"]["cores"] == os.cpu_count()
+    assert set(machine["cpu"]["flags"]) == {"avx2", "avx512f"}
+    assert machine["memory_bytes"] > 0
+    # numpy's BLAS at least (scipy's may be loaded too, by earlier tests in this process)
+    assert any("numpy" in entry["filepath"] for entry in machine["blas"])
+    for blas in machine["blas"]:
+        assert blas["library"] and blas["version"] and blas["threads"] >= 1
+        assert "architecture" in blas
+    assert machine["versions"]["numpy"] == np.__version__
+    assert machine["versions"]["pyspark"] == pyspark.__version__
+    assert machine["openblas_environment"] == {
+        "OPENBLAS_CORETYPE": {"set": False, "value": None},
+        "OPENBLAS_L2_SIZE": {"set": True, "value": "1048576"}}
+    parameters = record["parameters"]
+    assert (parameters["n"], parameters["d"], parameters["k"], parameters["rounds"]) == (
+        800, 2, 2, 2)
+    assert parameters["output"] == str(output)
+    results = record["results"]
+    # every round's numbers, not only the medians
+    rounds = results["rounds"]["rounds"]
+    assert len(rounds) == 2
+    for entry in rounds:
+        for start in ("random_rows", "kmeans"):
+            assert len(entry[start]["iteration_seconds"]) == 3
+            assert all(seconds > 0 for seconds in entry[start]["iteration_seconds"])
+    assert len(results["ours"]["iteration_seconds"]) == 3
+    assert len(results["kernel_alone"]["iteration_seconds"]) == 3
+    assert len(results["floor"]["sample_seconds"]) == 5
+    assert "mllib" not in results and "scoring" not in results
+
+
+def test_result_commit_outside_a_checkout_is_unknown(tmp_path) -> None:
+    from spark_gmm.bench.machine import commit
+
+    assert commit(str(tmp_path)) == "unknown"

@@ -45,6 +45,7 @@ from ..kernels.statistics import chunk_rows
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..runtime.resident import resident_tasks_setting
+from .report import ratios
 from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
 from .rows import all_rows, hard_start, streamed_mean
 from .scoring import scoring_rounds
@@ -146,7 +147,7 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
         samples = [_timed(gemms)[0] for _ in range(5)]
     rate = repeats * 2.0 * rows * d * k * d / statistics.median(samples)
     return {"flops_per_iteration": flops, "gemm_flops_per_second_per_core": rate,
-            "cores": cores, "floor_seconds": flops / (rate * cores)}
+            "cores": cores, "floor_seconds": flops / (rate * cores), "sample_seconds": samples}
 
 
 def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
@@ -182,6 +183,7 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
     # timed one: on a JVM at least as warm.
     job_seconds, by_jobs = _fit_ours(df, spec, init, resident_tasks=False)
     return {"seconds_per_iteration": statistics.median(summary.iterationSeconds),
+            "iteration_seconds": list(summary.iterationSeconds),
             "end_to_end_seconds": seconds, "first_fit_seconds": first_seconds,
             "mean_log_likelihood": summary.logLikelihood / summary.weightSum,
             "job_per_pass_seconds_per_iteration": statistics.median(
@@ -368,32 +370,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
 
         results["fit_multiple"] = fit_multiple_speedups(df, seed=spec.seed,
                                                         mllib=spec.run_mllib)
-    ours = results["ours"]["seconds_per_iteration"]
-    ratios = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
-    for peer in ("mllib", "sklearn"):
-        if peer in results:
-            theirs = results[peer]["seconds_per_iteration"]
-            ratios[f"{peer}_over_ours_per_iteration"] = None if theirs is None else theirs / ours
-    if "mllib" in results:
-        ratios["mllib_over_ours_end_to_end"] = (results["mllib"]["end_to_end_seconds"]
-                                                / results["ours"]["end_to_end_seconds"])
-    if "mllib" in results and "scoring" in results:
-        scoring = results["scoring"]
-        ratios["mllib_over_ours_scoring"] = scoring["mllib_seconds"] / scoring["ours_seconds"]
-        # The part of scoring a model can change: time beyond reading and writing the rows.
-        beyond = scoring["ours_seconds"] - scoring["write_only_seconds"]
-        ratios["mllib_over_ours_scoring_beyond_write"] = (
-            (scoring["mllib_seconds"] - scoring["write_only_seconds"]) / beyond
-            if beyond > 0 else None)
-    if "sklearn" in results:
-        ratios["log_likelihood_relative_difference_vs_sklearn"] = abs(
-            results["ours"]["mean_log_likelihood"] - results["sklearn"]["mean_log_likelihood"]
-        ) / abs(results["sklearn"]["mean_log_likelihood"])
-    if "rounds" in results:
-        ratios["ours_random_rows_over_kernel_alone"] = (
-            results["rounds"]["random_rows_seconds_per_iteration"]
-            / results["kernel_alone"]["seconds_per_iteration"])
-    results["ratios"] = ratios
+    results["ratios"] = ratios(results)
     os.makedirs(spec.work_dir, exist_ok=True)
     with open(os.path.join(spec.work_dir, "benchmark.json"), "w") as handle:
         json.dump(results, handle, indent=2)

@@ -1,8 +1,38 @@
-"""The benchmark's results as a plain-text table."""
+"""The benchmark's derived ratios, and its results as a plain-text table."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Ratios between the systems' figures in ``results`` (None where one is unmeasurable)."""
+    ours = results["ours"]["seconds_per_iteration"]
+    out: dict[str, float | None] = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
+    for peer in ("mllib", "sklearn"):
+        if peer in results:
+            theirs = results[peer]["seconds_per_iteration"]
+            out[f"{peer}_over_ours_per_iteration"] = None if theirs is None else theirs / ours
+    if "mllib" in results:
+        out["mllib_over_ours_end_to_end"] = (results["mllib"]["end_to_end_seconds"]
+                                             / results["ours"]["end_to_end_seconds"])
+    if "mllib" in results and "scoring" in results:
+        scoring = results["scoring"]
+        out["mllib_over_ours_scoring"] = scoring["mllib_seconds"] / scoring["ours_seconds"]
+        # The part of scoring a model can change: time beyond reading and writing the rows.
+        beyond = scoring["ours_seconds"] - scoring["write_only_seconds"]
+        out["mllib_over_ours_scoring_beyond_write"] = (
+            (scoring["mllib_seconds"] - scoring["write_only_seconds"]) / beyond
+            if beyond > 0 else None)
+    if "sklearn" in results:
+        out["log_likelihood_relative_difference_vs_sklearn"] = abs(
+            results["ours"]["mean_log_likelihood"] - results["sklearn"]["mean_log_likelihood"]
+        ) / abs(results["sklearn"]["mean_log_likelihood"])
+    if "rounds" in results:
+        out["ours_random_rows_over_kernel_alone"] = (
+            results["rounds"]["random_rows_seconds_per_iteration"]
+            / results["kernel_alone"]["seconds_per_iteration"])
+    return out
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -100,7 +130,8 @@ def format_table(results: dict[str, Any]) -> str:
                      f"({entry['mllib_over_shared']:.1f}x)")
         lines.append(line)
     if "scoring" in results:
-        lines.append("scoring (transform + Parquet write): " + ", ".join(
-            f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in results["scoring"].items()))
+        lines.append("scoring (transform + Parquet write, medians): " + ", ".join(
+            f"{k.replace('_seconds', '')} {v:.2f} s" for k, v in results["scoring"].items()
+            if k.endswith("_seconds")))
     lines += [f"{k}: {'n/a' if v is None else f'{v:.4g}'}" for k, v in results["ratios"].items()]
     return "\n".join(lines)

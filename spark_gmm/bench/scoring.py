@@ -21,9 +21,10 @@ def _timed(function: Callable[[], Any]) -> float:
 
 
 def scoring_rounds(df: DataFrame, ours: GaussianMixtureModel, mllib: Any, work_dir: str
-                   ) -> dict[str, float]:
+                   ) -> dict[str, Any]:
     """Median seconds of transform + Parquet write for ours, MLlib and a write-only baseline
-    over three interleaved rounds (keys ``<name>_seconds``)."""
+    over three interleaved rounds (keys ``<name>_seconds``), and every round's seconds
+    (``rounds``: ``{name: [seconds, ...]}``)."""
     from pyspark.ml.feature import VectorAssembler
 
     vectors = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
@@ -41,4 +42,6 @@ def scoring_rounds(df: DataFrame, ours: GaussianMixtureModel, mllib: Any, work_d
             writer = frame().write.mode("overwrite")
             target = os.path.join(work_dir, f"scored_{name}")
             samples[name].append(_timed(partial(writer.parquet, target)))
-    return {f"{name}_seconds": statistics.median(times) for name, times in samples.items()}
+    medians: dict[str, Any] = {f"{name}_seconds": statistics.median(times)
+                               for name, times in samples.items()}
+    return {**medians, "rounds": samples}

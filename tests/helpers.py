@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from spark_gmm.fit.em import EMRun, run_em
-from spark_gmm.kernels import GaussianParameters, block_statistics, kernels_for
+from spark_gmm.kernels import GaussianParameters, block_statistics, covariance_of
 
 
 def make_mixture(
@@ -32,7 +32,7 @@ def initial_parameters(x: np.ndarray, k: int, covariance_type: str, seed: int = 
     """Classic start: equal weights, k distinct rows as means, diagonal data variance."""
     rng = np.random.default_rng(seed)
     means = x[rng.choice(x.shape[0], size=k, replace=False)]
-    covariances = kernels_for(covariance_type).from_variances(x.var(axis=0), k)
+    covariances = covariance_of(covariance_type).from_variances(x.var(axis=0), k)
     return GaussianParameters.from_covariances(np.full(k, 1.0 / k), means, covariances,
                                                covariance_type)
 

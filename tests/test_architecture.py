@@ -151,6 +151,32 @@ def test_library_code_does_not_print_pickle_or_eval() -> None:
             assert target not in ("pickle", "cloudpickle", "yaml"), f"{path} imports {target}"
 
 
+def test_kernels_have_one_class_per_covariance_type_implementing_one_abstract_type() -> None:
+    import importlib
+    import inspect
+
+    from spark_gmm.kernels import COVARIANCE_TYPES, CovarianceType, covariance_of
+
+    concrete: dict[str, list[type]] = {}
+    for module in MODULES:
+        if _room(module) != "kernels":
+            continue
+        for _, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass):
+            if (issubclass(cls, CovarianceType) and not inspect.isabstract(cls)
+                    and cls.__module__ == module):
+                concrete.setdefault(cls.name, []).append(cls)
+    assert sorted(concrete) == sorted(COVARIANCE_TYPES)
+    assert all(len(classes) == 1 for classes in concrete.values()), concrete
+    for name, [cls] in concrete.items():
+        assert type(covariance_of(name)) is cls
+    # Outside that module, no code branches on a covariance type's name.
+    for module, path in MODULES.items():
+        if module != "spark_gmm.kernels.covariance":
+            text = path.read_text()
+            for name in COVARIANCE_TYPES:
+                assert f'== "{name}"' not in text and f"== '{name}'" not in text, (module, name)
+
+
 def test_no_file_is_too_long() -> None:
     for path in PACKAGE.rglob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, path

@@ -7,10 +7,9 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from spark_gmm.kernels import GaussianParameters, score_rows
+from spark_gmm.kernels import GaussianParameters, block_statistics, e_step
 from spark_gmm.kernels.flush import exp_flushed_in_place, flush_cut
 from spark_gmm.kernels.split import SplitMixture
-from spark_gmm.kernels.statistics import _exact_block_statistics, _packed_block_statistics
 
 TINY = np.finfo(np.float64).tiny
 
@@ -39,10 +38,8 @@ def test_the_case_has_subnormal_responsibilities() -> None:
 def test_flushed_statistics_equal_the_unflushed_ones(path: str) -> None:
     x, params, resp = _case()
     center = np.zeros(1)
-    if path == "packed":
-        [stats] = _packed_block_statistics(x, None, [SplitMixture.of(params)], center, False)
-    else:
-        stats = _exact_block_statistics(x, None, params, center, False, False)
+    assert SplitMixture.of(params).far.size == 0  # the packed path serves both components
+    [stats] = block_statistics(x, None, [params], center, exact=path == "exact")
     shift = params.means
     np.testing.assert_allclose(stats.resp_sum, resp.sum(axis=0), rtol=1e-12, atol=1e-300)
     first = np.stack([resp[:, k] @ (x - shift[k]) for k in range(2)])
@@ -54,7 +51,7 @@ def test_flushed_statistics_equal_the_unflushed_ones(path: str) -> None:
 
 def test_scored_responsibilities_have_no_subnormals_and_equal_numpy_elsewhere() -> None:
     x, params, resp = _case()
-    _, scored, _ = score_rows(x, params)
+    _, scored, _ = e_step(x, params)
     assert not np.any((scored > 0) & (scored < TINY))
     kept = resp >= np.exp(flush_cut(2)) * 1.01  # a margin for the packed path's rounding
     np.testing.assert_allclose(scored[kept], resp[kept], rtol=1e-9)

@@ -13,7 +13,7 @@ from spark_gmm.kernels import (
     GaussianParameters,
     SufficientStatistics,
     block_statistics,
-    kernels_for,
+    covariance_of,
     log_gaussian_density,
     log_responsibilities,
     log_sum_exp,
@@ -45,7 +45,7 @@ def _random_params(covariance_type: str, k: int = 3, d: int = 4, seed: int = 0
 
 def _dense_covariance(params: GaussianParameters, k: int) -> np.ndarray:
     # The table's dense form is checked against hand-built matrices in test_covariance_table.
-    dense = kernels_for(params.covariance_type).dense(params.covariances, params.n_components,
+    dense = covariance_of(params.covariance_type).dense(params.covariances, params.n_components,
                                                       params.n_features)
     return dense[k]
 
@@ -213,7 +213,7 @@ def test_constant_feature_gets_exactly_reg_covar(covariance_type: str) -> None:
                                                  x[:, 2]]), 3, covariance_type)
     [stats] = block_statistics(x, None, [params])
     new, _ = m_step(stats, covariance_type, 1e-6)
-    dense = kernels_for(covariance_type).dense(new.covariances, 3, 3)
+    dense = covariance_of(covariance_type).dense(new.covariances, 3, 3)
     np.testing.assert_allclose(dense[:, 1, 1], 1e-6, rtol=1e-6)
     np.testing.assert_allclose(dense[:, 1, [0, 2]], 0.0, atol=1e-12)
     assert np.all(dense[:, 0, 0] > 1e-2) and np.all(dense[:, 2, 2] > 1e-2)

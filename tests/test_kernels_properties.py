@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from spark_gmm.fit.em import EMRun, run_em
 from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics
-from spark_gmm.kernels.estep import log_responsibilities
+from spark_gmm.kernels.exact import log_responsibilities
 
 
 @st.composite

@@ -10,20 +10,19 @@ from spark_gmm.kernels import (
     COVARIANCE_TYPES,
     GaussianParameters,
     block_statistics,
+    e_step,
     log_responsibilities,
-    score_rows,
 )
+from spark_gmm.kernels.estep import PackedRoute, e_step_routes
 from spark_gmm.kernels.flush import exp_flushed_in_place, flush_cut
 from spark_gmm.kernels.packed import (
     density_weights,
-    is_exact_enough,
+    normalised_responsibilities,
     packed_chunk_rows,
     packed_features,
-    packed_log_responsibilities,
     unpack_moments,
 )
 from spark_gmm.kernels.split import SplitMixture
-from spark_gmm.kernels.statistics import _exact_block_statistics, _packed_block_statistics
 from tests.test_kernels import _dense_covariance, _random_params
 
 
@@ -47,10 +46,11 @@ def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
     weights = rng.uniform(0.0, 3.0, size=n)
     models = [_random_params(covariance_type, k=3, d=d, seed=s) for s in (1, 2)]
     center = x.mean(axis=0)
-    packed = _packed_block_statistics(
-        x, weights, [SplitMixture.of(m) for m in models], center, True)
+    [(_, route)] = e_step_routes(models)
+    assert isinstance(route, PackedRoute) and not any(s.far.size for s in route.splits)
+    packed = block_statistics(x, weights, models, center, count_assignments=True)
     for model, fast in zip(models, packed):
-        exact = _exact_block_statistics(x, weights, model, center, False, True)
+        [exact] = block_statistics(x, weights, [model], center, False, True, exact=True)
         for name in ("resp_sum", "first", "second"):
             np.testing.assert_allclose(getattr(fast, name), getattr(exact, name),
                                        rtol=1e-10, atol=1e-9 * n, err_msg=name)
@@ -85,8 +85,8 @@ def test_zero_weight_component_gets_no_responsibility_and_no_nan() -> None:
     x = np.random.default_rng(2).normal(size=(50, 2))
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
-    resp, log_likelihood, best = packed_log_responsibilities(
-        packed_features(x, "full"), density_weights(params), log_weights)
+    resp, log_likelihood, best = normalised_responsibilities(
+        density_weights(params) @ packed_features(x, "full"), log_weights, find_best=True)
     assert np.all(resp[0] == 0.0) and np.allclose(resp[1], 1.0)
     np.testing.assert_allclose(
         log_likelihood, multivariate_normal([1.0, 1.0], np.eye(2)).logpdf(x), rtol=1e-12)
@@ -100,7 +100,7 @@ def test_tight_far_component_takes_the_exact_path() -> None:
     mean = np.array([10.0, -10.0])
     x = mean + rng.normal(size=(3000, 2)) * 1e-4
     params = GaussianParameters.from_covariances([1.0], [mean], [np.eye(2) * 1e-8], "full")
-    assert not is_exact_enough(params)
+    assert SplitMixture.of(params).far.tolist() == [0]
     [stats] = block_statistics(x, None, [params])
     reference = (x - mean).T @ (x - mean)  # K = 1: every responsibility is 1
     np.testing.assert_allclose(stats.second[0], reference, rtol=1e-10)
@@ -116,7 +116,7 @@ def test_mixtures_of_one_pass_may_take_different_paths() -> None:
     x = rng.normal(size=(500, 2))
     near = GaussianParameters.from_covariances([1.0], [[0.1, 0.2]], [np.eye(2)], "full")
     far = GaussianParameters.from_covariances([1.0], [[5e3, 0.0]], [np.eye(2)], "full")
-    assert is_exact_enough(near) and not is_exact_enough(far)
+    assert SplitMixture.of(near).far.size == 0 and SplitMixture.of(far).near.size == 0
     together = block_statistics(x, None, [near, far])
     alone = [block_statistics(x, None, [m])[0] for m in (near, far)]
     for a, b in zip(together, alone):
@@ -132,7 +132,7 @@ def test_scoring_rows_equals_the_exact_kernels_far_from_the_origin(covariance_ty
     offset = 1e6
     shifted = params.shifted(np.full(4, offset))
     x = np.random.default_rng(3).normal(size=(700, 4)) * 3
-    log_likelihood, resp, best = score_rows(x + offset, shifted)
+    log_likelihood, resp, best = e_step(x + offset, shifted)
     exact_ll, exact_log_resp = log_responsibilities(x, params)
     np.testing.assert_allclose(log_likelihood, exact_ll, rtol=1e-9)
     np.testing.assert_allclose(resp, np.exp(exact_log_resp), atol=1e-9)
@@ -147,9 +147,9 @@ def test_packed_hard_assignment_equals_the_exact_one(covariance_type: str) -> No
     params = _random_params(covariance_type, k=5, d=4, seed=9).shifted(np.full(4, 100.0))
     center = x.mean(axis=0)
     centred = params.shifted(-center)
-    [packed] = _packed_block_statistics(
-        x, weights, [SplitMixture.of(centred)], center, True, True)
-    exact = _exact_block_statistics(x, weights, centred, center, True, True)
+    assert SplitMixture.of(centred).far.size == 0  # every component on the packed kernel
+    [packed] = block_statistics(x, weights, [centred], center, True, True)
+    [exact] = block_statistics(x, weights, [centred], center, True, True, exact=True)
     np.testing.assert_array_equal(packed.assigned, exact.assigned)
     assert packed.log_likelihood == exact.log_likelihood == 0.0
     np.testing.assert_allclose(packed.resp_sum, exact.resp_sum, rtol=1e-12)
@@ -189,7 +189,7 @@ def test_only_the_far_components_take_the_exact_kernel(covariance_type: str,
     weights = np.random.default_rng(2).uniform(0.0, 2.0, size=len(x))
     [mixed] = block_statistics(x, weights, [params], hard_assignment=hard_assignment,
                                count_assignments=True)
-    exact = _exact_block_statistics(x, weights, params, None, hard_assignment, True)
+    [exact] = block_statistics(x, weights, [params], None, hard_assignment, True, exact=True)
     np.testing.assert_allclose(mixed.resp_sum, exact.resp_sum, rtol=1e-10)
     np.testing.assert_allclose(mixed.first, exact.first, rtol=1e-8, atol=1e-9)
     # The far component's scatter is ~1e-6 per row: exact to 1e-10 of itself, which the
@@ -198,7 +198,7 @@ def test_only_the_far_components_take_the_exact_kernel(covariance_type: str,
     np.testing.assert_allclose(mixed.second[:2], exact.second[:2], rtol=1e-8, atol=1e-9)
     np.testing.assert_array_equal(mixed.assigned, exact.assigned)
     assert mixed.log_likelihood == pytest.approx(exact.log_likelihood, rel=1e-11)
-    log_likelihood, resp, best = score_rows(x, params)
+    log_likelihood, resp, best = e_step(x, params)
     exact_ll, exact_log_resp = log_responsibilities(x, params)
     # The packed near components: ~ε·r absolute (r ≤ 1e6), as MAX_ORIGIN_DISTANCE2 allows.
     np.testing.assert_allclose(log_likelihood, exact_ll, rtol=0, atol=1e-9)
@@ -227,7 +227,7 @@ def test_entropy_of_the_responsibilities_matches_scipy_on_every_path(covariance_
         w = rng.uniform(0.0, 2.0, size=len(rows))
         expected = reference(params, rows, w)
         [ours] = block_statistics(rows, w, [params], count_assignments=True)
-        exact = _exact_block_statistics(rows, w, params, None, False, True)
+        [exact] = block_statistics(rows, w, [params], None, False, True, exact=True)
         assert ours.entropy == pytest.approx(expected, rel=1e-8)
         assert exact.entropy == pytest.approx(expected, rel=1e-8)
         # Split into parts and merged: the same total; EM passes leave it out.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spark_gmm import GaussianMixture, GaussianMixtureModel
-from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, kernels_for
+from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, covariance_of
 from spark_gmm.kernels.generate import sample_mixture
 from spark_gmm.ml.sampling import partition_rows
 
@@ -30,7 +30,7 @@ def _params(covariance_type: str) -> GaussianParameters:
 def _assert_sample_matches(params: GaussianParameters, x: np.ndarray, labels: np.ndarray
                            ) -> None:
     n = len(labels)
-    dense = kernels_for(params.covariance_type).dense(params.covariances, 3, 3)
+    dense = covariance_of(params.covariance_type).dense(params.covariances, 3, 3)
     shares = np.bincount(labels, minlength=3) / n
     # 5 standard deviations of a multinomial share, of a mean and of a sample covariance
     np.testing.assert_array_less(np.abs(shares - params.weights),

@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..kernels import GaussianParameters, score_rows
-from ..kernels.statistics import chunk_rows
+from ..kernels import GaussianParameters, e_step
+from ..kernels.estep import exact_chunk_rows
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..runtime.resident import resident_tasks_setting
@@ -131,7 +131,7 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
 
     n, d, k = spec.n, spec.d, spec.k
     flops = 2.0 * n * d * k * d + 2.0 * k * n * d * d  # projections + second moments
-    rows = chunk_rows(k, d)
+    rows = exact_chunk_rows(k, d)
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(rows, d)), rng.normal(size=(d, k * d))
     out = np.empty((rows, k * d))
@@ -284,7 +284,7 @@ def _recomputed_mean_log_likelihood(model: Any, path: str, columns: list[str]) -
     params = GaussianParameters.from_covariances(
         np.asarray(model.weights), np.stack([r["mean"].toArray() for r in rows]),
         np.stack([r["cov"].toArray() for r in rows]), "full")
-    return streamed_mean(path, columns, lambda x: score_rows(x, params)[0])
+    return streamed_mean(path, columns, lambda x: e_step(x, params)[0])
 
 
 def _sklearn(x: np.ndarray, spec: BenchmarkSpec, init: GaussianParameters) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 
 from ..errors import InvalidInputError
-from ..kernels import kernels_for
+from ..kernels import covariance_of
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..ml.selection import select_model
@@ -62,7 +62,7 @@ def in_original_units(model: GaussianMixtureModel, schema: FeatureSchema) -> dic
     if not schema.mean:
         return {"means": model.means.tolist(), "covariances": model.covariances.tolist()}
     scale, mean = np.array(schema.scale), np.array(schema.mean)
-    covariances = kernels_for(model.getCovarianceType()).rescaled(model.covariances, scale)
+    covariances = covariance_of(model.getCovarianceType()).rescaled(model.covariances, scale)
     return {"means": (model.means * scale + mean).tolist(), "covariances": covariances.tolist()}
 
 

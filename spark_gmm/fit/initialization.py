@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..kernels import GaussianParameters, SufficientStatistics, kernels_for, m_step
+from ..kernels import GaussianParameters, SufficientStatistics, covariance_of, m_step
 from ..kernels.kmeans import kmeans_plus_plus, lloyd
 from ..runtime.statistics_pass import DistributedStatistics
 
@@ -59,7 +59,7 @@ def _diagonal_covariances(variance: np.ndarray, k: int, covariance_type: str,
                           reg_covar: float) -> np.ndarray:
     # A constant feature has zero variance; fall back to 1 so the start is well defined.
     var = np.where(variance > 0, variance, 1.0) + reg_covar
-    return kernels_for(covariance_type).from_variances(var, k)
+    return covariance_of(covariance_type).from_variances(var, k)
 
 
 def _placeholders(variance: np.ndarray, reg_covar: float, centre_sets: list[np.ndarray],

@@ -1,11 +1,13 @@
 """Pure-numpy numerics of Gaussian mixtures: this package never imports pyspark or pyarrow.
 
-Everything that differs between covariance types is in one table,
-:data:`~spark_gmm.kernels.covariance.KERNELS`; the rest is written once.
+Everything that differs between covariance types is a method of one class per type
+(:mod:`~spark_gmm.kernels.covariance`); the E-step has one entry (:mod:`~spark_gmm.kernels.estep`)
+that hides the packed/exact choice; the rest is written once.
 """
 
-from .covariance import COVARIANCE_TYPES, KERNELS, kernels_for, n_free_parameters
-from .estep import (
+from .covariance import COVARIANCE_TYPES, CovarianceType, covariance_of, n_free_parameters
+from .estep import e_step
+from .exact import (
     log_gaussian_density,
     log_responsibilities,
     log_sum_exp,
@@ -14,23 +16,22 @@ from .estep import (
 from .moments import FeatureMoments
 from .mstep import m_step
 from .parameters import GaussianParameters
-from .split import score_rows
 from .statistics import SufficientStatistics, block_statistics, merge_all
 
 __all__ = [
     "COVARIANCE_TYPES",
-    "KERNELS",
+    "CovarianceType",
     "FeatureMoments",
     "GaussianParameters",
     "SufficientStatistics",
     "block_statistics",
-    "kernels_for",
+    "covariance_of",
+    "e_step",
     "log_gaussian_density",
     "log_responsibilities",
     "log_sum_exp",
     "m_step",
     "merge_all",
     "n_free_parameters",
-    "score_rows",
     "weighted_log_density",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .covariance import FloatArray, kernels_for
+from .covariance import FloatArray
 from .parameters import GaussianParameters
 
 
@@ -33,8 +33,7 @@ def sample_mixture(params: GaussianParameters, n: int, rng: np.random.Generator
         raise ValueError(f"cannot draw {n} rows; n must be 0 or more")
     k, d = params.n_components, params.n_features
     counts = rng.multinomial(n, params.weights)
-    factors = np.linalg.cholesky(kernels_for(params.covariance_type).dense(
-        params.covariances, k, d))
+    factors = params.covariance.sampling_factors(params.covariances, k, d)
     x = np.empty((n, d))
     start = 0
     for component, count in enumerate(counts):

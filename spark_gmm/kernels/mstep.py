@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .covariance import FloatArray, kernels_for
+from .covariance import FloatArray, covariance_of
 from .parameters import GaussianParameters
 from .statistics import SufficientStatistics
 
@@ -33,19 +33,19 @@ def reseed_collapsed(
     and lets the next E-step pull both halves towards the data.
     """
     n_features = means.shape[1]
-    kernels = kernels_for(covariance_type)
+    covariance = covariance_of(covariance_type)
     pending = set(collapsed)
     for j in collapsed:
         candidates = weights.copy()
         candidates[list(pending)] = -1.0
         donor = int(np.argmax(candidates))
         pending.discard(j)
-        direction, variance = kernels.principal_axis(covariances, donor, n_features)
+        direction, variance = covariance.principal_axis(covariances, donor, n_features)
         offset = 0.5 * np.sqrt(max(variance, 0.0)) * direction
         weights[j] = weights[donor] = 0.5 * weights[donor]
         means[j] = means[donor] + offset
         means[donor] = means[donor] - offset
-        if not kernels.shared:
+        if not covariance.shared:
             covariances[j] = covariances[donor]
         logger.warning(
             "component %d collapsed (effective weight below %.0e of the data); re-seeded by "
@@ -76,7 +76,7 @@ def m_step(
     collapsed : list of int
         Components that were re-seeded (see :func:`reseed_collapsed`).
     """
-    kernels = kernels_for(covariance_type)
+    covariance = covariance_of(covariance_type)
     nk = stats.resp_sum
     if not stats.weight_sum > 0:
         raise ValueError("the data have zero total weight; give some rows a positive weight")
@@ -85,14 +85,11 @@ def m_step(
     ]
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = stats.first / nk[:, None]
-        if kernels.full_second_moment:
-            scatter = stats.second - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        else:
-            scatter = stats.second - nk[:, None] * delta * delta
+        scatter = covariance.centred_scatter(stats.second, nk, delta)
         if collapsed:
             delta[collapsed] = 0.0
             scatter[collapsed] = 0.0
-        covariances = kernels.estimate(scatter, nk, reg_covar)
+        covariances = covariance.estimate(scatter, nk, reg_covar)
     weights = nk / nk.sum()
     means = stats.shift + delta
     if collapsed:

@@ -13,11 +13,14 @@ Diagonal and spherical mixtures use φ(x) = [x², x, 1] (M = 2D + 1).
 Features are laid out [M, n] (one contiguous row per feature) because building them is then
 D vectorised products of whole rows rather than strided column writes (2x faster here).
 
+Which products φ holds is the covariance type's packed-feature kind
+(:attr:`~.covariance.CovarianceType.quadratic_features`).
+
 Precision: the expansion subtracts terms of size r_k = (μ_k − 0)ᵀΛ_k(μ_k − 0) (the squared
 Mahalanobis distance of the origin — the data mean, after centring — from component k) to
-get results of size ~D. The rounding error is therefore ~ε·r_k relative; :func:`is_exact_enough`
-keeps this path to mixtures with r_k ≤ :data:`MAX_ORIGIN_DISTANCE2`, where it is below
-~2e-10, and the caller uses the exact centred kernels otherwise.
+get results of size ~D. The rounding error is therefore ~ε·r_k relative: only components with
+r_k ≤ :data:`MAX_ORIGIN_DISTANCE2`, where it is below ~2e-10, take this path; the others take
+the exact centred kernels (:class:`~.split.SplitMixture` divides a mixture between the two).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .chunks import rows_per_chunk
-from .covariance import LOG_2PI, FloatArray, kernels_for
+from .covariance import LOG_2PI, FloatArray, covariance_of
 from .flush import exp_flushed_in_place
 from .parameters import GaussianParameters
 
@@ -40,7 +43,7 @@ _MAX_CHUNK_ROWS = 16384
 
 def uses_quadratic_features(covariance_type: str) -> bool:
     """Whether the type needs all products x_i x_j (full, tied) or only squares."""
-    return kernels_for(covariance_type).full_second_moment
+    return covariance_of(covariance_type).quadratic_features
 
 
 def n_packed_features(covariance_type: str, n_features: int) -> int:
@@ -114,9 +117,9 @@ def density_weights(params: GaussianParameters) -> FloatArray:
     """W of shape (K, M) with ``W @ φ(x)`` = log N(x | μ_k, Σ_k) (mixing weights excluded)."""
     d, k = params.n_features, params.n_components
     means = params.means
-    kernels = kernels_for(params.covariance_type)
-    precision = kernels.precisions(params.precisions_cholesky, k, d)
-    if kernels.full_second_moment:
+    covariance = covariance_of(params.covariance_type)
+    precision = covariance.precisions(params.precisions_cholesky, k, d)
+    if covariance.quadratic_features:
         rows, cols = np.triu_indices(d)
         # x_i x_j appears once for i < j but stands for both (i, j) and (j, i).
         quadratic = -precision[:, rows, cols] * np.where(rows == cols, 0.5, 1.0)
@@ -124,32 +127,27 @@ def density_weights(params: GaussianParameters) -> FloatArray:
     else:
         quadratic = -0.5 * precision
         linear = precision * means
-    log_det = kernels.log_det(params.precisions_cholesky, d)
+    log_det = covariance.log_det(params.precisions_cholesky, d)
     constant = -0.5 * np.einsum("kd,kd->k", linear, means) + log_det - 0.5 * d * LOG_2PI
     return np.concatenate([quadratic, linear, constant[:, None]], axis=1)
 
 
 def origin_distance2(params: GaussianParameters) -> FloatArray:
     """r_k, the squared Mahalanobis distance of the origin from each component, shape (K,)."""
-    kernels = kernels_for(params.covariance_type)
+    covariance = covariance_of(params.covariance_type)
     origin = np.zeros((1, params.n_features))
-    return kernels.mahalanobis(origin, params.means, params.precisions_cholesky)[0]
+    return covariance.mahalanobis(origin, params.means, params.precisions_cholesky)[0]
 
 
-def is_exact_enough(params: GaussianParameters) -> bool:
-    """Whether the packed expansion keeps every statistic within ~2e-10 relative error."""
-    return bool(np.all(origin_distance2(params) <= MAX_ORIGIN_DISTANCE2))
-
-
-def packed_log_responsibilities(
-    phi: FloatArray, density: FloatArray, log_weights: FloatArray, find_best: bool = True
+def normalised_responsibilities(
+    scores: FloatArray, log_weights: FloatArray, find_best: bool
 ) -> tuple[FloatArray, FloatArray, NDArray[np.intp] | None]:
-    """Responsibilities of a chunk from its features.
+    """Responsibilities of a chunk from its component log densities, in place.
 
     Parameters
     ----------
-    phi : ndarray of shape (M, n)
-    density : ndarray of shape (K, M), from :func:`density_weights`
+    scores : ndarray of shape (K, n)
+        log N(x_n | μ_k, Σ_k); overwritten.
     log_weights : ndarray of shape (K,), log π_k (may hold -inf)
     find_best : bool
         Whether to return the most likely component of each row (an argmax across K
@@ -158,20 +156,12 @@ def packed_log_responsibilities(
     Returns
     -------
     resp : ndarray of shape (K, n)
-        γ_kn, each column summing to 1.
+        γ_kn (``scores`` itself), each column summing to 1.
     log_likelihood : ndarray of shape (n,)
         log Σ_k π_k N(x_n | μ_k, Σ_k).
     best : ndarray of shape (n,) or None
         argmax_k γ_kn, None unless ``find_best``.
     """
-    return normalised_responsibilities(density @ phi, log_weights, find_best)
-
-
-def normalised_responsibilities(
-    scores: FloatArray, log_weights: FloatArray, find_best: bool
-) -> tuple[FloatArray, FloatArray, NDArray[np.intp] | None]:
-    """γ_kn from the log densities ``scores`` (K, n), in place; returns as
-    :func:`packed_log_responsibilities` does."""
     scores += log_weights[:, None]
     best = np.argmax(scores, axis=0) if find_best else None
     row_max = scores.max(axis=0)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .covariance import FloatArray, covariance_shape, kernels_for
+from .covariance import CovarianceType, FloatArray, covariance_of
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class GaussianParameters:
         CovarianceError
             A covariance is not positive definite.
         """
-        kernels = kernels_for(covariance_type)
+        covariance = covariance_of(covariance_type)
         weights = np.array(weights, dtype=np.float64)
         means = np.array(means, dtype=np.float64)
         covariances = np.array(covariances, dtype=np.float64)
@@ -59,7 +59,7 @@ class GaussianParameters:
                 f"{means.shape}"
             )
         n_components, n_features = means.shape
-        expected = covariance_shape(covariance_type, n_components, n_features)
+        expected = covariance.shape(n_components, n_features)
         if covariances.shape != expected:
             raise ValueError(
                 f"covariances for covarianceType={covariance_type!r} with K={n_components}, "
@@ -72,8 +72,14 @@ class GaussianParameters:
             raise ValueError(f"weights must be non-negative and sum to 1; got {weights.tolist()}")
         weights = weights / weights.sum()
         return cls(
-            covariance_type, weights, means, covariances, kernels.precision_cholesky(covariances)
+            covariance_type, weights, means, covariances,
+            covariance.precision_cholesky(covariances)
         )
+
+    @property
+    def covariance(self) -> CovarianceType:
+        """The operations of this mixture's covariance type."""
+        return covariance_of(self.covariance_type)
 
     @property
     def n_components(self) -> int:
@@ -91,7 +97,7 @@ class GaussianParameters:
 
     def components(self, indices: np.ndarray) -> GaussianParameters:
         """The components ``indices`` alone (their weights as they are: not renormalised)."""
-        shared = kernels_for(self.covariance_type).shared
+        shared = self.covariance.shared
         return GaussianParameters(
             self.covariance_type,
             self.weights[indices],

@@ -19,8 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .covariance import FloatArray
-from .estep import log_gaussian_density, log_responsibilities
-from .flush import exp_flushed_in_place
+from .exact import log_gaussian_density
 from .packed import (
     MAX_ORIGIN_DISTANCE2,
     density_weights,
@@ -80,44 +79,6 @@ class SplitMixture:
         if self.far_params is not None:
             scores[self.far] = log_gaussian_density(centred, self.far_params).T
         return normalised_responsibilities(scores, self.params.log_weights, find_best)
-
-
-def score_rows(x: FloatArray, params: GaussianParameters
-               ) -> tuple[FloatArray, FloatArray, NDArray[np.intp]]:
-    """Log-likelihood, responsibilities and most likely component of every row.
-
-    Rows are centred at the mixture's mean Σ π_k μ_k; the packed two-GEMM path serves every
-    component close enough to it (:class:`SplitMixture`), the exact kernels the rest.
-
-    Parameters
-    ----------
-    x : ndarray of shape (n, D)
-    params : GaussianParameters
-
-    Returns
-    -------
-    log_likelihood : ndarray of shape (n,)
-    resp : ndarray of shape (n, K)
-        Responsibilities; each row sums to 1.
-    best : ndarray of shape (n,)
-        argmax_k of the responsibilities.
-    """
-    center = params.weights @ params.means
-    split = SplitMixture.of(params.shifted(-center))
-    if not split.packable:
-        log_likelihood, log_resp = log_responsibilities(x, params)
-        best = np.argmax(log_resp, axis=1)
-        exp_flushed_in_place(log_resp)
-        return log_likelihood, log_resp, best
-    n = x.shape[0]
-    resp = np.empty((n, params.n_components))
-    log_likelihood = np.empty(n)
-    best = np.empty(n, dtype=np.intp)
-    for rows, phi, centred in split_chunks(x, split, center):
-        chunk_resp, log_likelihood[rows], best[rows] = split.log_responsibilities(
-            phi, centred, find_best=True)
-        resp[rows] = chunk_resp.T
-    return log_likelihood, resp, best
 
 
 def split_chunks(x: FloatArray, split: SplitMixture | list[SplitMixture],

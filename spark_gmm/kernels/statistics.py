@@ -8,16 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunks import rows_per_chunk
-from .covariance import FloatArray, kernels_for
-from .estep import log_responsibilities
-from .flush import exp_flushed_in_place
-from .kmeans import centre_scores, nearest_centre, nearest_one_hot
-from .packed import n_packed_features, unpack_moments, uses_quadratic_features
+from .covariance import FloatArray
+from .estep import Chunk, PackedRoute, Responsibilities, e_step_routes
+from .packed import n_packed_features, unpack_moments
 from .parameters import GaussianParameters
-from .split import SplitMixture, split_chunks
-
-_MAX_CHUNK_ROWS = 8192
+from .split import SplitMixture
 
 
 @dataclass(frozen=True)
@@ -61,8 +56,7 @@ class SufficientStatistics:
               ) -> SufficientStatistics:
         """The neutral element of :meth:`merge` for ``params``."""
         n_components, n_features = params.means.shape
-        full = kernels_for(params.covariance_type).full_second_moment
-        second_shape = (n_components, n_features) + ((n_features,) if full else ())
+        second_shape = params.covariance.second_moment_shape(n_components, n_features)
         return cls(
             shift=params.means,
             resp_sum=np.zeros(n_components),
@@ -109,12 +103,6 @@ def merge_all(left: Sequence[SufficientStatistics], right: Sequence[SufficientSt
     return [a.merge(b) for a, b in zip(left, right)]
 
 
-def chunk_rows(n_components: int, n_features: int) -> int:
-    """Rows per inner chunk for a K-component, D-feature mixture."""
-    # The exact full kernel projects a chunk on every component at once: (chunk, K*D) values.
-    return rows_per_chunk(n_components * n_features, _MAX_CHUNK_ROWS)
-
-
 def row_entropy(resp: FloatArray, axis: int) -> FloatArray:
     """−Σ γ log γ of each row of responsibilities along ``axis`` (0 log 0 = 0)."""
     logs = np.zeros_like(resp)
@@ -123,155 +111,69 @@ def row_entropy(resp: FloatArray, axis: int) -> FloatArray:
     return -logs.sum(axis=axis)
 
 
-def _statistics_from_responsibilities(
-    x: FloatArray,
-    weights: FloatArray | None,
-    resp: FloatArray,
-    shift: FloatArray,
-    covariance_type: str,
-    row_log_likelihood: FloatArray,
-    count_assignments: bool,
-) -> SufficientStatistics:
-    row_weights = np.ones(x.shape[0]) if weights is None else weights
-    weighted_resp = resp * row_weights[:, None]
-    first, second = kernels_for(covariance_type).moments(x, weighted_resp, shift)
-    assigned = (np.bincount(np.argmax(resp, axis=1), minlength=shift.shape[0]).astype(np.int64)
-                if count_assignments else None)
-    entropy = float(row_weights @ row_entropy(resp, axis=1)) if count_assignments else None
-    return SufficientStatistics(
-        shift=shift,
-        resp_sum=weighted_resp.sum(axis=0),
-        first=first,
-        second=second,
-        log_likelihood=float(row_weights @ row_log_likelihood),
-        weight_sum=float(row_weights.sum()),
-        row_count=int(x.shape[0]),
-        assigned=assigned,
-        entropy=entropy,
-    )
+class _Accumulator:
+    """One mixture's sums over the chunks of a block, as its E-step route delivers them.
 
+    Packed chunks add ``Γ Φᵀ`` (one GEMM) for the near components and exact centred moments
+    for the far ones (:class:`~.split.SplitMixture`); exact chunks add centred moments for
+    all components.
+    """
 
-def _chunk_statistics(x: FloatArray, weights: FloatArray | None, params: GaussianParameters,
-                      count_assignments: bool) -> SufficientStatistics:
-    log_likelihood, resp = log_responsibilities(x, params)
-    exp_flushed_in_place(resp)
-    return _statistics_from_responsibilities(
-        x, weights, resp, params.means, params.covariance_type, log_likelihood,
-        count_assignments,
-    )
+    def __init__(self, model: GaussianParameters, split: SplitMixture | None,
+                 count_assignments: bool) -> None:
+        self.model, self.split = model, split
+        self.total = SufficientStatistics.zeros(model, count_assignments)
+        self.log_likelihood = 0.0
+        self.entropy = 0.0 if count_assignments else None
+        # All K rows even when some are far (their packed sums unused): see SplitMixture.
+        self.sums = None if split is None else np.zeros(
+            (model.n_components, n_packed_features(model.covariance_type, model.n_features)))
+        self.far = None if split is None or split.far_params is None else (
+            SufficientStatistics.zeros(split.far_params))
 
+    def add(self, chunk: Chunk, result: Responsibilities, weights: FloatArray | None) -> None:
+        resp = result.resp
+        if result.best is not None and self.total.assigned is not None:
+            self.total.assigned[:] += np.bincount(result.best, minlength=resp.shape[0])
+            row_entropies = row_entropy(resp, axis=0)
+            self.entropy += float(row_entropies.sum() if weights is None
+                                  else weights @ row_entropies)
+        if weights is None:
+            self.log_likelihood += float(result.log_likelihood.sum())
+        else:
+            self.log_likelihood += float(weights @ result.log_likelihood)
+            resp *= weights
+        if chunk.phi is None:  # exact route: every component's centred moments
+            self._add_moments(self.total, chunk.centred, resp, self.model)
+            return
+        assert self.sums is not None and self.split is not None
+        self.sums += resp @ chunk.phi.T
+        if self.far is not None:
+            assert self.split.far_params is not None
+            self._add_moments(self.far, chunk.centred, resp[self.split.far],
+                              self.split.far_params)
 
-def _chunk_hard_statistics(x: FloatArray, weights: FloatArray | None,
-                           params: GaussianParameters, count_assignments: bool
-                           ) -> SufficientStatistics:
-    resp = np.zeros((x.shape[0], params.n_components))
-    resp[np.arange(x.shape[0]), nearest_centre(x, params.means)] = 1.0
-    return _statistics_from_responsibilities(
-        x, weights, resp, params.means, params.covariance_type, np.zeros(x.shape[0]),
-        count_assignments,
-    )
+    @staticmethod
+    def _add_moments(total: SufficientStatistics, centred: FloatArray, resp: FloatArray,
+                     model: GaussianParameters) -> None:
+        first, second = model.covariance.moments(centred, resp.T, model.means)
+        total.resp_sum[:] += resp.sum(axis=1)
+        total.first[:] += first
+        total.second[:] += second
 
-
-def _exact_block_statistics(
-    x: FloatArray,
-    weights: FloatArray | None,
-    model: GaussianParameters,
-    center: FloatArray | None,
-    hard_assignment: bool,
-    count_assignments: bool,
-) -> SufficientStatistics:
-    chunk_function = _chunk_hard_statistics if hard_assignment else _chunk_statistics
-    total = SufficientStatistics.zeros(model, count_assignments)
-    step = chunk_rows(model.n_components, model.n_features)
-    for start in range(0, x.shape[0], step):
-        chunk = x[start : start + step]
-        if center is not None:
-            chunk = chunk - center
-        chunk_weights = None if weights is None else weights[start : start + step]
-        total = total.merge(chunk_function(chunk, chunk_weights, model, count_assignments))
-    return total
-
-
-def _hard_responsibilities(phi: FloatArray, means: FloatArray) -> FloatArray:
-    # Each row wholly to its nearest mean. φ's linear rows are the (centred) features, one
-    # contiguous row per feature.
-    return nearest_one_hot(centre_scores(means, phi[-1 - means.shape[1] : -1]))
-
-
-def _far_statistics(split: SplitMixture, centred: FloatArray, resp: FloatArray
-                    ) -> SufficientStatistics:
-    # The far components' moments from a chunk's (weighted) responsibilities (K, n), exact
-    # and centred at their means; only resp_sum, first and second are used.
-    assert split.far_params is not None
-    far_resp = resp[split.far].T
-    first, second = kernels_for(split.params.covariance_type).moments(
-        centred, far_resp, split.far_params.means)
-    return SufficientStatistics(shift=split.far_params.means, resp_sum=far_resp.sum(axis=0),
-                                first=first, second=second, log_likelihood=0.0,
-                                weight_sum=0.0, row_count=0, assigned=None)
-
-
-def _packed_block_statistics(
-    x: FloatArray,
-    weights: FloatArray | None,
-    splits: Sequence[SplitMixture],
-    center: FloatArray | None,
-    count_assignments: bool,
-    hard_assignment: bool = False,
-) -> list[SufficientStatistics]:
-    # ``splits``: mixtures whose covariance types share packed features (one φ per chunk).
-    covariance_type = splits[0].params.covariance_type
-    n_packed = n_packed_features(covariance_type, x.shape[1])
-    # All K rows even when some are far (their packed sums unused): see SplitMixture.density.
-    sums = [np.zeros((s.params.n_components, n_packed)) for s in splits]
-    far_totals = [None if s.far_params is None else SufficientStatistics.zeros(s.far_params)
-                  for s in splits]
-    log_likelihoods = [0.0] * len(splits)
-    assigned = [np.zeros(s.params.n_components, dtype=np.int64) if count_assignments else None
-                for s in splits]
-    entropies = [0.0 if count_assignments else None for _ in splits]
-    for rows, phi, centred in split_chunks(x, list(splits), center):
-        chunk_weights = None if weights is None else weights[rows]
-        for index, split in enumerate(splits):
-            if hard_assignment:  # k-means statistics: no densities, log-likelihood 0
-                resp = _hard_responsibilities(phi, split.params.means)
-                row_log_likelihood = np.zeros(phi.shape[1])
-                if count_assignments:
-                    assigned[index] += np.count_nonzero(resp, axis=1)
-            else:
-                resp, row_log_likelihood, best = split.log_responsibilities(
-                    phi, centred, find_best=count_assignments)
-                if best is not None:
-                    assigned[index] += np.bincount(best, minlength=resp.shape[0])
-                    row_entropies = row_entropy(resp, axis=0)
-                    entropies[index] += float(row_entropies.sum() if chunk_weights is None
-                                              else chunk_weights @ row_entropies)
-            if chunk_weights is None:
-                log_likelihoods[index] += float(row_log_likelihood.sum())
-            else:
-                log_likelihoods[index] += float(chunk_weights @ row_log_likelihood)
-                resp *= chunk_weights
-            sums[index] += resp @ phi.T
-            far = far_totals[index]
-            if far is not None:
-                far_totals[index] = far.merge(_far_statistics(split, centred, resp))
-    weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
-    totals = []
-    for split, model_sums, far, log_likelihood, counts, entropy in zip(
-        splits, sums, far_totals, log_likelihoods, assigned, entropies
-    ):
-        model = split.params
-        total = SufficientStatistics.zeros(model)  # filled in place before it is returned
-        near = split.near
-        total.resp_sum[near], total.first[near], total.second[near] = unpack_moments(
-            model_sums[near], model.means[near], covariance_type)
-        if far is not None:
-            total.resp_sum[split.far], total.first[split.far], total.second[split.far] = (
-                far.resp_sum, far.first, far.second)
-        totals.append(dataclasses.replace(
-            total, log_likelihood=log_likelihood, weight_sum=weight_sum,
-            row_count=int(x.shape[0]), assigned=counts, entropy=entropy))
-    return totals
+    def result(self, n_rows: int, weight_sum: float) -> SufficientStatistics:
+        total, split = self.total, self.split
+        if split is not None and self.sums is not None:
+            near, model = split.near, self.model
+            total.resp_sum[near], total.first[near], total.second[near] = unpack_moments(
+                self.sums[near], model.means[near], model.covariance_type)
+            if self.far is not None:
+                far = split.far
+                total.resp_sum[far], total.first[far], total.second[far] = (
+                    self.far.resp_sum, self.far.first, self.far.second)
+        return dataclasses.replace(total, log_likelihood=self.log_likelihood,
+                                   weight_sum=weight_sum, row_count=n_rows,
+                                   entropy=self.entropy)
 
 
 def block_statistics(
@@ -281,14 +183,13 @@ def block_statistics(
     center: FloatArray | None = None,
     hard_assignment: bool = False,
     count_assignments: bool = False,
+    exact: bool = False,
 ) -> list[SufficientStatistics]:
     """Statistics of one block of rows for several mixtures in a single pass over the rows.
 
-    Mixtures share one packed feature matrix per chunk and take the two-GEMM path (hard
-    assignments too: the one-hot responsibilities times the features). Components so tight
-    and far from the data mean that the expansion would lose precision take the exact
-    centred kernels instead (:class:`~spark_gmm.kernels.split.SplitMixture`), alone when
-    others of their mixture are packed, and the whole mixture when none can be.
+    The E-step (:func:`~.estep.e_step_routes`) runs the mixtures together where they can
+    share each chunk's packed features (hard assignments too: the one-hot responsibilities
+    times the features); each mixture's responsibilities are then added into its sums.
 
     Parameters
     ----------
@@ -306,7 +207,10 @@ def block_statistics(
         responsibilities: the statistics that turn k-means centres into a mixture. The
         log-likelihood is then not computed (reported as 0).
     count_assignments : bool
-        Also count the rows whose most likely component is k (``assigned``; None otherwise).
+        Also count the rows whose most likely component is k (``assigned``; None otherwise)
+        and the entropy of the responsibilities.
+    exact : bool
+        Every mixture on the exact centred kernel (the reference for the packed one).
 
     Returns
     -------
@@ -314,19 +218,16 @@ def block_statistics(
     """
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
-    splits = [SplitMixture.of(m) for m in models]
+    weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
     totals: list[SufficientStatistics | None] = [None] * len(models)
-    # Mixtures whose types share packed features (full and tied; diag and spherical) share
-    # each chunk's φ; each group takes its own.
-    for quadratic in (True, False):
-        group = [i for i, m in enumerate(models) if splits[i].packable
-                 and uses_quadratic_features(m.covariance_type) == quadratic]
-        if group:
-            for index, total in zip(group, _packed_block_statistics(
-                    x, weights, [splits[i] for i in group], center, count_assignments,
-                    hard_assignment)):
-                totals[index] = total
-    return [total if total is not None
-            else _exact_block_statistics(x, weights, model, center, hard_assignment,
-                                         count_assignments)
-            for model, total in zip(models, totals)]
+    for indices, route in e_step_routes(models, exact):
+        splits = route.splits if isinstance(route, PackedRoute) else [None]
+        accumulators = [_Accumulator(models[i], split, count_assignments)
+                        for i, split in zip(indices, splits)]
+        for chunk, results in route.chunks(x, center, count_assignments, hard_assignment):
+            chunk_weights = None if weights is None else weights[chunk.rows]
+            for accumulator, result in zip(accumulators, results):
+                accumulator.add(chunk, result, chunk_weights)
+        for i, accumulator in zip(indices, accumulators):
+            totals[i] = accumulator.result(int(x.shape[0]), weight_sum)
+    return totals  # type: ignore[return-value]

@@ -13,7 +13,7 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..kernels import GaussianParameters, kernels_for, score_rows
+from ..kernels import GaussianParameters, e_step
 from ..kernels.generate import sample_mixture
 from ..runtime.connect import default_parallelism, is_connect
 from ..runtime.ingest import features_array
@@ -85,8 +85,7 @@ class GaussianMixtureModel(
     def gaussiansDF(self) -> DataFrame:
         """MLlib's layout: one row per component with ``mean`` (Vector) and ``cov`` (Matrix)."""
         p = self.parameters
-        dense = kernels_for(p.covariance_type).dense(p.covariances, p.n_components,
-                                                     p.n_features)
+        dense = p.covariance.dense(p.covariances, p.n_components, p.n_features)
         rows = [(DenseVector(p.means[j]), DenseMatrix(p.n_features, p.n_features,
                                                       dense[j].ravel(order="F").tolist()))
                 for j in range(p.n_components)]
@@ -124,11 +123,11 @@ class GaussianMixtureModel(
 
     def predict(self, value: Vector | Sequence[float] | np.ndarray) -> int:
         """Index of the most responsible component for one feature vector."""
-        return int(score_rows(self._row(value), self.parameters)[2][0])
+        return int(e_step(self._row(value), self.parameters)[2][0])
 
     def predictProbability(self, value: Vector | Sequence[float] | np.ndarray) -> DenseVector:
         """Responsibilities (summing to 1) of every component for one feature vector."""
-        return Vectors.dense(score_rows(self._row(value), self.parameters)[1][0])
+        return Vectors.dense(e_step(self._row(value), self.parameters)[1][0])
 
     def sample(self, n: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` rows from the mixture on the driver, as scikit-learn's ``sample``.

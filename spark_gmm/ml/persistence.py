@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
 from ..errors import ModelFormatError
-from ..kernels import COVARIANCE_TYPES, GaussianParameters, kernels_for
+from ..kernels import COVARIANCE_TYPES, GaussianParameters, covariance_of
 from ..runtime.connect import is_connect_session, list_files, remove_directory
 from ..version import __version__
 from .summary import GaussianMixtureSummary
@@ -71,8 +71,7 @@ def save_model(instance: Params, params: GaussianParameters,
         "summary": summary.to_dict() if summary is not None else None,
     }
     DefaultParamsWriter.saveMetadata(instance, path, spark, extraMetadata=extra)
-    covariance_rows = kernels_for(params.covariance_type).rows(params.covariances,
-                                                              params.n_components)
+    covariance_rows = params.covariance.rows(params.covariances, params.n_components)
     rows = [(j, float(params.weights[j]), params.means[j].tolist(), covariance_rows[j].tolist())
             for j in range(params.n_components)]
     spark.createDataFrame(rows, _DATA_SCHEMA).coalesce(1).write.parquet(
@@ -167,12 +166,12 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
     if [r.component for r in rows] != list(range(k)):
         raise ModelFormatError(f"{path!r}/data must hold components 0..{k - 1}; found "
                                f"{[r.component for r in rows]}")
-    kernels = kernels_for(covariance_type)
-    width = kernels.rows(np.zeros(kernels.shape(k, d)), k).shape[1]
+    covariance = covariance_of(covariance_type)
+    width = covariance.rows(np.zeros(covariance.shape(k, d)), k).shape[1]
     params = GaussianParameters.from_covariances(
         np.array([r.weight for r in rows]),
         _shaped([r.mean for r in rows], (k, d), path, "means"),
-        kernels.from_rows(_shaped([r.covariance for r in rows], (k, width), path,
+        covariance.from_rows(_shaped([r.covariance for r in rows], (k, width), path,
                                   "covariances"), k, d),
         covariance_type,
     )

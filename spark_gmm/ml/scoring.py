@@ -7,7 +7,7 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 
-from ..kernels import GaussianParameters, score_rows
+from ..kernels import GaussianParameters, e_step
 from ..runtime.input_checks import FeatureRows
 from ..runtime.worker import prepare_python_worker
 
@@ -44,14 +44,14 @@ def score_features(params: HeldParameters, features: pa.Array
     n = len(rows)
     valid = rows.valid(d)
     if valid.all():
-        log_likelihood, probability, prediction = score_rows(rows.rows(valid, d), mixture)
+        log_likelihood, probability, prediction = e_step(rows.rows(valid, d), mixture)
     else:
         # Invalid rows keep zeros under a null mask.
         prediction = np.zeros(n, dtype=np.intp)
         probability = np.zeros((n, k))
         log_likelihood = np.zeros(n)
         if valid.any():
-            log_likelihood[valid], probability[valid], prediction[valid] = score_rows(
+            log_likelihood[valid], probability[valid], prediction[valid] = e_step(
                 rows.rows(valid, d), mixture)
     invalid = ~valid
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import GaussianParameters, kernels_for
+from ..kernels import GaussianParameters
 from ..kernels.covariance import FloatArray
 
 
 def dense_covariances(parameters: GaussianParameters) -> FloatArray:
     """Every component's covariance as a full matrix, shape (K, D, D)."""
     k, d = parameters.n_components, parameters.n_features
-    return kernels_for(parameters.covariance_type).dense(parameters.covariances, k, d)
+    return parameters.covariance.dense(parameters.covariances, k, d)
 
 
 def mixture_covariance(parameters: GaussianParameters) -> FloatArray:

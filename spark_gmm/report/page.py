@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..kernels import GaussianParameters, score_rows
+from ..kernels import GaussianParameters, e_step
 from ..kernels.covariance import FloatArray
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _sections(inputs: ReportInputs) -> list[str]:
         sections.append(_section("Rows", "<p>The artifact holds no sample of training rows "
                                  "(fitted by an older version): refit to see them.</p>"))
         return sections
-    labels = score_rows(inputs.sample, p)[2]
+    labels = e_step(inputs.sample, p)[2]
     shown = min(p.n_features, 24)
     sections.append(_section(
         "Rows on the first two principal axes",

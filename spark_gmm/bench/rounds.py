@@ -134,7 +134,7 @@ def initialisation_quality(df: DataFrame, spec: Any, seeds: int, x: np.ndarray
     """Final mean log-likelihood of ``spec.iterations`` EM iterations from our k-means‖ and
     from MLlib's KMeans (k-means‖), for ``seeds`` seeds, and each initialisation's seconds.
     Both sets of centres become a mixture the same way: one hard assignment of the rows
-    ``x`` and its M-step (what ``initMode="k-means||"`` did with MLlib's centres before)."""
+    ``x`` and its M-step, as the fit's own initialisation turns its centres into a mixture."""
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.feature import VectorAssembler
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from hypothesis import strategies as st
 
 from spark_gmm.fit.em import EMRun, run_em
-from spark_gmm.kernels import GaussianParameters, block_statistics, covariance_of
+from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics, covariance_of
 
 
 def make_mixture(
@@ -35,6 +36,53 @@ def initial_parameters(x: np.ndarray, k: int, covariance_type: str, seed: int = 
     covariances = covariance_of(covariance_type).from_variances(x.var(axis=0), k)
     return GaussianParameters.from_covariances(np.full(k, 1.0 / k), means, covariances,
                                                covariance_type)
+
+
+def random_parameters(covariance_type: str, k: int = 3, d: int = 4, seed: int = 0
+                      ) -> GaussianParameters:
+    """A random valid mixture of the type: means ~ N(0, 9), positive-definite covariances."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, d)) * 3
+    weights = rng.dirichlet(np.ones(k))
+    if covariance_type == "full":
+        a = rng.normal(size=(k, d, d))
+        cov = a @ a.transpose(0, 2, 1) + np.eye(d)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + np.eye(d)
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.5, 3.0, size=(k, d))
+    else:
+        cov = rng.uniform(0.5, 3.0, size=k)
+    return GaussianParameters.from_covariances(weights, means, cov, covariance_type)
+
+
+def dense_covariances(params: GaussianParameters) -> np.ndarray:
+    """Every component's covariance as a (D, D) matrix, shape (K, D, D), written out by hand
+    (not through the covariance classes under test)."""
+    k, d, c = params.n_components, params.n_features, params.covariances
+    return {"full": lambda: c, "tied": lambda: np.stack([c] * k),
+            "diag": lambda: np.stack([np.diag(v) for v in c]),
+            "spherical": lambda: np.stack([np.eye(d) * v for v in c])}[params.covariance_type]()
+
+
+def sklearn_fit(x: np.ndarray, init: GaussianParameters, max_iter: int, tol: float,
+                reg_covar: float = 1e-6):
+    """scikit-learn's GaussianMixture fitted from exactly ``init``."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    model = SkGaussianMixture(
+        n_components=init.n_components, covariance_type=init.covariance_type, tol=tol,
+        max_iter=max_iter, reg_covar=reg_covar, weights_init=init.weights,
+        means_init=init.means, precisions_init=precisions_of(init),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x)
+    return model
 
 
 def local_fit(x: np.ndarray, init: GaussianParameters, max_iter: int, tol: float,
@@ -119,3 +167,26 @@ def checkpointed_iterations(path) -> int:
             return max(len(run["history"]) for run in json.load(handle)["runs"])
     except (OSError, ValueError, KeyError):
         return 0
+
+
+@st.composite
+def mixtures(draw):
+    """A hypothesis strategy: (rows, a valid mixture of random type, size and scale)."""
+    covariance_type = draw(st.sampled_from(COVARIANCE_TYPES))
+    k = draw(st.integers(1, 4))
+    d = draw(st.integers(1, 5))
+    n = draw(st.integers(k * (d + 1) + 1, 80))  # enough rows for non-singular scatters
+    seed = draw(st.integers(0, 2**32 - 1))
+    scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * scale + rng.normal(size=d) * scale * 10
+    means = x[rng.choice(n, k, replace=False)]
+    variances = rng.uniform(0.2, 2.0, size=(k, d)) * scale**2
+    cov = {  # written out, not taken from the covariance classes under test
+        "full": lambda: np.stack([np.diag(v) for v in variances]),
+        "tied": lambda: np.diag(variances[0]),
+        "diag": lambda: variances,
+        "spherical": lambda: variances.mean(axis=1),
+    }[covariance_type]()
+    weights = rng.dirichlet(np.ones(k))
+    return x, GaussianParameters.from_covariances(weights, means, cov, covariance_type)

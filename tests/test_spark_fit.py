@@ -7,8 +7,7 @@ import pytest
 
 from spark_gmm import GaussianMixture, GaussianMixtureModel
 from spark_gmm.kernels import COVARIANCE_TYPES
-from tests.helpers import initial_parameters, local_fit, make_mixture, to_dataframe
-from tests.test_em_reference import sklearn_fit
+from tests.helpers import initial_parameters, local_fit, make_mixture, sklearn_fit, to_dataframe
 
 
 @pytest.fixture(scope="module")

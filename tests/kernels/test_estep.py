@@ -1,10 +1,13 @@
-"""The two-GEMM packed-feature kernel against scipy, direct sums and the exact kernel."""
+"""The E-step: the two-GEMM packed-feature kernel against scipy, direct sums and the exact
+kernel; the split between them; responsibilities below the smallest normal double flushed to
+0 with nothing else moved."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import multivariate_normal
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal, norm
 
 from spark_gmm.kernels import (
     COVARIANCE_TYPES,
@@ -23,16 +26,16 @@ from spark_gmm.kernels.packed import (
     unpack_moments,
 )
 from spark_gmm.kernels.split import SplitMixture
-from tests.test_kernels import _dense_covariance, _random_params
+from tests.helpers import dense_covariances, random_parameters
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_packed_log_density_matches_scipy(covariance_type: str) -> None:
-    params = _random_params(covariance_type, k=3, d=5, seed=3)
+    params = random_parameters(covariance_type, k=3, d=5, seed=3)
     x = np.random.default_rng(0).normal(size=(400, 5)) * 3
     ours = density_weights(params) @ packed_features(x, covariance_type)
     for k in range(params.n_components):
-        reference = multivariate_normal(params.means[k], _dense_covariance(params, k)).logpdf(x)
+        reference = multivariate_normal(params.means[k], dense_covariances(params)[k]).logpdf(x)
         np.testing.assert_allclose(ours[k], reference, rtol=1e-11)
 
 
@@ -44,7 +47,7 @@ def test_packed_statistics_equal_exact_statistics(covariance_type: str) -> None:
     n = packed_chunk_rows(covariance_type, d) + 1237
     x = rng.normal(size=(n, d)) * 2 + 0.5
     weights = rng.uniform(0.0, 3.0, size=n)
-    models = [_random_params(covariance_type, k=3, d=d, seed=s) for s in (1, 2)]
+    models = [random_parameters(covariance_type, k=3, d=d, seed=s) for s in (1, 2)]
     center = x.mean(axis=0)
     [(_, route)] = e_step_routes(models)
     assert isinstance(route, PackedRoute) and not any(s.far.size for s in route.splits)
@@ -128,7 +131,7 @@ def test_mixtures_of_one_pass_may_take_different_paths() -> None:
 def test_scoring_rows_equals_the_exact_kernels_far_from_the_origin(covariance_type: str
                                                                     ) -> None:
     # Scoring centres rows at the mixture mean itself, so an offset of 1e6 changes nothing.
-    params = _random_params(covariance_type, k=3, d=4, seed=8)
+    params = random_parameters(covariance_type, k=3, d=4, seed=8)
     offset = 1e6
     shifted = params.shifted(np.full(4, offset))
     x = np.random.default_rng(3).normal(size=(700, 4)) * 3
@@ -144,7 +147,7 @@ def test_packed_hard_assignment_equals_the_exact_one(covariance_type: str) -> No
     rng = np.random.default_rng(8)
     x = rng.normal(size=(20_000, 4)) * 3 + 100.0
     weights = rng.uniform(0.0, 2.0, size=len(x))
-    params = _random_params(covariance_type, k=5, d=4, seed=9).shifted(np.full(4, 100.0))
+    params = random_parameters(covariance_type, k=5, d=4, seed=9).shifted(np.full(4, 100.0))
     center = x.mean(axis=0)
     centred = params.shifted(-center)
     assert SplitMixture.of(centred).far.size == 0  # every component on the packed kernel
@@ -214,13 +217,13 @@ def test_entropy_of_the_responsibilities_matches_scipy_on_every_path(covariance_
     def reference(params: GaussianParameters, x: np.ndarray, w: np.ndarray) -> float:
         log_joint = np.column_stack([
             np.log(params.weights[k]) + multivariate_normal(
-                params.means[k], _dense_covariance(params, k)).logpdf(x)
+                params.means[k], dense_covariances(params)[k]).logpdf(x)
             for k in range(params.n_components)])
         log_resp = log_joint - logsumexp(log_joint, axis=1, keepdims=True)
         return float(w @ -(np.exp(log_resp) * log_resp).sum(axis=1))
 
     rng = np.random.default_rng(21)
-    packed_params = _random_params(covariance_type, k=3, d=4, seed=4)
+    packed_params = random_parameters(covariance_type, k=3, d=4, seed=4)
     x = rng.normal(size=(3000, 4)) * 3
     split_params, split_x = _near_and_far(covariance_type)
     for params, rows in ((packed_params, x), (split_params, split_x)):
@@ -238,3 +241,78 @@ def test_entropy_of_the_responsibilities_matches_scipy_on_every_path(covariance_
     [hard] = block_statistics(x, None, [packed_params], hard_assignment=True,
                               count_assignments=True)
     assert hard.entropy == 0.0
+
+
+TINY = np.finfo(np.float64).tiny
+
+
+def _case() -> tuple[np.ndarray, GaussianParameters, np.ndarray]:
+    # Two unit components 38 apart: rows near one lie 720-ish nats from the other, where
+    # exp gives subnormal numbers (the range -745 < v < -708).
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0.0, 1.0, 4000), rng.normal(38.0, 1.0, 4000)])[:, None]
+    params = GaussianParameters.from_covariances([0.5, 0.5], [[0.0], [38.0]],
+                                                 [[[1.0]], [[1.0]]], "full")
+    # The unflushed reference, from scipy's densities and numpy's plain exp.
+    weighted = np.log(0.5) + np.stack([norm.logpdf(x[:, 0], 0.0, 1.0),
+                                       norm.logpdf(x[:, 0], 38.0, 1.0)], axis=1)
+    resp = np.exp(weighted - logsumexp(weighted, axis=1)[:, None])
+    return x, params, resp
+
+
+def test_the_case_has_subnormal_responsibilities() -> None:
+    _, _, resp = _case()
+    subnormal = np.count_nonzero((resp > 0) & (resp < TINY))
+    assert subnormal > 100  # otherwise the tests below would prove nothing
+
+
+@pytest.mark.parametrize("path", ["packed", "exact"])
+def test_flushed_statistics_equal_the_unflushed_ones(path: str) -> None:
+    x, params, resp = _case()
+    center = np.zeros(1)
+    assert SplitMixture.of(params).far.size == 0  # the packed path serves both components
+    [stats] = block_statistics(x, None, [params], center, exact=path == "exact")
+    shift = params.means
+    np.testing.assert_allclose(stats.resp_sum, resp.sum(axis=0), rtol=1e-12, atol=1e-300)
+    first = np.stack([resp[:, k] @ (x - shift[k]) for k in range(2)])
+    np.testing.assert_allclose(stats.first, first, rtol=1e-9, atol=1e-300)
+    second = np.stack([((x - shift[k]) * resp[:, k : k + 1]).T @ (x - shift[k])
+                       for k in range(2)])
+    np.testing.assert_allclose(stats.second, second, rtol=1e-9, atol=1e-300)
+
+
+def test_scored_responsibilities_have_no_subnormals_and_equal_numpy_elsewhere() -> None:
+    x, params, resp = _case()
+    _, scored, _ = e_step(x, params)
+    assert not np.any((scored > 0) & (scored < TINY))
+    kept = resp >= np.exp(flush_cut(2)) * 1.01  # a margin for the packed path's rounding
+    np.testing.assert_allclose(scored[kept], resp[kept], rtol=1e-9)
+    assert np.all(scored[resp < TINY] == 0.0)
+    assert np.all(scored[~kept] < 2.2 * 2 * TINY)  # what was flushed was that small
+
+
+def test_exp_flushed_matches_exp_on_normal_results_and_keeps_nan() -> None:
+    values = np.array([0.0, -1.0, -700.0, -707.0, -708.0, -709.0, -730.0, -745.5, -800.0,
+                       -np.inf, np.nan])
+    for n_terms in (1, 16):
+        out = values.copy()
+        exp_flushed_in_place(out, n_terms)
+        kept = values >= flush_cut(n_terms)
+        np.testing.assert_array_equal(out[kept], np.exp(values[kept]))
+        assert np.all(out[~kept & ~np.isnan(values)] == 0.0) and np.isnan(out[-1])
+        # what is kept stays normal after division by a sum of up to n_terms
+        assert np.all(out[kept] / n_terms >= TINY)
+    # a large array takes the masked path: same results
+    big = np.repeat(values[:-1], 1000)
+    expected = np.where(big >= flush_cut(1), np.exp(big), 0.0)
+    exp_flushed_in_place(big)
+    np.testing.assert_array_equal(big, expected)
+
+
+def test_flush_refuses_a_strided_array_it_would_only_copy() -> None:
+    values = -np.arange(12.0).reshape(3, 4)
+    transposed = values.T.copy().T  # F-contiguous: flushed in place like a C array
+    exp_flushed_in_place(transposed)
+    np.testing.assert_array_equal(transposed, np.exp(values))
+    with pytest.raises(ValueError, match="contiguous"):
+        exp_flushed_in_place(values[:, ::2])

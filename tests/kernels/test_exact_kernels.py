@@ -1,9 +1,11 @@
-"""Numeric kernels against independent references (scipy, closed forms). Spark-free."""
+"""The exact kernels, the statistics and the M-step against independent references (scipy,
+closed forms). Spark-free."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -20,43 +22,24 @@ from spark_gmm.kernels import (
     m_step,
     merge_all,
 )
-from tests.helpers import initial_parameters, make_mixture
+from tests.helpers import (
+    dense_covariances,
+    initial_parameters,
+    make_mixture,
+    mixtures,
+    random_parameters,
+)
 
 RNG = np.random.default_rng(42)
 
 
-def _random_params(covariance_type: str, k: int = 3, d: int = 4, seed: int = 0
-                   ) -> GaussianParameters:
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(k, d)) * 3
-    weights = rng.dirichlet(np.ones(k))
-    if covariance_type == "full":
-        a = rng.normal(size=(k, d, d))
-        cov = a @ a.transpose(0, 2, 1) + np.eye(d)
-    elif covariance_type == "tied":
-        a = rng.normal(size=(d, d))
-        cov = a @ a.T + np.eye(d)
-    elif covariance_type == "diag":
-        cov = rng.uniform(0.5, 3.0, size=(k, d))
-    else:
-        cov = rng.uniform(0.5, 3.0, size=k)
-    return GaussianParameters.from_covariances(weights, means, cov, covariance_type)
-
-
-def _dense_covariance(params: GaussianParameters, k: int) -> np.ndarray:
-    # The table's dense form is checked against hand-built matrices in test_covariance_table.
-    dense = covariance_of(params.covariance_type).dense(params.covariances, params.n_components,
-                                                      params.n_features)
-    return dense[k]
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_log_density_matches_scipy(covariance_type: str) -> None:
-    params = _random_params(covariance_type)
+    params = random_parameters(covariance_type)
     x = RNG.normal(size=(500, 4)) * 4
     ours = log_gaussian_density(x, params)
     for k in range(params.n_components):
-        ref = multivariate_normal(params.means[k], _dense_covariance(params, k)).logpdf(x)
+        ref = multivariate_normal(params.means[k], dense_covariances(params)[k]).logpdf(x)
         np.testing.assert_allclose(ours[:, k], ref, rtol=1e-10, atol=1e-10)
 
 
@@ -91,7 +74,7 @@ def test_high_dimension_responsibilities_do_not_underflow() -> None:
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_split_and_merge_equals_whole(covariance_type: str) -> None:
-    params = _random_params(covariance_type)
+    params = random_parameters(covariance_type)
     x = RNG.normal(size=(1000, 4)) * 3
     w = RNG.uniform(0, 2, size=1000)
     [whole] = block_statistics(x, w, [params], count_assignments=True)
@@ -118,40 +101,6 @@ def test_split_and_merge_equals_whole(covariance_type: str) -> None:
         np.testing.assert_array_equal(getattr(uncounted, name), getattr(whole, name))
     with pytest.raises(ValueError, match="counted assignments"):
         whole.merge(uncounted)
-
-
-def _direct_em_step(x: np.ndarray, params: GaussianParameters, reg: float
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The card's formulas transcribed literally with scipy densities (full covariance)."""
-    k = params.n_components
-    dens = np.column_stack([
-        params.weights[j] * multivariate_normal(params.means[j], params.covariances[j]).pdf(x)
-        for j in range(k)
-    ])
-    gamma = dens / dens.sum(axis=1, keepdims=True)
-    nk = gamma.sum(axis=0)
-    pi = nk / x.shape[0]
-    mu = (gamma.T @ x) / nk[:, None]
-    sigma = np.empty((k, x.shape[1], x.shape[1]))
-    for j in range(k):
-        diff = x - mu[j]
-        sigma[j] = (gamma[:, j, None] * diff).T @ diff / nk[j] + reg * np.eye(x.shape[1])
-    return pi, mu, sigma
-
-
-def test_one_em_iteration_matches_direct_formulas() -> None:
-    x, *_ = make_mixture(n=800, seed=5)
-    params = initial_parameters(x, 3, "full", seed=2)
-    [stats] = block_statistics(x, None, [params])
-    new, collapsed = m_step(stats, "full", 1e-6)
-    pi, mu, sigma = _direct_em_step(x, params, 1e-6)
-    assert collapsed == []
-    np.testing.assert_allclose(new.weights, pi, rtol=1e-10)
-    np.testing.assert_allclose(new.means, mu, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(new.covariances, sigma, rtol=1e-9, atol=1e-12)
-    dens = sum(params.weights[j] * multivariate_normal(params.means[j], params.covariances[j])
-               .pdf(x) for j in range(3))
-    np.testing.assert_allclose(stats.log_likelihood, np.log(dens).sum(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -217,3 +166,13 @@ def test_constant_feature_gets_exactly_reg_covar(covariance_type: str) -> None:
     np.testing.assert_allclose(dense[:, 1, 1], 1e-6, rtol=1e-6)
     np.testing.assert_allclose(dense[:, 1, [0, 2]], 0.0, atol=1e-12)
     assert np.all(dense[:, 0, 0] > 1e-2) and np.all(dense[:, 2, 2] > 1e-2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mixtures())
+def test_responsibilities_are_distributions(case) -> None:
+    x, params = case
+    log_likelihood, log_resp = log_responsibilities(x, params)
+    resp = np.exp(log_resp)
+    assert np.all(np.isfinite(log_likelihood)) and np.all(np.isfinite(log_resp))
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-10)

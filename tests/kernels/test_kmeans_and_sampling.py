@@ -1,22 +1,15 @@
-"""Spark-free pieces checked against independent references: scikit-learn's information
-criteria and k-means, numpy's moments, and the sampling's invariance to partitioning."""
+"""The initialisation's kernels against independent references: scikit-learn's k-means,
+numpy's moments, brute-force distances, and the sampling's invariance to partitioning."""
 
 from __future__ import annotations
 
-import warnings
 from functools import reduce
 
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
-from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-from spark_gmm.kernels import (
-    COVARIANCE_TYPES,
-    FeatureMoments,
-    GaussianParameters,
-    log_responsibilities,
-)
+from spark_gmm.kernels import FeatureMoments
 from spark_gmm.kernels.kmeans import ClusterSums, kmeans_plus_plus, lloyd, nearest_one_hot
 from spark_gmm.kernels.sampling import (
     Candidates,
@@ -24,33 +17,7 @@ from spark_gmm.kernels.sampling import (
     min_squared_distances,
     row_keys,
 )
-from spark_gmm.ml.summary import GaussianMixtureSummary
 from tests.helpers import make_mixture
-
-
-def _sklearn_parameters(fitted: SkGaussianMixture, covariance_type: str) -> GaussianParameters:
-    return GaussianParameters.from_covariances(fitted.weights_, fitted.means_,
-                                               fitted.covariances_, covariance_type)
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_bic_and_aic_equal_scikit_learns(covariance_type: str) -> None:
-    x, *_ = make_mixture(n=700, seed=12, k=3, n_features=4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reference = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0,
-                                      max_iter=50).fit(x)
-    # Our log-likelihood of scikit-learn's model, from our own kernels...
-    log_likelihood, _ = log_responsibilities(x, _sklearn_parameters(reference,
-                                                                     covariance_type))
-    np.testing.assert_allclose(log_likelihood.sum(), reference.score(x) * len(x), rtol=1e-12)
-    # ... and our criteria from it, with our parameter counts.
-    summary = GaussianMixtureSummary(
-        logLikelihood=float(log_likelihood.sum()), logLikelihoodHistory=[], numIter=1,
-        converged=True, clusterSizes=[0, 0, 0], weightSum=float(len(x)), numFeatures=4,
-        covarianceType=covariance_type)
-    np.testing.assert_allclose(summary.bic, reference.bic(x), rtol=1e-12)
-    np.testing.assert_allclose(summary.aic, reference.aic(x), rtol=1e-12)
 
 
 def test_lloyd_equals_scikit_learns_kmeans_from_the_same_centres() -> None:

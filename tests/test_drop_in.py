@@ -1,11 +1,18 @@
 """The drop-in claim, checked against ``pyspark.ml.clustering.GaussianMixture`` itself:
-the same params with the same defaults, setters and getters, and the same output columns."""
+the same params with the same defaults, setters and getters, the same output columns and
+every member of its training summary with the same meaning."""
 
 from __future__ import annotations
+
+import inspect
+from collections import Counter
 
 import numpy as np
 import pytest
 from pyspark.ml.clustering import GaussianMixture as MLlibGaussianMixture
+from pyspark.ml.clustering import GaussianMixtureSummary as MLlibSummary
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 
 from spark_gmm import GaussianMixture
 from tests.helpers import make_mixture, to_dataframe
@@ -82,3 +89,46 @@ def test_fit_and_transform_give_mllibs_columns(spark) -> None:
 
 def _types(frame) -> list[tuple[str, str]]:
     return [(field.name, field.dataType.simpleString()) for field in frame.schema.fields]
+
+
+def _mllib_summary_members() -> set[str]:
+    # The public properties of pyspark's GaussianMixtureSummary and its ClusteringSummary.
+    return {name for name, member in inspect.getmembers(MLlibSummary)
+            if not name.startswith("_") and isinstance(member, property)}
+
+
+def test_the_summary_has_every_member_of_mllibs_with_its_meaning(spark) -> None:
+    members = _mllib_summary_members()
+    # The ten of pyspark 3.x/4.x; a new one fails here until it is added to ours.
+    assert members == {"predictions", "cluster", "probability", "featuresCol", "predictionCol",
+                       "probabilityCol", "k", "clusterSizes", "logLikelihood", "numIter"}
+    x, *_ = make_mixture(n=400, seed=23, k=3, n_features=2)
+    df = to_dataframe(spark, x, partitions=2)
+    params = {"k": 3, "seed": 4, "maxIter": 6, "tol": 0.0, "predictionCol": "c",
+              "probabilityCol": "p"}
+    theirs = MLlibGaussianMixture(**params).fit(df).summary
+    model = GaussianMixture(**params).fit(df)
+    ours = model.summary
+    assert not [name for name in members if not hasattr(ours, name)]
+    for name in ("featuresCol", "predictionCol", "probabilityCol", "k", "numIter"):
+        assert getattr(ours, name) == getattr(theirs, name), name  # tol 0: maxIter each
+    model.setPredictionCol("later").setProbabilityCol("later_p")  # the summary keeps its own
+    predictions = ours.predictions
+    assert predictions.columns == ["features", "p", "c"] == theirs.predictions.columns
+    rows = predictions.collect()
+    assert [r.c for r in ours.cluster.collect()] == [r.c for r in rows]
+    assert ours.cluster.columns == theirs.cluster.columns == ["c"]
+    assert ours.probability.columns == theirs.probability.columns == ["p"]
+    np.testing.assert_array_equal([r.p.toArray() for r in ours.probability.collect()],
+                                  [r.p.toArray() for r in rows])
+    counts = Counter(r.c for r in rows)
+    assert ours.clusterSizes == [counts[j] for j in range(3)]
+    assert sum(theirs.clusterSizes) == sum(ours.clusterSizes) == len(x)
+    # logLikelihood: the total of the rows' log densities under the fitted mixture.
+    features = np.array([r.features.toArray() for r in rows])
+    log_parts = np.column_stack([
+        np.log(model.weights[j])
+        + multivariate_normal(model.means[j], model.covariances[j]).logpdf(features)
+        for j in range(3)])
+    assert ours.logLikelihood == pytest.approx(logsumexp(log_parts, axis=1).sum(), rel=1e-10)
+    assert isinstance(theirs.logLikelihood, float) and isinstance(ours.logLikelihood, float)

@@ -34,13 +34,14 @@ def test_shared_fits_equal_separate_fits(df, monkeypatch) -> None:
     shared_calls = []
     real = estimator_module.fit_mixtures
     monkeypatch.setattr(estimator_module, "fit_mixtures",
-                        lambda data, settings: shared_calls.append(len(settings))
-                        or real(data, settings))
+                        lambda data, settings, initials: shared_calls.append(len(settings))
+                        or real(data, settings, initials))
     together = dict(gmm.fitMultiple(df, maps))
     assert shared_calls == [len(maps)]  # one shared fit for all of them
     assert sorted(together) == list(range(len(maps)))
     for index, param_map in enumerate(maps):
         alone = gmm.fit(df, param_map)
+        assert shared_calls[-1] == 1  # a fit is the shared fit of one map
         shared = together[index]
         assert shared.getK() == alone.getK()
         assert shared.getCovarianceType() == alone.getCovarianceType()
@@ -55,13 +56,17 @@ def test_shared_fits_equal_separate_fits(df, monkeypatch) -> None:
 
 def test_maps_that_cannot_share_are_fitted_one_by_one(df, monkeypatch) -> None:
     gmm = GaussianMixture(seed=3, maxIter=10)
+    calls = []
+    real = estimator_module.fit_mixtures
     monkeypatch.setattr(estimator_module, "fit_mixtures",
-                        lambda *args: pytest.fail("these maps must not share passes"))
+                        lambda data, settings, initials: calls.append(len(settings))
+                        or real(data, settings, initials))
     maps = [{gmm.k: 2}, {gmm.k: 3, gmm.featuresCol: "features", gmm.weightCol: "w"}]
     with pytest.raises(Exception, match="w"):  # no weight column: the second map's own error
         dict(gmm.fitMultiple(df, maps))
+    assert calls == [1, 1]  # each map a fit of its own
     one = dict(gmm.fitMultiple(df, [{gmm.k: 2}]))  # a single map: a plain fit
-    assert one[0].getK() == 2
+    assert one[0].getK() == 2 and calls == [1, 1, 1]
 
 
 def test_cross_validation_picks_the_same_model_in_parallel(df) -> None:

@@ -151,7 +151,7 @@ def test_thousands_of_partitions(spark, resident_tasks: bool, partitions: int) -
     with resident_tasks_setting(spark, resident_tasks):
         many, fit_peak = _driver_peak_bytes(lambda: fit(many_df))
     heap_peak = heap.bytes()
-    passes = (many.summary.residentPasses, many.summary.jobPasses)
+    passes = (many.runRecord.residentPasses, many.runRecord.jobPasses)
     assert passes == ((2, 0) if resident_tasks else (0, 2))  # 1 iteration + final statistics
     np.testing.assert_allclose(many.summary.logLikelihoodHistory,
                                few.summary.logLikelihoodHistory, rtol=1e-10)

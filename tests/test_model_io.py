@@ -223,21 +223,67 @@ def test_models_do_not_carry_the_fit_only_checkpoint_path(data, tmp_path) -> Non
     assert "checkpointPath" not in metadata
 
 
-def test_a_summary_field_from_a_later_version_is_ignored(data, fitted, tmp_path) -> None:
-    fitted.save(str(tmp_path / "model"))
-    for file in (tmp_path / "model" / "metadata").iterdir():
+def _edit_metadata(directory: str, edit) -> None:
+    # Rewrites the saved model's metadata line (and drops the checksums it no longer has).
+    for file in (directory / "metadata").iterdir():
         if file.name.startswith("part-"):
             metadata = json.loads(file.read_text())
-            metadata["summary"]["fieldOfALaterVersion"] = [1, 2]
+            edit(metadata)
             file.write_text(json.dumps(metadata))
         elif file.name.endswith(".crc"):
             file.unlink()
+
+
+def test_a_summary_field_from_a_later_version_is_ignored(data, fitted, tmp_path) -> None:
+    fitted.save(str(tmp_path / "model"))
+    _edit_metadata(tmp_path / "model",
+                   lambda metadata: metadata["summary"].update(fieldOfALaterVersion=[1, 2]))
     loaded = GaussianMixtureModel.load(str(tmp_path / "model"))
     assert loaded.summary.logLikelihood == fitted.summary.logLikelihood
-    assert loaded.summary.phaseSeconds == fitted.summary.phaseSeconds
-    assert loaded.summary.storedBytes == fitted.summary.storedBytes > 0
+    assert loaded.summary == fitted.summary  # every saved member, the columns too
 
 
-def test_summary_counts_the_block_bytes_the_fit_kept(data, fitted) -> None:
+def test_the_run_record_is_not_saved_with_the_model(data, fitted, tmp_path) -> None:
+    fitted.save(str(tmp_path / "model"))
+    metadata = open(next((tmp_path / "model" / "metadata").glob("part-*"))).read()
+    for telemetry in ("residentPasses", "jobPasses", "storedBytes", "passSeconds",
+                      "phaseSeconds", "iterationSeconds"):
+        assert hasattr(fitted.runRecord, telemetry)
+        assert telemetry not in metadata
+    loaded = GaussianMixtureModel.load(str(tmp_path / "model"))
+    assert fitted.hasRunRecord and not loaded.hasRunRecord
+    with pytest.raises(RuntimeError, match="not saved with it"):
+        _ = loaded.runRecord
+    with pytest.raises(RuntimeError, match="loaded"):
+        _ = loaded.summary.predictions
+
+
+def test_a_model_saved_with_telemetry_in_its_summary_still_loads(data, fitted,
+                                                                 tmp_path) -> None:
+    # The previous format's summary: the model's facts and the run's telemetry in one dict.
+    s = fitted.summary
+    previous = {
+        "logLikelihood": s.logLikelihood, "logLikelihoodHistory": s.logLikelihoodHistory,
+        "numIter": s.numIter, "converged": s.converged, "clusterSizes": s.clusterSizes,
+        "weightSum": s.weightSum, "numFeatures": s.numFeatures,
+        "covarianceType": s.covarianceType, "iterationSeconds": [0.5] * s.numIter,
+        "residentPasses": 7, "jobPasses": 1, "phaseSeconds": {"storing": 1.0, "em": 2.0},
+        "storedBytes": 14400, "entropy": s.entropy,
+        "restartLogLikelihoodHistories": s.restartLogLikelihoodHistories,
+        "passSeconds": {},
+    }
+    fitted.save(str(tmp_path / "model"))
+    _edit_metadata(tmp_path / "model", lambda metadata: metadata.update(summary=previous))
+    _as_saved_before_the_layered_layout(str(tmp_path))
+    loaded = GaussianMixtureModel.load(str(tmp_path / "model"))
+    assert loaded.summary == fitted.summary
+    assert (loaded.summary.k, loaded.summary.featuresCol) == (3, "features")
+    assert not loaded.hasRunRecord
+    np.testing.assert_array_equal(loaded.means, fitted.means)
+
+
+def test_run_record_counts_the_block_bytes_the_fit_kept(data, fitted) -> None:
     x, _ = data
-    assert fitted.summary.storedBytes == 8 * x.shape[0] * x.shape[1]  # 8 bytes per value
+    assert fitted.runRecord.storedBytes == 8 * x.shape[0] * x.shape[1]  # 8 bytes per value
+    assert set(fitted.runRecord.phaseSeconds) == {"storing", "initialisation", "em"}
+    assert len(fitted.runRecord.iterationSeconds) == fitted.summary.numIter

@@ -15,24 +15,38 @@ import pytest
 
 from spark_gmm import GaussianMixture
 from spark_gmm.kernels import GaussianParameters, block_statistics
-from spark_gmm.runtime import resident, statistics_pass
+from spark_gmm.runtime import resident, resident_runner, slot_sharing
 from spark_gmm.runtime.ingest import feature_moments, features_array, store_blocks
+from spark_gmm.runtime.requests import StatisticsRequest
 from spark_gmm.runtime.resident import ResidentTasks, resident_tasks_setting
-from spark_gmm.runtime.statistics_pass import DistributedStatistics
+from spark_gmm.runtime.resident_runner import ResidentPassRunner, answer_request
 from tests.helpers import make_mixture, to_dataframe
+from tests.job_hooks import HangInResidentTask, install, recorded_runners
 
 
-def _fit(spark, caplog, df, resident_tasks: bool, **params):
-    """The fitted model and (passes served by resident tasks, passes run as Spark jobs)."""
+class Fitted:
+    """A fitted model and the pass runner of its fit (whose counters the tests read)."""
+
+    def __init__(self, model, runner) -> None:
+        self.model, self.runner = model, runner
+        self.counters = runner.counters
+        # (passes served by resident tasks, passes run as Spark jobs)
+        self.passes = (self.counters.resident_passes, self.counters.job_passes)
+
+
+def _fit(spark, caplog, df, resident_tasks: bool, **params) -> Fitted:
     caplog.clear()
-    with (resident_tasks_setting(spark, resident_tasks),
+    with (resident_tasks_setting(spark, resident_tasks), recorded_runners() as runners,
           caplog.at_level(logging.INFO, logger="spark_gmm")):
         model = GaussianMixture(**params).fit(df)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []  # the job has ended
-    return model, (model.summary.residentPasses, model.summary.jobPasses)
+    [runner] = runners
+    assert isinstance(runner, ResidentPassRunner) == resident_tasks
+    return Fitted(model, runner)
 
 
-def _assert_same_model(a, b, rtol: float = 1e-10) -> None:
+def _assert_same_model(first: Fitted, second: Fitted, rtol: float = 1e-10) -> None:
+    a, b = first.model, second.model
     np.testing.assert_allclose(a.summary.logLikelihoodHistory, b.summary.logLikelihoodHistory,
                                rtol=1e-12)
     np.testing.assert_allclose(a.weights, b.weights, rtol=rtol, atol=1e-14)
@@ -51,62 +65,68 @@ def weighted_df(spark):
 def test_resident_fit_equals_one_job_per_pass(spark, caplog, weighted_df) -> None:
     params = {"k": 3, "seed": 5, "maxIter": 8, "tol": 0.0, "initMode": "random", "nInit": 2,
               "weightCol": "w"}
-    served, (resident_passes, job_passes) = _fit(spark, caplog, weighted_df, True, **params)
+    served = _fit(spark, caplog, weighted_df, True, **params)
     # 5 partitions on 2 slots: two tasks, each folding the partitions of its executor
-    assert "2 resident tasks serve the EM passes" in caplog.text
+    assert served.counters.resident_jobs == [2]
     # the initial sample (both restarts), 8 iterations, the final statistics
-    assert (resident_passes, job_passes) == (10, 0)
-    by_jobs, passes = _fit(spark, caplog, weighted_df, False, **params)
-    assert passes == (0, 10)
+    assert served.passes == (10, 0)
+    by_jobs = _fit(spark, caplog, weighted_df, False, **params)
+    assert by_jobs.passes == (0, 10) and by_jobs.counters.resident_jobs == []
     _assert_same_model(served, by_jobs)
 
 
 def test_partitions_unreadable_where_resident_tasks_run_are_written_again(
         spark, caplog, monkeypatch, weighted_df) -> None:
     params = {"k": 3, "seed": 6, "maxIter": 5, "tol": 0.0, "initMode": "k-means++"}
-    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
-    original = DistributedStatistics.resident
+    undisturbed = _fit(spark, caplog, weighted_df, False, **params)
+    original = ResidentPassRunner.__enter__
     recomputed: list[int] = []
 
-    def losing_the_files_first(self, n_models, n_components):
+    def losing_the_files_first(self):
         for stored in self.store.stored_partitions():
             os.unlink(stored.features_path)
         recomputed.append(self.store.recomputed_partitions)
-        return original(self, n_models, n_components)
+        return original(self)
 
-    monkeypatch.setattr(DistributedStatistics, "resident", losing_the_files_first)
-    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    monkeypatch.setattr(ResidentPassRunner, "__enter__", losing_the_files_first)
+    disturbed = _fit(spark, caplog, weighted_df, True, **params)
     assert "are not readable where their resident task runs" in caplog.text
-    assert "resident tasks start again" in caplog.text
+    # the cluster changed under the first resident job: one restart of the budget spent
+    sharing = disturbed.runner.sharing
+    assert sharing.restarts_left == slot_sharing.MAX_RESIDENT_RESTARTS - 1
+    assert not sharing.given_up
     # the sample, the hard assignment of its k-means++ centres, 5 iterations, the final pass:
     # the first as a Spark job, which recomputed all five partitions from the input and
     # wrote them again; a new resident job served the rest
-    assert passes == (7, 1)
-    assert recomputed == [0] and "5 of 5 partitions" in caplog.text
-    assert caplog.text.count("2 resident tasks serve the EM passes") == 1
+    assert disturbed.passes == (7, 1)
+    assert recomputed == [0] and disturbed.runner.store.recomputed_partitions == 5
+    assert disturbed.counters.resident_jobs == [2]
     _assert_same_model(disturbed, undisturbed)
 
 
 def test_a_cluster_that_keeps_changing_ends_in_one_job_per_pass(
         spark, caplog, monkeypatch, weighted_df) -> None:
     params = {"k": 3, "seed": 9, "maxIter": 7, "tol": 0.0}
-    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
-    original = DistributedStatistics._start_resident
+    undisturbed = _fit(spark, caplog, weighted_df, False, **params)
+    original = ResidentPassRunner._start
+    starts: list[int | None] = []
 
-    def losing_the_files_every_time(self, *shape, **given):
+    def losing_the_files_every_time(self, *given):
         for stored in self.store.stored_partitions():
             if os.path.exists(stored.features_path):  # a job pass may not have written it
                 os.unlink(stored.features_path)
-        return original(self, *shape, **given)
+        started = original(self, *given)
+        starts.append(None if started is None else started.n_tasks)
+        return started
 
-    monkeypatch.setattr(DistributedStatistics, "_start_resident", losing_the_files_every_time)
-    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
-    budget = statistics_pass.MAX_RESIDENT_RESTARTS
-    assert caplog.text.count("resident tasks start again") == budget
-    assert caplog.text.count("resident tasks given up") == 1
+    monkeypatch.setattr(ResidentPassRunner, "_start", losing_the_files_every_time)
+    disturbed = _fit(spark, caplog, weighted_df, True, **params)
+    budget = slot_sharing.MAX_RESIDENT_RESTARTS
+    assert disturbed.runner.sharing.restarts_left == 0 and disturbed.runner.sharing.given_up
     # the first start and every restart failed: nothing by resident tasks, and no start
     # after the budget was spent
-    assert passes == (0, undisturbed.summary.jobPasses)
+    assert starts == [None] * (budget + 1) and disturbed.counters.resident_jobs == []
+    assert disturbed.passes == (0, undisturbed.counters.job_passes)
     assert caplog.text.count("are not readable where their resident task runs") == budget + 1
     _assert_same_model(disturbed, undisturbed)
 
@@ -116,53 +136,56 @@ def test_growth_onto_executors_without_the_rows_keeps_the_smaller_job(
     # One slot when the fit starts, two from the next pass boundary on (an executor joined);
     # the grown job's tasks find no files, as on an executor of another host.
     params = {"k": 3, "seed": 8, "maxIter": 6, "tol": 0.0}
-    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    undisturbed = _fit(spark, caplog, weighted_df, False, **params)
     slots = iter([1])
-    monkeypatch.setattr(statistics_pass, "slot_count", lambda sc: next(slots, 2))
-    original = DistributedStatistics._start_resident
-    starts: list[int] = []
+    monkeypatch.setattr(slot_sharing, "slot_count", lambda sc: next(slots, 2))
+    original = ResidentPassRunner._start
+    starts: list[int | None] = []
 
-    def losing_the_files_when_growing(self, *shape, **given):
-        starts.append(len(starts))
+    def losing_the_files_when_growing(self, *given):
+        starts.append(given[0] if given else None)
         if len(starts) == 2:
             for stored in self.store.stored_partitions():
                 os.unlink(stored.features_path)
-        return original(self, *shape, **given)
+        return original(self, *given)
 
-    monkeypatch.setattr(DistributedStatistics, "_start_resident", losing_the_files_when_growing)
-    grown, passes = _fit(spark, caplog, weighted_df, True, **params)
+    monkeypatch.setattr(ResidentPassRunner, "_start", losing_the_files_when_growing)
+    grown = _fit(spark, caplog, weighted_df, True, **params)
     assert "the resident job grows from 1 to 2 tasks" in caplog.text
-    assert "could not grow" in caplog.text and "it keeps to 1 tasks" in caplog.text
+    assert starts[:2] == [None, 2]  # the first start, then the growth to two tasks
+    assert grown.runner.sharing.task_cap == 1 and not grown.runner.sharing.given_up
     # the failed growth's pass ran as a job (rewriting the files); one task served the rest
-    assert caplog.text.count("1 resident tasks serve the EM passes") == 2
-    assert passes[1] == 1 and passes[0] >= 6, passes
+    assert grown.counters.resident_jobs == [1, 1]
+    assert grown.passes[1] == 1 and grown.passes[0] >= 6, grown.passes
     _assert_same_model(grown, undisturbed)
 
 
 def test_driver_unreachable_from_the_tasks_goes_back_to_jobs(
         spark, caplog, monkeypatch, weighted_df) -> None:
     params = {"k": 3, "seed": 7, "maxIter": 4, "tol": 0.0}
-    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    undisturbed = _fit(spark, caplog, weighted_df, False, **params)
     # The tasks are told an address where nothing listens (the socket is on 127.0.0.1).
     monkeypatch.setattr(resident, "_driver_address", lambda sc: ("127.0.0.2", "127.0.0.1"))
-    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    disturbed = _fit(spark, caplog, weighted_df, True, **params)
     assert ("resident tasks given up, one Spark job per pass from now: the resident job ended "
             "(its tasks could not connect to the driver at 127.0.0.2:") in caplog.text
     # every pass of k-means|| and EM ran as a Spark job, as in the fit without resident tasks
-    assert passes == (0, undisturbed.summary.jobPasses) and passes[1] >= 4 + 1 + 5
+    passes = disturbed.passes
+    assert passes == (0, undisturbed.counters.job_passes) and passes[1] >= 4 + 1 + 5
     _assert_same_model(disturbed, undisturbed)
 
 
 def test_too_few_free_slots_time_out_and_go_back_to_jobs(
         spark, caplog, monkeypatch, weighted_df) -> None:
     params = {"k": 3, "seed": 8, "maxIter": 3, "tol": 0.0}
-    undisturbed, _ = _fit(spark, caplog, weighted_df, False, **params)
+    undisturbed = _fit(spark, caplog, weighted_df, False, **params)
     # Three tasks on two slots: the third cannot start while the first two wait for it.
-    monkeypatch.setattr(statistics_pass, "slot_count", lambda sc: 3)
+    monkeypatch.setattr(slot_sharing, "slot_count", lambda sc: 3)
     monkeypatch.setattr(resident, "CONNECT_SECONDS", 3.0)
-    disturbed, passes = _fit(spark, caplog, weighted_df, True, **params)
+    disturbed = _fit(spark, caplog, weighted_df, True, **params)
     assert "2 of 3 tasks connected to the driver within 3 s" in caplog.text
-    assert passes == (0, undisturbed.summary.jobPasses) and passes[1] >= 3 + 1 + 5
+    passes = disturbed.passes
+    assert passes == (0, undisturbed.counters.job_passes) and passes[1] >= 3 + 1 + 5
     _assert_same_model(disturbed, undisturbed)
 
 
@@ -172,13 +195,13 @@ def test_a_pass_too_large_for_the_driver_runs_as_a_job_between_resident_jobs(
     # (3 values + a key) x 8 bytes = 0.96 MB could reach the driver at once; the limit is
     # made 0.5 MB.
     params = {"k": 3, "seed": 9, "maxIter": 5, "tol": 0.0, "initMode": "k-means++"}
-    by_jobs, _ = _fit(spark, caplog, weighted_df, False, **params)
-    monkeypatch.setattr(statistics_pass, "_MAX_RESIDENT_RESULT_BYTES", 1 << 19)
-    served, passes = _fit(spark, caplog, weighted_df, True, **params)
+    by_jobs = _fit(spark, caplog, weighted_df, False, **params)
+    monkeypatch.setattr(resident_runner, "MAX_RESIDENT_RESULT_BYTES", 1 << 19)
+    served = _fit(spark, caplog, weighted_df, True, **params)
     assert "the sample pass runs as a Spark job: 2 tasks would send the driver" in caplog.text
-    assert caplog.text.count("2 resident tasks serve the EM passes") == 2  # before and after
+    assert served.counters.resident_jobs == [2, 2]  # before and after
     # the sample as a job; the start's hard assignment, 5 iterations, the final, resident
-    assert passes == (7, 1)
+    assert served.passes == (7, 1)
     _assert_same_model(served, by_jobs)
 
 
@@ -190,14 +213,13 @@ def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
     center, variance = moments.mean, moments.variance
     mixture = GaussianParameters.from_covariances(
         [0.5, 0.5], x[:2] - center, np.stack([np.diag(variance)] * 2), "full")
-    tasks = ResidentTasks(store, partial(statistics_pass._answer_request, center), 2)
+    tasks = ResidentTasks(store, partial(answer_request, center, None), 2)
     try:
         tasks.start()
         intruder = socket.create_connection(tasks._listener.getsockname())
         intruder.sendall(os.urandom(32))  # not HMAC(secret, nonce)
         with caplog.at_level(logging.WARNING, logger="spark_gmm"):
-            answers = tasks.request([mixture], {"kind": "statistics", "hard_assignment": False,
-                                                "count_assignments": True})
+            answers = tasks.request(StatisticsRequest((mixture,), False, True))
         assert "refused a connection" in caplog.text and "secret" in caplog.text
         assert intruder.recv(1024, socket.MSG_WAITALL)[32:] == b""  # nonce, then closed
         intruder.close()
@@ -226,7 +248,7 @@ def test_forged_lengths_are_refused_and_the_pass_goes_on(spark, caplog) -> None:
     center = feature_moments(store.stored_partitions()).mean
     mixture = GaussianParameters.from_covariances(
         [0.5, 0.5], x[:2] - center, np.stack([np.eye(3)] * 2), "full")
-    tasks = ResidentTasks(store, partial(statistics_pass._answer_request, center), 2)
+    tasks = ResidentTasks(store, partial(answer_request, center, None), 2)
     huge_hello = (b'{"kind": "hello", "meta": {"task": 0}, "values": [], '
                   b'"payload": 1099511627776}')  # a terabyte announced
     forged = b"GMM1" + len(huge_hello).to_bytes(4, "big") + huge_hello
@@ -249,9 +271,7 @@ def test_forged_lengths_are_refused_and_the_pass_goes_on(spark, caplog) -> None:
         with caplog.at_level(logging.WARNING, logger="spark_gmm"):
             deadline = time.monotonic() + 30
             while len(caplog.records) < 2 and time.monotonic() < deadline:
-                answers = tasks.request([mixture], {"kind": "statistics",
-                                                    "hard_assignment": False,
-                                                    "count_assignments": True})
+                answers = tasks.request(StatisticsRequest((mixture,), False, True))
         intruder.join(30)
         assert "does not hold this fit's secret" in caplog.text
         assert "announces 1099511627776 payload bytes" in caplog.text
@@ -273,15 +293,15 @@ def test_a_task_hung_in_a_pass_sends_it_back_to_a_spark_job(spark, caplog, monke
 
     params = {"k": 3, "seed": 6, "maxIter": 4, "tol": 0.0, "initMode": "random",
               "weightCol": "w"}
-    by_jobs, _ = _fit(spark, caplog, weighted_df, False, **params)
-    monkeypatch.setattr(statistics_pass, "TEST_HANG_SECONDS", 120.0)
+    by_jobs = _fit(spark, caplog, weighted_df, False, **params)
+    install(monkeypatch.setattr, task_hook=HangInResidentTask(120.0))
     spark.conf.set(PASS_TIMEOUT_CONF, "2")
     try:
-        hung, (resident_passes, job_passes) = _fit(spark, caplog, weighted_df, True, **params)
+        hung = _fit(spark, caplog, weighted_df, True, **params)
     finally:
         spark.conf.unset(PASS_TIMEOUT_CONF)
     assert "did not answer within 2 s" in caplog.text
-    assert "resident tasks given up" in caplog.text
+    assert hung.runner.sharing.given_up
     # the first resident pass hung: it and every pass after it ran as Spark jobs
-    assert (resident_passes, job_passes) == (0, 6)
+    assert hung.passes == (0, 6) and hung.counters.resident_jobs == [2]
     _assert_same_model(hung, by_jobs)

@@ -53,7 +53,7 @@ from .scoring import scoring_rounds
 logger = logging.getLogger(__name__)
 
 # What a Python worker imports to run our tasks (PySpark's worker, our package, numpy, pyarrow).
-WORKER_MODULES = ("pyspark.worker", "spark_gmm.runtime.statistics_pass", "spark_gmm.ml.scoring",
+WORKER_MODULES = ("pyspark.worker", "spark_gmm.runtime.resident_runner", "spark_gmm.ml.scoring",
                   "threadpoolctl")
 
 
@@ -178,16 +178,17 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
     cpu = None if meter is None else meter.used()
     summary = model.summary
     memory = {"driver_jvm_heap_peak_bytes": float(heap.bytes()) if heap else None,
-              "executor_disk_bytes": float(summary.storedBytes)}
+              "executor_disk_bytes": float(model.runRecord.storedBytes)}
     # The same fit with every EM pass a Spark job of its own (no resident tasks), after the
     # timed one: on a JVM at least as warm.
     job_seconds, by_jobs = _fit_ours(df, spec, init, resident_tasks=False)
-    return {"seconds_per_iteration": statistics.median(summary.iterationSeconds),
-            "iteration_seconds": list(summary.iterationSeconds),
+    iteration_seconds = model.runRecord.iterationSeconds
+    return {"seconds_per_iteration": statistics.median(iteration_seconds),
+            "iteration_seconds": list(iteration_seconds),
             "end_to_end_seconds": seconds, "first_fit_seconds": first_seconds,
             "mean_log_likelihood": summary.logLikelihood / summary.weightSum,
             "job_per_pass_seconds_per_iteration": statistics.median(
-                by_jobs.summary.iterationSeconds),
+                by_jobs.runRecord.iterationSeconds),
             "job_per_pass_end_to_end_seconds": job_seconds,
             "job_per_pass_mean_log_likelihood": (by_jobs.summary.logLikelihood
                                                  / by_jobs.summary.weightSum),
@@ -212,7 +213,7 @@ def _scaling(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
         return None  # a quarter this small may not hold k distinct rows
     quarter = df.sample(withReplacement=False, fraction=0.25, seed=spec.seed)
     _, model = _fit_ours(quarter, spec, init)
-    seconds = statistics.median(model.summary.iterationSeconds)
+    seconds = statistics.median(model.runRecord.iterationSeconds)
     rows = model.summary.weightSum
     return {"rows": rows, "seconds_per_iteration": seconds, "rows_ratio": spec.n / rows,
             "cost_ratio": full_seconds_per_iteration / seconds}

@@ -141,7 +141,7 @@ def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSc
             counts: RowCounts, rows: dict[str, int], seconds: dict[str, float]
             ) -> dict[str, Any]:
     model = fitted.model
-    summary = model.summary
+    summary, run = model.summary, model.runRecord
     return {
         "spark_gmm_version": __version__, "model_id": model_id, "config": config.to_dict(),
         "feature_schema": schema.to_dict(),
@@ -149,15 +149,14 @@ def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSc
         "training_log_likelihood": fitted.training,
         "log_likelihood": summary.logLikelihood,
         "log_likelihood_history": summary.logLikelihoodHistory,
-        "seconds_per_iteration": summary.iterationSeconds, "num_iter": summary.numIter,
+        "seconds_per_iteration": run.iterationSeconds, "num_iter": summary.numIter,
         "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
         "bic": summary.bic, "aic": summary.aic, "icl": summary.icl,
         "model_selection": fitted.selection, "weights": model.weights.tolist(),
-        "em_passes": {"resident_tasks": summary.residentPasses,
-                      "spark_jobs": summary.jobPasses},
-        "fit_seconds_per_phase": summary.phaseSeconds,
+        "em_passes": {"resident_tasks": run.residentPasses, "spark_jobs": run.jobPasses},
+        "fit_seconds_per_phase": run.phaseSeconds,
         "job_seconds_per_phase": seconds,
-        "stored_block_bytes": summary.storedBytes,
+        "stored_block_bytes": run.storedBytes,
         "original_units": in_original_units(model, schema),
         "invalid_rows": {"total": counts.invalid, "by_reason": counts.by_reason,
                          "by_column": counts.by_column},

@@ -1,7 +1,8 @@
-"""One fit on the driver: store the rows, validate, start, iterate, summarise.
+"""Fits on the driver: store the rows, validate, start, iterate, summarise.
 
-:func:`fit_mixture` is what ``GaussianMixture.fit`` runs once its params are read. Each
-phase is a function of its own and logs its duration as it ends.
+:func:`fit_mixtures` is the one fit path: ``GaussianMixture.fit`` runs it with one settings
+(:func:`fit_mixture`), ``fitMultiple`` with the settings of every map that can share the
+passes. Each phase logs its duration as it ends.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pyspark.sql import DataFrame
 from ..errors import InvalidInputError
 from ..kernels import FeatureMoments, GaussianParameters, SufficientStatistics
 from ..runtime.block_store import BlockStore
-from ..runtime.connect import ConnectStatistics, ConnectStore, is_connect, store_on_connect
+from ..runtime.connect import ConnectStore, is_connect, store_on_connect
 from ..runtime.ingest import (
     check_weight_column,
     feature_moments,
@@ -26,15 +27,15 @@ from ..runtime.ingest import (
     stored_input_counts,
 )
 from ..runtime.input_checks import InputCounts
+from ..runtime.passes import PassRunner
 from ..runtime.progress import PhaseTiming, phase
+from ..runtime.runners import pass_runner
 from ..runtime.scheduler_state import running_fit
-from ..runtime.statistics_pass import DistributedStatistics
 from .checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
-from .em import EMRun, RunLimits, best_run, run_em
+from .em import EMRun, RunLimits, best_run, pass_statistics, run_em
 from .initialization import (
     InitialisationInput,
     from_initial_model,
-    initial_mixtures,
     initial_mixtures_together,
 )
 
@@ -60,8 +61,35 @@ class FitSettings:
 
 
 @dataclass(frozen=True)
+class FitTelemetry:
+    """How a fit ran (not what it fitted), shared by every model of one fit.
+
+    Attributes
+    ----------
+    resident_passes, job_passes : int
+        Passes over the stored rows served by resident tasks, and run as Spark jobs.
+    phase_seconds : dict
+        Seconds of ``storing`` (the first pass: write, count, moments), ``initialisation``
+        (0 when resumed from a checkpoint) and ``em`` (the iterations and the final pass).
+    stored_bytes : int
+        Bytes of block files the fit kept on the executors' local disks (8 per value: the
+        features, and the weight when there is a weight column).
+    pass_seconds : dict
+        On Spark Connect, where the passes' time went (``wall``, ``task_fold``,
+        ``client_merge``, see :class:`~spark_gmm.runtime.connect.ConnectPassRunner`);
+        empty in a classic session.
+    """
+
+    resident_passes: int = 0
+    job_passes: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    stored_bytes: int = 0
+    pass_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FitResult:
-    """What a fit produced.
+    """What a fit produced for one settings.
 
     Attributes
     ----------
@@ -71,32 +99,18 @@ class FitResult:
         Statistics of the final model over every row, cluster sizes included.
     center : ndarray of shape (D,)
     counts : InputCounts
-    resident_passes, job_passes : int
-        Passes over the stored rows served by resident tasks, and run as Spark jobs.
-    phase_seconds : dict
-        Seconds of ``storing`` (the first pass: write, count, moments), ``initialisation``
-        (0 when resumed from a checkpoint) and ``em`` (the iterations and the final pass).
-    stored_bytes : int
-        Bytes of block files the fit kept on the executors' local disks (8 per value: the
-        features, and the weight when there is a weight column).
     restart_histories : list of list of float
         Every restart's mean log-likelihood per row at each iteration (the best one's too).
-    pass_seconds : dict
-        On Spark Connect, where the passes' time went (``wall``, ``task_fold``,
-        ``client_merge``, see :class:`~spark_gmm.runtime.connect.ConnectStatistics`);
-        empty in a classic session.
+    telemetry : FitTelemetry
+        The passes, bytes and seconds of the fit (of all its models when they shared it).
     """
 
     best: EMRun
     final: SufficientStatistics
     center: np.ndarray
     counts: InputCounts
-    resident_passes: int
-    job_passes: int
-    phase_seconds: dict[str, float]
-    stored_bytes: int = 0
     restart_histories: list[list[float]] = field(default_factory=list)
-    pass_seconds: dict[str, float] = field(default_factory=dict)
+    telemetry: FitTelemetry = field(default_factory=FitTelemetry)
 
     @property
     def parameters(self) -> GaussianParameters:
@@ -127,49 +141,40 @@ def _data_fingerprint(dataset: DataFrame, settings: FitSettings, counts: InputCo
 
 
 def _initialisation_input(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
-                          statistics: DistributedStatistics) -> InitialisationInput:
+                          runner: PassRunner) -> InitialisationInput:
     return InitialisationInput(
-        center=center, variance=moments.variance, statistics=statistics, k=settings.k,
+        center=center, variance=moments.variance, runner=runner, k=settings.k,
         covariance_type=settings.covariance_type, reg_covar=settings.reg_covar,
         seed=settings.seed % (2**31), n_init=settings.n_init,
     )
 
 
-def _starts(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
-            statistics: DistributedStatistics, n_features: int,
-            initial: GaussianParameters | None) -> list[EMRun]:
-    if initial is not None:
-        return [EMRun(from_initial_model(initial, settings.k, n_features,
-                                         settings.covariance_type, center))]
-    spec = _initialisation_input(settings, moments, center, statistics)
-    return [EMRun(p) for p in initial_mixtures(spec, settings.init_mode)]
+def _starts(all_settings: Sequence[FitSettings],
+            initials: Sequence[GaussianParameters | None], moments: FeatureMoments,
+            center: np.ndarray, runner: PassRunner, n_features: int
+            ) -> list[list[EMRun]]:
+    # Every fit's restarts; the fits without an initial model share each pass.
+    drawn = [i for i, initial in enumerate(initials) if initial is None]
+    mixtures = iter(initial_mixtures_together(
+        [_initialisation_input(all_settings[i], moments, center, runner) for i in drawn],
+        [all_settings[i].init_mode for i in drawn]) if drawn else [])
+    starts = []
+    for s, initial in zip(all_settings, initials):
+        restarts = (next(mixtures) if initial is None else
+                    [from_initial_model(initial, s.k, n_features, s.covariance_type, center)])
+        starts.append([EMRun(p, limits=RunLimits(s.reg_covar, s.max_iter, s.tol))
+                       for p in restarts])
+    return starts
 
 
-def _iterate(settings: FitSettings, statistics: DistributedStatistics, runs: Sequence[EMRun],
-             fingerprints: tuple[dict[str, Any], dict[str, Any]], center: np.ndarray
-             ) -> tuple[EMRun, SufficientStatistics]:
-    path = settings.checkpoint_path
-
-    def save(_: int, current: Sequence[EMRun]) -> None:
-        if path:
-            write_checkpoint(path, fingerprints[0], center, current, fingerprints[1])
-
-    run_em(runs, statistics, settings.reg_covar, settings.max_iter, settings.tol,
-           on_iteration=save)
-    best = best_run(runs)
-    [final] = statistics([best.params], count_assignments=True)
-    return best, final
-
-
-def _store(dataset: DataFrame, settings: FitSettings
-           ) -> tuple[BlockStore | ConnectStore, type[DistributedStatistics]]:
+def _store(dataset: DataFrame, settings: FitSettings) -> BlockStore | ConnectStore:
     # Executor-local files and resident tasks in a classic session; blocks kept on the
     # server and one query per pass on Spark Connect (no SparkContext there).
     check_weight_column(dataset, settings.weight_col)
     features = features_array(dataset, settings.features_col)
     if is_connect(dataset):
-        return store_on_connect(dataset, features, settings.weight_col), ConnectStatistics
-    return store_blocks(dataset, features, settings.weight_col), DistributedStatistics
+        return store_on_connect(dataset, features, settings.weight_col)
+    return store_blocks(dataset, features, settings.weight_col)
 
 
 def _validated(store: BlockStore | ConnectStore, settings: FitSettings
@@ -182,9 +187,24 @@ def _validated(store: BlockStore | ConnectStore, settings: FitSettings
     return counts, feature_moments(partitions)
 
 
+# Params in which the fits of one call may differ (everything else must match).
+SHARED_FIT_VARIES = ("k", "covariance_type", "reg_covar", "seed", "init_mode", "n_init",
+                     "max_iter", "tol")
+
+
+def can_share(all_settings: Sequence[FitSettings]) -> bool:
+    """Whether these fits can share their passes (:func:`fit_mixtures`): settings equal
+    outside :data:`SHARED_FIT_VARIES`, and a checkpoint only for a lone fit."""
+    fixed = [{k: v for k, v in asdict(s).items() if k not in SHARED_FIT_VARIES}
+             for s in all_settings]
+    return (bool(all_settings) and all(f == fixed[0] for f in fixed)
+            and (len(all_settings) == 1 or not fixed[0]["checkpoint_path"]))
+
+
 def fit_mixture(dataset: DataFrame, settings: FitSettings,
                 initial: GaussianParameters | None = None) -> FitResult:
-    """Fit a mixture to ``dataset[settings.features_col]`` by distributed EM.
+    """Fit a mixture to ``dataset[settings.features_col]`` by distributed EM: one fit is
+    :func:`fit_mixtures` of one settings.
 
     Parameters
     ----------
@@ -200,115 +220,110 @@ def fit_mixture(dataset: DataFrame, settings: FitSettings,
     CheckpointMismatchError
         ``settings.checkpoint_path`` holds the state of another fit.
     """
-    with running_fit():  # fits of this process started together share the task slots
-        return _fit_mixture(dataset, settings, initial)
+    return fit_mixtures(dataset, [settings], [initial])[0]
 
 
-def _fit_mixture(dataset: DataFrame, settings: FitSettings,
-                 initial: GaussianParameters | None) -> FitResult:
-    logger.debug("fit settings: %s", asdict(settings))
-    store, statistics_type = _store(dataset, settings)
-    try:
-        with phase("storing and checking the rows", logger) as storing:
-            counts, moments = _validated(store, settings)
-        fingerprints = (_fingerprint(settings, initial is not None),
-                        _data_fingerprint(dataset, settings, counts, moments))
-        resumed = (read_checkpoint(settings.checkpoint_path, *fingerprints)
-                   if settings.checkpoint_path else None)
-        center = resumed[0] if resumed is not None else moments.mean
-        statistics = statistics_type(store, center, settings.depth)
-        # Initialisation and EM need no Spark job of their own: one resident job serves all.
-        with statistics.resident(settings.n_init, settings.k):
-            initialising = PhaseTiming()
-            if resumed is not None:
-                runs = resumed[1]
-            else:
-                label = ("the initial model" if initial is not None else
-                         f"initialisation ({settings.init_mode}, {settings.n_init} restart(s) "
-                         "sharing each pass)")
-                with phase(label, logger) as initialising:
-                    runs = _starts(settings, moments, center, statistics, counts.n_features,
-                                   initial)
-            with phase("EM", logger) as iterating:
-                best, final = _iterate(settings, statistics, runs, fingerprints, center)
-        logger.info("passes over the data: %d by resident tasks, %d as Spark jobs",
-                    statistics.resident_passes, statistics.job_passes)
-    finally:
-        store.close()
-    if settings.checkpoint_path:
-        remove_checkpoint(settings.checkpoint_path)  # complete: a rerun starts afresh
-    logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",
-                settings.k, counts.n_rows, best.n_iter, best.converged)
-    return FitResult(best, final, center, counts, statistics.resident_passes,
-                     statistics.job_passes,
-                     {"storing": storing.seconds, "initialisation": initialising.seconds,
-                      "em": iterating.seconds},
-                     8 * counts.n_rows * (counts.n_features + bool(settings.weight_col)),
-                     [list(run.history) for run in runs],
-                     dict(getattr(statistics, "pass_seconds", {})))
+def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
+                 initials: Sequence[GaussianParameters | None] | None = None
+                 ) -> list[FitResult]:
+    """Fits of one dataset in shared passes: one storing pass, initialisations that share
+    each of their passes (:func:`initial_mixtures_together`), and every EM pass computing
+    the statistics of all runs still going. Each result equals the one its settings'
+    fit alone gives.
 
-
-# Params in which the models of one shared fit may differ (everything else must match).
-SHARED_FIT_VARIES = ("k", "covariance_type", "reg_covar", "seed", "init_mode", "n_init",
-                     "max_iter", "tol")
-
-
-def fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> list[FitResult]:
-    """Several fits of one dataset in shared passes: one storing pass, initialisations that
-    share each of their passes (:func:`initial_mixtures_together`), and every EM pass
-    computing the statistics of all runs still going. Each result equals
-    :func:`fit_mixture`'s for its settings.
-
-    The settings may differ only in :data:`SHARED_FIT_VARIES`, and none may checkpoint.
+    Parameters
+    ----------
+    dataset : DataFrame
+    all_settings : sequence of FitSettings
+        Differing only in :data:`SHARED_FIT_VARIES` (:func:`can_share`); a checkpoint path
+        only when there is one.
+    initials : sequence of (GaussianParameters or None), optional
+        Per settings, a mixture to start EM from (original coordinates) instead of its
+        ``init_mode``.
 
     Raises
     ------
     ValueError
-        Settings that differ elsewhere, or a checkpoint path.
+        Settings that cannot share their passes.
     InvalidInputError
-        As :func:`fit_mixture`.
+        Bad rows, weights or parameters; raised before any EM work.
+    CheckpointMismatchError
+        The checkpoint path holds the state of another fit.
     """
-    with running_fit():
-        return _fit_mixtures(dataset, all_settings)
+    if not can_share(all_settings):
+        raise ValueError("fits in shared passes may differ only in "
+                         f"{', '.join(SHARED_FIT_VARIES)}, and only a lone fit may checkpoint")
+    initials = list(initials) if initials is not None else [None] * len(all_settings)
+    with running_fit():  # fits of this process started together share the task slots
+        return _fit_mixtures(dataset, all_settings, initials)
 
 
-def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings]) -> list[FitResult]:
-    first = all_settings[0]
-    fixed = {k: v for k, v in asdict(first).items() if k not in SHARED_FIT_VARIES}
+def _labels(all_settings: Sequence[FitSettings], initials: Sequence[GaussianParameters | None]
+            ) -> tuple[str, str]:
+    # What the log calls the initialisation and the EM phases.
+    if len(all_settings) > 1:
+        n = len(all_settings)
+        return (f"initialisation of {n} models sharing each pass",
+                f"EM of {n} models in shared passes")
+    settings = all_settings[0]
+    return ("the initial model" if initials[0] is not None else
+            f"initialisation ({settings.init_mode}, {settings.n_init} restart(s) sharing "
+            "each pass)"), "EM"
+
+
+def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
+                  initials: Sequence[GaussianParameters | None]) -> list[FitResult]:
     for settings in all_settings:
-        others = {k: v for k, v in asdict(settings).items() if k not in SHARED_FIT_VARIES}
-        if others != fixed or settings.checkpoint_path:
-            raise ValueError("fits in shared passes may differ only in "
-                             f"{', '.join(SHARED_FIT_VARIES)} and may not checkpoint")
-    store, statistics_type = _store(dataset, first)
+        logger.debug("fit settings: %s", asdict(settings))
+    first = all_settings[0]
+    path = first.checkpoint_path
+    store = _store(dataset, first)
     try:
         with phase("storing and checking the rows", logger) as storing:
             counts, moments = _validated(store, max(all_settings, key=lambda s: s.k))
-        center = moments.mean
-        statistics = statistics_type(store, center, first.depth)
-        components = sum(s.n_init * s.k for s in all_settings)
-        with statistics.resident(1, components):
-            with phase(f"initialisation of {len(all_settings)} models sharing each pass",
-                       logger) as initialising:
-                mixtures = initial_mixtures_together(
-                    [_initialisation_input(s, moments, center, statistics)
-                     for s in all_settings], [s.init_mode for s in all_settings])
-            starts = [[EMRun(p, limits=RunLimits(s.reg_covar, s.max_iter, s.tol))
-                       for p in restarts] for s, restarts in zip(all_settings, mixtures)]
-            with phase(f"EM of {len(all_settings)} models in shared passes",
-                       logger) as iterating:
-                run_em([run for runs in starts for run in runs], statistics,
-                       first.reg_covar, first.max_iter, first.tol)
+        fingerprints = (_fingerprint(first, initials[0] is not None),
+                        _data_fingerprint(dataset, first, counts, moments))
+        resumed = read_checkpoint(path, *fingerprints) if path else None
+        center = resumed[0] if resumed is not None else moments.mean
+        runner = pass_runner(store, center, first.depth,
+                             (1, sum(s.n_init * s.k for s in all_settings)))
+        statistics = pass_statistics(runner)
+        initialising_label, iterating_label = _labels(all_settings, initials)
+        # Initialisation and EM need no Spark job of their own: one resident job serves all.
+        with runner:
+            initialising = PhaseTiming()
+            if resumed is not None:
+                starts = [resumed[1]]
+            else:
+                with phase(initialising_label, logger) as initialising:
+                    starts = _starts(all_settings, initials, moments, center, runner,
+                                     counts.n_features)
+
+            def save(_: int, runs: Sequence[EMRun]) -> None:
+                if path:
+                    write_checkpoint(path, fingerprints[0], center, runs, fingerprints[1])
+
+            with phase(iterating_label, logger) as iterating:
+                run_em([run for runs in starts for run in runs], statistics, first.reg_covar,
+                       first.max_iter, first.tol, on_iteration=save)
                 bests = [best_run(runs) for runs in starts]
                 finals = statistics([best.params for best in bests], count_assignments=True)
+        logger.info("passes over the data: %d by resident tasks, %d as Spark jobs",
+                    runner.counters.resident_passes, runner.counters.job_passes)
     finally:
         store.close()
-    stored_bytes = 8 * counts.n_rows * (counts.n_features + bool(first.weight_col))
+    if path:
+        remove_checkpoint(path)  # complete: a rerun starts afresh
+    for settings, best in zip(all_settings, bests):
+        logger.info("fitted %d components on %d rows in %d iterations (converged: %s)",
+                    settings.k, counts.n_rows, best.n_iter, best.converged)
     # The phases are the shared ones: every model reports the seconds of all of them.
-    return [FitResult(best, final, center, counts, statistics.resident_passes,
-                      statistics.job_passes,
-                      {"storing": storing.seconds, "initialisation": initialising.seconds,
-                       "em": iterating.seconds}, stored_bytes,
-                      [list(run.history) for run in runs],
-                     dict(getattr(statistics, "pass_seconds", {})))
+    telemetry = FitTelemetry(
+        runner.counters.resident_passes, runner.counters.job_passes,
+        {"storing": storing.seconds, "initialisation": initialising.seconds,
+         "em": iterating.seconds},
+        8 * counts.n_rows * (counts.n_features + bool(first.weight_col)),
+        dict(runner.counters.pass_seconds))
+    return [FitResult(best, final, center, counts, [list(run.history) for run in runs],
+                      telemetry)
             for best, final, runs in zip(bests, finals, starts)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from pyspark import keyword_only
@@ -14,11 +13,11 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
-from ..fit.driver import SHARED_FIT_VARIES, FitResult, FitSettings, fit_mixture, fit_mixtures
+from ..fit.driver import FitResult, FitSettings, can_share, fit_mixtures
 from .model import GaussianMixtureModel
 from .params import GaussianMixtureParams
 from .persistence import ParamsWriter
-from .summary import GaussianMixtureSummary
+from .summary import FitRunRecord, GaussianMixtureSummary
 
 
 class GaussianMixture(
@@ -155,13 +154,19 @@ class GaussianMixture(
         )
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
-        self._validate_params()
-        initial = self._initial_model.parameters if self._initial_model is not None else None
-        return self._model_of(fit_mixture(dataset, self._settings(), initial))
+        # One fit is a shared fit of one map: the fit path exists once.
+        return _fit_together(dataset, [self])[0]
 
-    def _model_of(self, result: FitResult) -> GaussianMixtureModel:
-        model = GaussianMixtureModel(result.parameters, GaussianMixtureSummary.from_fit(result))
+    def _model_of(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
+        model = GaussianMixtureModel(result.parameters, runRecord=FitRunRecord.from_fit(result))
         self._copyValues(model)
+        # The summary's predictions: the training rows as the model transforms them now,
+        # made on first use (a later setPredictionCol on the model does not change them).
+        as_fitted = model.copy()
+        model._summary = GaussianMixtureSummary.from_fit(
+            result, (model.getFeaturesCol(), model.getPredictionCol(),
+                     model.getProbabilityCol()),
+            lambda: as_fitted.transform(dataset))
         return model
 
     def fitMultiple(self, dataset: DataFrame, paramMaps: Sequence[dict[Param, Any]]
@@ -171,37 +176,33 @@ class GaussianMixture(
         ``(index, model)``.
 
         Maps that differ only in ``k``, ``covarianceType``, ``regCovar``, ``seed``,
-        ``initMode``, ``nInit``, ``maxIter`` and ``tol`` (and set no ``checkpointPath`` nor
-        initial model) are fitted together: the rows are stored once, their initialisations
-        share each pass, and every EM pass computes the statistics of all models still
-        running; each model equals the one ``fit`` gives for its map. Other maps are fitted
-        one after another.
+        ``initMode``, ``nInit``, ``maxIter`` and ``tol`` (and set no ``checkpointPath``)
+        are fitted together: the rows are stored once, their initialisations share each
+        pass, and every EM pass computes the statistics of all models still running; each
+        model equals the one ``fit`` gives for its map. Other maps are fitted one after
+        another.
         """
         estimators = [self.copy(dict(m)) for m in paramMaps]
-        settings = [e._settings() for e in estimators]
-        if len(estimators) < 2 or not _can_share(estimators, settings):
+        if len(estimators) < 2 or not can_share([e._settings() for e in estimators]):
             return super().fitMultiple(dataset, paramMaps)
-        for estimator in estimators:
-            estimator._validate_params()
         lock = threading.Lock()
         models: list[GaussianMixtureModel] = []
 
         def fit_one(index: int) -> GaussianMixtureModel:
             with lock:  # the first caller fits them all; the others take theirs
                 if not models:
-                    models.extend(e._model_of(result) for e, result in
-                                  zip(estimators, fit_mixtures(dataset, settings)))
+                    models.extend(_fit_together(dataset, estimators))
             return models[index]
 
         return _FitMultipleIterator(fit_one, len(estimators))
 
 
-def _can_share(estimators: Sequence[GaussianMixture], settings: Sequence[FitSettings]
-               ) -> bool:
-    if any(e._initial_model is not None or s.checkpoint_path
-           for e, s in zip(estimators, settings)):
-        return False
-    fixed = [{k: v for k, v in asdict(s).items() if k not in SHARED_FIT_VARIES}
-             for s in settings]
-    # Output column names are copied per model; they need not match.
-    return all(f == fixed[0] for f in fixed)
+def _fit_together(dataset: DataFrame, estimators: Sequence[GaussianMixture]
+                  ) -> list[GaussianMixtureModel]:
+    # Every estimator's model from one fit in shared passes (their settings can share).
+    for estimator in estimators:
+        estimator._validate_params()
+    initials = [e._initial_model.parameters if e._initial_model is not None else None
+                for e in estimators]
+    results = fit_mixtures(dataset, [e._settings() for e in estimators], initials)
+    return [e._model_of(result, dataset) for e, result in zip(estimators, results)]

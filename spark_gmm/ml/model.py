@@ -21,7 +21,7 @@ from .params import GaussianMixtureParams
 from .persistence import OverwriteOnConnect, load_model_parts, save_model
 from .sampling import sample_data_frame
 from .scoring import SCORE_TYPE, HeldParameters, InClosure, score_features
-from .summary import GaussianMixtureSummary
+from .summary import FitRunRecord, GaussianMixtureSummary
 
 _SCORE_COLUMN = "__spark_gmm_score"
 
@@ -37,13 +37,17 @@ class GaussianMixtureModel(
         Weights, means and covariances in the original feature units.
     summary : GaussianMixtureSummary or None
         Training summary; None for models built with :meth:`fromArrays`.
+    runRecord : FitRunRecord or None
+        How the fit ran (passes, bytes, seconds); None unless fitted in this session.
     """
 
     def __init__(self, parameters: GaussianParameters | None = None,
-                 summary: GaussianMixtureSummary | None = None) -> None:
+                 summary: GaussianMixtureSummary | None = None,
+                 runRecord: FitRunRecord | None = None) -> None:
         super().__init__()
         self._parameters = parameters
         self._summary = summary
+        self._run_record = runRecord
         self._broadcast: HeldParameters | None = None
 
     @classmethod
@@ -100,6 +104,19 @@ class GaussianMixtureModel(
         if self._summary is None:
             raise RuntimeError("no training summary is available for this model")
         return self._summary
+
+    @property
+    def hasRunRecord(self) -> bool:
+        return self._run_record is not None
+
+    @property
+    def runRecord(self) -> FitRunRecord:
+        """How the fit ran: passes, stored bytes, seconds (:class:`FitRunRecord`). Only
+        for a model fitted in this session: it is not saved with the model."""
+        if self._run_record is None:
+            raise RuntimeError("no run record is available for this model: it is kept by "
+                               "the fitted model only, not saved with it")
+        return self._run_record
 
     def setFeaturesCol(self, value: str) -> GaussianMixtureModel:
         return self._set(featuresCol=value)

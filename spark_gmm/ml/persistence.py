@@ -3,7 +3,9 @@
 Layout of a saved model directory::
 
     metadata/   one JSON line: class, uid, params, formatVersion, k, numFeatures,
-                covarianceType, summary (pyspark.ml's DefaultParamsWriter format)
+                covarianceType, summary (pyspark.ml's DefaultParamsWriter format); the
+                summary holds what the fit found, never how it ran (no passes, bytes or
+                seconds: those are the fitted model's runRecord)
     data/       Parquet, one row per component: component, weight, mean, covariance
 
 Nothing is ever pickled; loading reads JSON and Parquet only and checks every shape. The
@@ -13,7 +15,6 @@ MLWriter/MLReader).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -177,15 +178,12 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
     )
     instance._resetUid(metadata["uid"])
     DefaultParamsReader.getAndSetParams(instance, metadata)
-    return params, _summary(metadata.get("summary"))
-
-
-def _summary(saved: dict[str, Any] | None) -> GaussianMixtureSummary | None:
-    # Fields a later version added are left out, so that its models still load here.
-    if not saved:
-        return None
-    known = {f.name for f in dataclasses.fields(GaussianMixtureSummary)}
-    return GaussianMixtureSummary(**{k: v for k, v in saved.items() if k in known})
+    saved = metadata.get("summary")
+    # Keys other versions saved (the telemetry of older ones, say) are left out.
+    columns = tuple(instance.getOrDefault(name)
+                    for name in ("featuresCol", "predictionCol", "probabilityCol"))
+    return params, (GaussianMixtureSummary.from_dict(saved, columns)  # type: ignore[arg-type]
+                    if saved else None)
 
 
 def _shaped(values: Any, shape: tuple[int, ...], path: str, name: str) -> np.ndarray:

@@ -142,7 +142,7 @@ def _fit_shared(estimator: GaussianMixture, dataset: DataFrame, pairs: list[tupl
         model = fitted[index]
         models[(k, covariance_type)] = model
         # An equal share of the passes every model shared (storing, initialisation, EM).
-        seconds = sum(model.summary.phaseSeconds.values()) / len(pairs)
+        seconds = sum(model.runRecord.phaseSeconds.values()) / len(pairs)
         rows.append(_row(k, covariance_type, model, seconds))
     return rows
 

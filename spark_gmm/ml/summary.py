@@ -1,18 +1,52 @@
-"""The training summary of a fitted model (MLlib's names where MLlib has the quantity)."""
+"""What a fit found, and how it ran, kept apart.
+
+:class:`GaussianMixtureSummary` is the training summary, persisted with the model: every
+member of MLlib's ``GaussianMixtureSummary`` (``predictions``, ``cluster``, ``probability``,
+``featuresCol``, ``predictionCol``, ``probabilityCol``, ``k``, ``clusterSizes``,
+``logLikelihood``, ``numIter``) with MLlib's meaning, plus the history, the information
+criteria and the entropy. :class:`FitRunRecord` is the run's telemetry (passes, bytes,
+seconds): a fitted model's ``runRecord``, never saved with the model.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult
 from ..kernels import n_free_parameters
 
+# Keys of saved summaries that are read back; older models saved telemetry too (passes,
+# bytes, seconds), which loading leaves out.
+_PERSISTED = ("logLikelihood", "logLikelihoodHistory", "numIter", "converged", "clusterSizes",
+              "weightSum", "numFeatures", "covarianceType", "entropy",
+              "restartLogLikelihoodHistories")
+
+
+class _Predictions:
+    # The training rows transformed by the fitted model, made on first use and kept.
+    def __init__(self, transform: Callable[[], DataFrame] | None) -> None:
+        self._transform = transform
+        self._frame: DataFrame | None = None
+
+    def get(self) -> DataFrame:
+        if self._transform is None:
+            raise RuntimeError(
+                "predictions are available on the summary of a model fitted in this session "
+                "only, not of a loaded one; use model.transform(dataset)")
+        if self._frame is None:
+            self._frame = self._transform()
+        return self._frame
+
 
 @dataclass(frozen=True)
 class GaussianMixtureSummary:
-    """Training summary (MLlib's names where MLlib has the quantity).
+    """Training summary: MLlib's ``GaussianMixtureSummary`` members with MLlib's meaning,
+    plus the history, the information criteria and the entropy.
 
     Attributes
     ----------
@@ -27,26 +61,15 @@ class GaussianMixtureSummary:
     weightSum : float
         Σ w (the row count when unweighted).
     numFeatures : int
-    iterationSeconds : list of float
-    residentPasses, jobPasses : int
-        Passes over the data (initialisation, EM iterations, final statistics) served by
-        resident tasks and run as Spark jobs of their own.
-    phaseSeconds : dict
-        Seconds spent ``storing`` the rows (the first pass), in ``initialisation`` and in
-        ``em`` (iterations and the final statistics pass).
-    storedBytes : int
-        Bytes of row blocks the fit kept on the executors' local disks while it ran.
+    covarianceType : str
     entropy : float or None
         Σ_n w_n (−Σ_k γ_nk log γ_nk) of the final model on the training rows (for ICL);
         None for models saved before it was recorded.
     restartLogLikelihoodHistories : list of list of float
         Total log-likelihood at each iteration of every restart (``nInit`` lists, the
         chosen one included); empty for models saved before it was recorded.
-    passSeconds : dict
-        On Spark Connect: seconds of the passes as the client waited for them (``wall``),
-        the tasks' reading and folding of their blocks summed over tasks (``task_fold``) and
-        the client's decoding and merging of the answers (``client_merge``). Empty in a
-        classic session.
+    featuresCol, predictionCol, probabilityCol : str
+        The model's column names when it was fitted (loaded: as saved).
     """
 
     logLikelihood: float
@@ -57,17 +80,20 @@ class GaussianMixtureSummary:
     weightSum: float
     numFeatures: int
     covarianceType: str
-    iterationSeconds: list[float] = field(default_factory=list)
-    residentPasses: int = 0
-    jobPasses: int = 0
-    phaseSeconds: dict[str, float] = field(default_factory=dict)
-    storedBytes: int = 0
     entropy: float | None = None
     restartLogLikelihoodHistories: list[list[float]] = field(default_factory=list)
-    passSeconds: dict[str, float] = field(default_factory=dict)
+    featuresCol: str = "features"
+    predictionCol: str = "prediction"
+    probabilityCol: str = "probability"
+    _predictions: _Predictions = field(default_factory=lambda: _Predictions(None),
+                                       repr=False, compare=False)
 
     @classmethod
-    def from_fit(cls, result: FitResult) -> GaussianMixtureSummary:
+    def from_fit(cls, result: FitResult, columns: tuple[str, str, str],
+                 predictions: Callable[[], DataFrame] | None = None
+                 ) -> GaussianMixtureSummary:
+        """The summary of ``result``; ``columns`` are (features, prediction, probability)
+        and ``predictions`` makes the training rows transformed by the fitted model."""
         run, final = result.best, result.final
         return cls(
             logLikelihood=final.log_likelihood,
@@ -78,19 +104,44 @@ class GaussianMixtureSummary:
             weightSum=final.weight_sum,
             numFeatures=result.counts.n_features,
             covarianceType=run.params.covariance_type,
-            iterationSeconds=list(run.iteration_seconds),
-            residentPasses=result.resident_passes,
-            jobPasses=result.job_passes,
-            phaseSeconds=dict(result.phase_seconds),
-            storedBytes=result.stored_bytes,
             entropy=final.entropy,
             restartLogLikelihoodHistories=[[m * final.weight_sum for m in history]
                                            for history in result.restart_histories],
-            passSeconds=dict(result.pass_seconds),
+            featuresCol=columns[0], predictionCol=columns[1], probabilityCol=columns[2],
+            _predictions=_Predictions(predictions),
         )
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any], columns: tuple[str, str, str]
+                  ) -> GaussianMixtureSummary:
+        """A saved summary (of this or an earlier format) with the model's columns."""
+        return cls(**{k: v for k, v in saved.items() if k in _PERSISTED},
+                   featuresCol=columns[0], predictionCol=columns[1], probabilityCol=columns[2])
+
+    @property
+    def predictions(self) -> DataFrame:
+        """The training rows transformed by the fitted model (made on first use).
+
+        Raises
+        ------
+        RuntimeError
+            On the summary of a loaded model, which has no training rows.
+        """
+        return self._predictions.get()
+
+    @property
+    def cluster(self) -> DataFrame:
+        """The predicted component of each training row: ``predictions[predictionCol]``."""
+        return self.predictions.select(self.predictionCol)
+
+    @property
+    def probability(self) -> DataFrame:
+        """Each training row's responsibilities: ``predictions[probabilityCol]``."""
+        return self.predictions.select(self.probabilityCol)
 
     @property
     def k(self) -> int:
+        """Number of components the model was fitted with."""
         return len(self.clusterSizes)
 
     @property
@@ -114,21 +165,52 @@ class GaussianMixtureSummary:
         return None if self.entropy is None else self.bic + 2.0 * self.entropy
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "logLikelihood": self.logLikelihood,
-            "logLikelihoodHistory": self.logLikelihoodHistory,
-            "numIter": self.numIter,
-            "converged": self.converged,
-            "clusterSizes": self.clusterSizes,
-            "weightSum": self.weightSum,
-            "numFeatures": self.numFeatures,
-            "covarianceType": self.covarianceType,
-            "iterationSeconds": self.iterationSeconds,
-            "residentPasses": self.residentPasses,
-            "jobPasses": self.jobPasses,
-            "phaseSeconds": self.phaseSeconds,
-            "storedBytes": self.storedBytes,
-            "entropy": self.entropy,
-            "restartLogLikelihoodHistories": self.restartLogLikelihoodHistories,
-            "passSeconds": self.passSeconds,
-        }
+        """The persisted members (the columns are the model's params)."""
+        return {name: getattr(self, name) for name in _PERSISTED}
+
+
+@dataclass(frozen=True)
+class FitRunRecord:
+    """How the fit ran: a fitted model's ``runRecord``, not saved with the model.
+
+    Attributes
+    ----------
+    iterationSeconds : list of float
+        Wall time of each EM iteration (shared by the models of one pass).
+    residentPasses, jobPasses : int
+        Passes over the data (initialisation, EM iterations, final statistics) served by
+        resident tasks and run as Spark jobs of their own.
+    phaseSeconds : dict
+        Seconds spent ``storing`` the rows (the first pass), in ``initialisation`` and in
+        ``em`` (iterations and the final statistics pass); the models of one
+        ``fitMultiple`` report the phases they shared.
+    storedBytes : int
+        Bytes of row blocks the fit kept on the executors' local disks while it ran.
+    passSeconds : dict
+        On Spark Connect: seconds of the passes as the client waited for them (``wall``),
+        the tasks' reading and folding of their blocks summed over tasks (``task_fold``) and
+        the client's decoding and merging of the answers (``client_merge``). Empty in a
+        classic session.
+    """
+
+    iterationSeconds: list[float] = field(default_factory=list)
+    residentPasses: int = 0
+    jobPasses: int = 0
+    phaseSeconds: dict[str, float] = field(default_factory=dict)
+    storedBytes: int = 0
+    passSeconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_fit(cls, result: FitResult) -> FitRunRecord:
+        telemetry = result.telemetry
+        return cls(
+            iterationSeconds=list(result.best.iteration_seconds),
+            residentPasses=telemetry.resident_passes,
+            jobPasses=telemetry.job_passes,
+            phaseSeconds=dict(telemetry.phase_seconds),
+            storedBytes=telemetry.stored_bytes,
+            passSeconds=dict(telemetry.pass_seconds),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

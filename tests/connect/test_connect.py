@@ -49,7 +49,8 @@ def df(connect):
 def test_fits_equal_the_classic_session_s(df, classic, name) -> None:
     model = estimator(cases()[name]).fit(df)
     summary = model.summary
-    assert summary.residentPasses == 0 and summary.jobPasses > summary.numIter  # Connect passes
+    run = model.runRecord
+    assert run.residentPasses == 0 and run.jobPasses > summary.numIter  # Connect passes
     for field in ("weights", "means", "covariances"):
         np.testing.assert_allclose(getattr(model, field), classic[f"{name}/{field}"],
                                    rtol=1e-8, atol=1e-12, err_msg=field)
@@ -197,14 +198,14 @@ def test_lost_block_files_are_folded_from_the_input_unless_it_changed(
     df = connect.read.parquet(str(source)).select(F.array("a", "b", "c").alias("features"))
     params = {"k": 3, "seed": 4, "maxIter": 6, "tol": 0.0, "initMode": "random"}
     undisturbed = GaussianMixture(**params).fit(df)
-    original = connect_runtime.ConnectStatistics._pass
+    original = connect_runtime.ConnectPassRunner.run
     passes: list[int] = []
 
-    def losing_files_after_the_second_pass(self, mixtures, meta, answer_bytes=0):
-        result = original(self, mixtures, meta, answer_bytes)
+    def losing_files_after_the_second_pass(self, request):
+        result = original(self, request)
         passes.append(1)
         if len(passes) == 2:
-            for handle in self.connect_store.stored_partitions():
+            for handle in self.store.stored_partitions():
                 os.unlink(handle.features_path)
             if upstream:
                 rows = x[:600] + np.array([0.0, 4.0, 0.0])
@@ -212,7 +213,7 @@ def test_lost_block_files_are_folded_from_the_input_unless_it_changed(
                                str(source / "part-0.parquet"))
         return result
 
-    monkeypatch.setattr(connect_runtime.ConnectStatistics, "_pass",
+    monkeypatch.setattr(connect_runtime.ConnectPassRunner, "run",
                         losing_files_after_the_second_pass)
     try:
         if upstream:

@@ -115,6 +115,13 @@ def run_package_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_params_command(args: argparse.Namespace) -> int:
+    from .ml.params import parameter_table_markdown
+
+    sys.stdout.write(parameter_table_markdown())
+    return EXIT_OK
+
+
 def run_bench_command(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -224,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write a result file: commit, UTC date, machine (CPU, BLAS, "
                             "versions), these parameters and every round's numbers")
     bench.set_defaults(handler=run_bench_command)
+    params = commands.add_parser("params", help="print the estimator's parameter table "
+                                 "(Markdown, as in the README)")
+    params.set_defaults(handler=run_params_command)
     package = commands.add_parser("package", help="zip spark_gmm for spark-submit --py-files")
     package.add_argument("--output", default="dist/spark_gmm.zip")
     package.set_defaults(handler=run_package_command)

@@ -15,6 +15,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from spark_gmm import GaussianMixture
+from spark_gmm.ml.params import PARAMETERS
 from tests.helpers import make_mixture, to_dataframe
 
 # Where our default differs on purpose, and why; the test checks each difference is real.
@@ -47,6 +48,12 @@ def test_every_mllib_param_exists_with_its_default(pair) -> None:
         assert same != (param.name in DELIBERATE), (
             f"{param.name}: ours {ours.getOrDefault(ours_param)!r}, MLlib "
             f"{mllib.getOrDefault(param)!r}")
+
+
+def test_the_params_declared_as_mllibs_are_mllibs(pair) -> None:
+    mllib, _ = pair
+    assert {rule.name for rule in PARAMETERS.values() if rule.mllib} == {
+        param.name for param in mllib.params}
 
 
 def test_every_mllib_setter_and_getter_exists(pair) -> None:

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_origin, get_type_hints
 
 from ..errors import ConfigError
-from ..kernels import COVARIANCE_TYPES
-from ..ml.params import INIT_MODES
+from ..fit.param_rules import PARAMETERS, config_rules
 from ..ml.selection import CRITERIA
 
 INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
@@ -35,21 +34,30 @@ class InputConfig:
     passthrough: tuple[str, ...] = ()
 
 
+# The [model] keys that may hold several values to choose from.
+_SEVERAL = ("k", "covariance_type")
+
+
+def _default(name: str) -> Any:
+    return PARAMETERS[name].default
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Estimator parameters (snake_case here, camelCase on the Spark API)."""
+    """Estimator parameters (snake_case here, camelCase on the Spark API); their defaults
+    and allowed values are those of :data:`~spark_gmm.fit.param_rules.PARAMETERS`."""
 
     # One value, or several to choose from by ``criterion`` (k also as {min, max}).
-    k: int | tuple[int, ...] = 2
-    covariance_type: str | tuple[str, ...] = "full"
+    k: int | tuple[int, ...] = _default("k")
+    covariance_type: str | tuple[str, ...] = _default("covarianceType")
     criterion: str = "bic"
-    max_iter: int = 100
-    tol: float = 1e-3
-    reg_covar: float = 1e-6
-    init_mode: str = "k-means||"
-    n_init: int = 1
-    seed: int = 20240531
-    aggregation_depth: int = 2
+    max_iter: int = _default("maxIter")
+    tol: float = _default("tol")
+    reg_covar: float = _default("regCovar")
+    init_mode: str = _default("initMode")
+    n_init: int = _default("nInit")
+    seed: int = _default("seed")
+    aggregation_depth: int = _default("aggregationDepth")
     path: str = ""
     # A previous model artifact to start EM from (same features, standardisation, k, type).
     warm_start: str = ""
@@ -213,10 +221,12 @@ def _check(config: JobConfig) -> None:
             raise ConfigError(message)
 
     m, p, o, i = config.model, config.preprocess, config.output, config.input
-    require(min(m.k_values) >= 1, f"model.k must be at least 1; got {m.k}")
-    require(all(t in COVARIANCE_TYPES for t in m.covariance_types),
-            f"model.covariance_type must be one of {', '.join(COVARIANCE_TYPES)} (or a list "
-            f"of them); got {m.covariance_type!r}")
+    for key, rule in config_rules("model"):  # the estimator's rules, by their TOML keys
+        value = getattr(m, key)
+        for one in value if isinstance(value, tuple) else (value,):
+            problem = rule.problem(one)
+            listed = " (or a list of them)" if rule.choices and key in _SEVERAL else ""
+            require(problem is None, f"model.{key} {problem}{listed}; got {value!r}")
     require(not (m.warm_start and m.selects),
             "model.warm_start continues one model; it cannot be combined with several "
             "model.k or model.covariance_type values")
@@ -227,14 +237,6 @@ def _check(config: JobConfig) -> None:
             "drift thresholds (max_log_likelihood_drop, max_psi, max_low_share) must be > 0")
     require(m.criterion in CRITERIA,
             f"model.criterion must be one of {', '.join(CRITERIA)}; got {m.criterion!r}")
-    require(m.init_mode in INIT_MODES,
-            f"model.init_mode must be one of {', '.join(INIT_MODES)}; got {m.init_mode!r}")
-    require(m.max_iter >= 1, f"model.max_iter must be at least 1; got {m.max_iter}")
-    require(m.tol >= 0, f"model.tol must be >= 0; got {m.tol}")
-    require(m.reg_covar >= 0, f"model.reg_covar must be >= 0; got {m.reg_covar}")
-    require(m.n_init >= 1, f"model.n_init must be at least 1; got {m.n_init}")
-    require(m.aggregation_depth >= 1,
-            f"model.aggregation_depth must be at least 1; got {m.aggregation_depth}")
     require(p.invalid_rows in INVALID_ROW_POLICIES,
             f"preprocess.invalid_rows must be one of {', '.join(INVALID_ROW_POLICIES)}; "
             f"got {p.invalid_rows!r}")

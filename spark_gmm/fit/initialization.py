@@ -24,6 +24,7 @@ from ..errors import InvalidInputError
 from ..kernels import GaussianParameters, SufficientStatistics, covariance_of, m_step
 from ..kernels.kmeans import kmeans_plus_plus, lloyd
 from ..runtime.statistics_pass import DistributedStatistics
+from .param_rules import PARAMETERS
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +179,7 @@ def initial_mixtures_together(specs: Sequence[InitialisationInput], init_modes: 
     are what it would get alone.
     """
     for mode in init_modes:
-        if mode not in ("random", "k-means++", "k-means||"):
-            raise ValueError(f"unknown initMode {mode!r}")
+        PARAMETERS["initMode"].check(mode)
     result: list[list[GaussianParameters] | None] = [None] * len(specs)
     parallel = [i for i, (spec, mode) in enumerate(zip(specs, init_modes))
                 if mode == "k-means||" and spec.k > 1]

@@ -9,13 +9,13 @@ from typing import Any
 from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.base import _FitMultipleIterator
-from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param import Param
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult, FitSettings, can_share, fit_mixtures
 from .model import GaussianMixtureModel
-from .params import GaussianMixtureParams
+from .params import GaussianMixtureParams, spark_param
 from .persistence import ParamsWriter
 from .summary import FitRunRecord, GaussianMixtureSummary
 
@@ -42,12 +42,7 @@ class GaussianMixture(
     _input_kwargs: dict[str, Any]
 
     # The estimator's alone: a model does not carry where its fit kept its checkpoints.
-    checkpointPath: Param[str] = Param(
-        Params._dummy(), "checkpointPath",
-        "Driver-local file for the EM state, rewritten atomically after every iteration; a fit "
-        "that finds a matching checkpoint resumes from it. Unset: no checkpoints.",
-        typeConverter=TypeConverters.toString,
-    )
+    checkpointPath: Param[str] = spark_param("checkpointPath")
 
     @keyword_only
     def __init__(

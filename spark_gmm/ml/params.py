@@ -1,4 +1,5 @@
-"""Spark ML parameters shared by the estimator and the model (MLlib's names and defaults)."""
+"""Spark ML parameters shared by the estimator and the model (MLlib's names and defaults),
+derived from the one declaration of every parameter (:data:`PARAMETERS`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
-from ..kernels import COVARIANCE_TYPES
+from ..fit.param_rules import INIT_MODES, PARAMETERS, ParameterRule, parameter_table_markdown
 
-INIT_MODES = ("k-means||", "k-means++", "random")
-# pyspark derives its default seed from hash(), which changes between Python processes;
-# a fixed default keeps unseeded fits reproducible.
-_DEFAULT_SEED = 20240531
+__all__ = ["INIT_MODES", "PARAMETERS", "GaussianMixtureParams", "parameter_table_markdown",
+           "spark_param"]
+
+_CONVERTERS = {int: TypeConverters.toInt, float: TypeConverters.toFloat,
+               str: TypeConverters.toString}
+
+
+def spark_param(name: str) -> Param:
+    """The pyspark Param of the declared parameter ``name`` (its meaning as the doc)."""
+    rule: ParameterRule = PARAMETERS[name]
+    allowed = f" Allowed: {rule.allowed.replace('`', '')}." if rule.allowed != "any" else ""
+    return Param(Params._dummy(), rule.name, rule.meaning.replace("`", "") + "." + allowed,
+                 typeConverter=_CONVERTERS[rule.type])
 
 
 class GaussianMixtureParams(
@@ -32,45 +42,21 @@ class GaussianMixtureParams(
     HasWeightCol,
     HasAggregationDepth,
 ):
-    """Params of :class:`GaussianMixture` and :class:`GaussianMixtureModel`."""
+    """Params of :class:`GaussianMixture` and :class:`GaussianMixtureModel`: MLlib's shared
+    ones from pyspark, the others from :data:`PARAMETERS`; defaults and validation from
+    :data:`PARAMETERS` for all."""
 
-    k: Param[int] = Param(
-        Params._dummy(), "k", "Number of independent Gaussians in the mixture model. Must be > 0.",
-        typeConverter=TypeConverters.toInt,
-    )
-    covarianceType: Param[str] = Param(
-        Params._dummy(), "covarianceType",
-        "Covariance structure: " + ", ".join(COVARIANCE_TYPES) + ".",
-        typeConverter=TypeConverters.toString,
-    )
-    regCovar: Param[float] = Param(
-        Params._dummy(), "regCovar",
-        "Non-negative value added to the diagonal of every covariance so it stays positive "
-        "definite.", typeConverter=TypeConverters.toFloat,
-    )
-    initMode: Param[str] = Param(
-        Params._dummy(), "initMode",
-        "Initialisation: 'k-means||' (distributed, MLlib KMeans), 'k-means++' (on a seeded "
-        "driver-side sample) or 'random' (equal weights, k random rows, diagonal covariance).",
-        typeConverter=TypeConverters.toString,
-    )
-    nInit: Param[int] = Param(
-        Params._dummy(), "nInit",
-        "Number of initialisations; the fit with the best final log-likelihood is kept. All "
-        "restarts share each pass over the data.", typeConverter=TypeConverters.toInt,
-    )
-    logLikelihoodCol: Param[str] = Param(
-        Params._dummy(), "logLikelihoodCol",
-        "Column for the per-row log density log p(x); not added when unset.",
-        typeConverter=TypeConverters.toString,
-    )
+    k: Param[int] = spark_param("k")
+    covarianceType: Param[str] = spark_param("covarianceType")
+    regCovar: Param[float] = spark_param("regCovar")
+    initMode: Param[str] = spark_param("initMode")
+    nInit: Param[int] = spark_param("nInit")
+    logLikelihoodCol: Param[str] = spark_param("logLikelihoodCol")
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(
-            k=2, covarianceType="full", maxIter=100, tol=1e-3, regCovar=1e-6,
-            initMode="k-means||", nInit=1, aggregationDepth=2, seed=_DEFAULT_SEED,
-        )
+        self._setDefault(**{rule.name: rule.default for rule in PARAMETERS.values()
+                            if rule.default is not None and self.hasParam(rule.name)})
 
     def getK(self) -> int:
         """Number of components K."""
@@ -107,27 +93,7 @@ class GaussianMixtureParams(
         return None
 
     def _validate_params(self) -> None:
-        """Raise ValueError naming the param and its allowed values."""
-        if self.getK() < 1:
-            raise ValueError(f"k must be at least 1; got {self.getK()}")
-        if self.getCovarianceType() not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covarianceType must be one of {', '.join(COVARIANCE_TYPES)}; got "
-                f"{self.getCovarianceType()!r}"
-            )
-        if self.getInitMode() not in INIT_MODES:
-            raise ValueError(
-                f"initMode must be one of {', '.join(INIT_MODES)}; got {self.getInitMode()!r}"
-            )
-        if not self.getRegCovar() >= 0:
-            raise ValueError(f"regCovar must be >= 0; got {self.getRegCovar()}")
-        if not self.getTol() >= 0:
-            raise ValueError(f"tol must be >= 0; got {self.getTol()}")
-        if self.getMaxIter() < 1:
-            raise ValueError(f"maxIter must be at least 1; got {self.getMaxIter()}")
-        if self.getNInit() < 1:
-            raise ValueError(f"nInit must be at least 1; got {self.getNInit()}")
-        if self.getAggregationDepth() < 1:
-            raise ValueError(
-                f"aggregationDepth must be at least 1; got {self.getAggregationDepth()}"
-            )
+        """Raise ValueError naming the param, its value and its allowed values."""
+        for rule in PARAMETERS.values():
+            if self.hasParam(rule.name) and self.isDefined(rule.name):
+                rule.check(self.getOrDefault(rule.name))

@@ -18,6 +18,7 @@ from ..errors import CovarianceError, InvalidInputError
 from ..kernels import COVARIANCE_TYPES
 from .estimator import GaussianMixture
 from .model import GaussianMixtureModel
+from .params import PARAMETERS
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,13 @@ def _grid(k: int | Iterable[int], covariance_types: str | Iterable[str]
           ) -> tuple[list[int], list[str]]:
     ks = [k] if isinstance(k, int) else [int(v) for v in k]
     types = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
-    if not ks or min(ks) < 1:
-        raise InvalidInputError(f"k must hold at least one value, all ≥ 1; got {ks}")
-    unknown = [t for t in types if t not in COVARIANCE_TYPES]
-    if not types or unknown:
-        raise InvalidInputError(f"covarianceTypes must be some of {', '.join(COVARIANCE_TYPES)}; "
-                                f"got {types}")
+    k_rule, type_rule = PARAMETERS["k"], PARAMETERS["covarianceType"]
+    if not ks or any(k_rule.problem(v) for v in ks):
+        raise InvalidInputError(f"k must hold at least one value, all {k_rule.allowed}; "
+                                f"got {ks}")
+    if not types or any(type_rule.problem(t) for t in types):
+        raise InvalidInputError(f"covarianceTypes must be some of "
+                                f"{', '.join(type_rule.choices)}; got {types}")
     return list(dict.fromkeys(ks)), list(dict.fromkeys(types))
 
 

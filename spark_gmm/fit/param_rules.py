@@ -1,0 +1,163 @@
+"""Every parameter of the estimator, declared once: name, type, allowed values, default,
+meaning, and where a job config sets it.
+
+The rest is derived from :data:`PARAMETERS`: the pyspark Params of the estimator and the
+model and their validation (:mod:`spark_gmm.ml.params`), the validation of the fit job's
+TOML config (:mod:`spark_gmm.etl.config`), the model-selection grid's checks and the
+README's parameter table (:func:`parameter_table_markdown`). A new parameter is one more
+:class:`ParameterRule` here (and its getter and setter on the Spark classes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..kernels import COVARIANCE_TYPES
+
+INIT_MODES = ("k-means||", "k-means++", "random")
+# pyspark derives its default seed from hash(), which changes between Python processes;
+# a fixed default keeps unseeded fits reproducible.
+DEFAULT_SEED = 20240531
+
+
+@dataclass(frozen=True)
+class ParameterRule:
+    """One parameter: what it is, what it may be, what it means.
+
+    Attributes
+    ----------
+    name : str
+        The Spark param (camelCase).
+    type : type
+        ``int``, ``float`` or ``str``.
+    default : object
+        None when unset by default.
+    meaning : str
+        One line for the README table and the param's doc.
+    minimum : float or None
+        Smallest allowed value of a number.
+    choices : tuple of str
+        The allowed values of a string (empty: any).
+    config_key : str
+        Where the fit job's TOML sets it (``section.key``); empty when it does not.
+    mllib : bool
+        MLlib's ``GaussianMixture`` has it too (same name, same meaning).
+    estimator_only : bool
+        A param of the estimator, not of the fitted model.
+    """
+
+    name: str
+    type: type
+    default: Any
+    meaning: str
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    config_key: str = ""
+    mllib: bool = False
+    estimator_only: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (``"must be at least 1"``), or None."""
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}"
+        if self.minimum is not None and not value >= self.minimum:  # NaN fails too
+            if self.type is int:
+                return f"must be at least {self.minimum:g}"
+            return f"must be >= {self.minimum:g}"
+        return None
+
+    def check(self, value: Any, label: str = "") -> None:
+        """Raise a ValueError naming the param (or ``label``), the value and what is
+        allowed, when ``value`` breaks the rule."""
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(f"{label or self.name} {problem}; got {value!r}")
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words, for the table."""
+        if self.choices:
+            return ", ".join(f"`{c}`" for c in self.choices)
+        if self.minimum is not None:
+            return f"≥ {self.minimum:g}"
+        return "any"
+
+
+PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
+    ParameterRule("k", int, 2, "number of components", minimum=1, config_key="model.k",
+                  mllib=True),
+    ParameterRule("covarianceType", str, "full",
+                  "covariance per component: `full` [K,D,D], `tied` (one shared) [D,D], "
+                  "`diag` [K,D], `spherical` (one variance) [K]",
+                  choices=COVARIANCE_TYPES, config_key="model.covariance_type"),
+    ParameterRule("maxIter", int, 100, "EM iterations at most", minimum=1,
+                  config_key="model.max_iter", mllib=True),
+    ParameterRule("tol", float, 1e-3,
+                  "stop when the mean per-row log-likelihood changes by less (scikit-learn's "
+                  "rule; MLlib compares the total log-likelihood)", minimum=0,
+                  config_key="model.tol", mllib=True),
+    ParameterRule("regCovar", float, 1e-6,
+                  "added to every covariance diagonal, keeping it positive definite",
+                  minimum=0, config_key="model.reg_covar"),
+    ParameterRule("initMode", str, "k-means||",
+                  "`k-means||` (distributed, on the fit's own passes), `k-means++` (on a "
+                  "seeded driver-side sample) or `random` (k distinct rows)",
+                  choices=INIT_MODES, config_key="model.init_mode"),
+    ParameterRule("nInit", int, 1,
+                  "initialisations; the best final log-likelihood wins; all share each pass "
+                  "over the data", minimum=1, config_key="model.n_init"),
+    ParameterRule("seed", int, DEFAULT_SEED,
+                  "same seed and same data give the same model, whatever the partitioning",
+                  config_key="model.seed", mllib=True),
+    ParameterRule("aggregationDepth", int, 2,
+                  "`treeReduce` depth of the statistics when a pass runs as a Spark job of "
+                  "its own", minimum=1, config_key="model.aggregation_depth", mllib=True),
+    ParameterRule("featuresCol", str, "features",
+                  "features: a Vector, `array<double>` or `array<float>` column", mllib=True),
+    ParameterRule("weightCol", str, None, "non-negative row weights; unset: all 1",
+                  config_key="input.weight_column", mllib=True),
+    ParameterRule("predictionCol", str, "prediction", "output: the most likely component",
+                  mllib=True),
+    ParameterRule("probabilityCol", str, "probability",
+                  "output: every component's responsibility (a Vector summing to 1)",
+                  mllib=True),
+    ParameterRule("logLikelihoodCol", str, None,
+                  "output: log p(x) of each row; unset: not added"),
+    ParameterRule("checkpointPath", str, None,
+                  "driver-local file of the EM state, rewritten after every iteration; a fit "
+                  "that finds its own checkpoint resumes from it", config_key="checkpoint.path",
+                  estimator_only=True),
+)}
+
+
+def config_rules(section: str) -> Iterator[tuple[str, ParameterRule]]:
+    """(key, rule) of every parameter the job config sets in ``[section]``."""
+    for rule in PARAMETERS.values():
+        if rule.config_key.startswith(section + "."):
+            yield rule.config_key.split(".", 1)[1], rule
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _default(rule: ParameterRule) -> str:
+    if rule.default is None:
+        return "unset"
+    if rule.type is str:
+        return f"`{rule.default}`"
+    return f"{rule.default:g}" if rule.type is float else str(rule.default)
+
+
+def parameter_table_markdown() -> str:
+    """The README's parameter table (Markdown), one row per :data:`PARAMETERS` entry."""
+    lines = ["| param | type | default | allowed | job config | meaning |",
+             "|---|---|---|---|---|---|"]
+    for rule in PARAMETERS.values():
+        key = f"`{rule.config_key}`" if rule.config_key else ""
+        lines.append("| " + " | ".join(_cell(c) for c in (
+            f"`{rule.name}`", rule.type.__name__, _default(rule), rule.allowed, key,
+            rule.meaning + (" (estimator only)" if rule.estimator_only else ""))) + " |")
+    return "\n".join(lines) + "\n"

@@ -11,7 +11,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from spark_gmm import GaussianMixture
-from spark_gmm.runtime import statistics_pass
 from spark_gmm.runtime.block_store import (
     BLOCK_ROWS,
     Block,
@@ -21,6 +20,8 @@ from spark_gmm.runtime.block_store import (
     write_partition,
 )
 from spark_gmm.runtime.ingest import feature_moments, store_blocks
+from spark_gmm.runtime.passes import JobPassRunner
+from spark_gmm.runtime.requests import StatisticsRequest
 from tests.helpers import make_mixture, to_dataframe
 
 
@@ -150,12 +151,14 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
     estimator = GaussianMixture(k=3, seed=2, maxIter=6, tol=0.0, initMode="random")
     undisturbed = estimator.fit(df)
 
-    original = statistics_pass.DistributedStatistics.__call__
+    original = JobPassRunner.run
     passes: list[int] = []
     recomputed: list[int] = []
 
-    def losing_files_after_the_second_pass(self, models, **options):
-        result = original(self, models, **options)
+    def losing_files_after_the_second_pass(self, request):
+        result = original(self, request)
+        if not isinstance(request, StatisticsRequest):
+            return result
         passes.append(1)
         if len(passes) == 2:
             for path in _paths(self.store):
@@ -163,8 +166,7 @@ def test_fit_whose_stored_files_vanish_mid_fit_gives_the_same_model(spark, monke
         recomputed.append(self.store.recomputed_partitions)
         return result
 
-    monkeypatch.setattr(statistics_pass.DistributedStatistics, "__call__",
-                        losing_files_after_the_second_pass)
+    monkeypatch.setattr(JobPassRunner, "run", losing_files_after_the_second_pass)
     disturbed = estimator.fit(df)
     # the pass after the loss recomputed all three partitions from the input and wrote
     # their files again; the passes after it read those
@@ -235,11 +237,13 @@ def test_input_overwritten_under_a_fit_fails_it_naming_the_partition(
     write("part-0.parquet", x[:2000])
     write("part-1.parquet", x[2000:])
     replacement = x[:2000] + np.array([5.0, 0.0, 0.0]) if change == "other values" else x[:1500]
-    original = statistics_pass.DistributedStatistics.__call__
+    original = JobPassRunner.run
     passes: list[int] = []
 
-    def upstream_overwrites_after_the_second_pass(self, models, **options):
-        result = original(self, models, **options)
+    def upstream_overwrites_after_the_second_pass(self, request):
+        result = original(self, request)
+        if not isinstance(request, StatisticsRequest):
+            return result
         passes.append(1)
         if len(passes) == 2:  # a lost block file, and the input changed meanwhile
             for path in _paths(self.store):
@@ -247,8 +251,7 @@ def test_input_overwritten_under_a_fit_fails_it_naming_the_partition(
             write("part-0.parquet", replacement)
         return result
 
-    monkeypatch.setattr(statistics_pass.DistributedStatistics, "__call__",
-                        upstream_overwrites_after_the_second_pass)
+    monkeypatch.setattr(JobPassRunner, "run", upstream_overwrites_after_the_second_pass)
     # One partition per file (small files are otherwise packed into one partition).
     spark.conf.set("spark.sql.files.maxPartitionBytes", "1m")
     try:

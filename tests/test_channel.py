@@ -205,3 +205,65 @@ def test_a_forged_payload_length_is_refused_before_anything_is_allocated() -> No
         finally:
             tracemalloc.stop()
     assert peak < 1 << 20
+
+
+def _requests() -> list:
+    from spark_gmm.runtime.requests import (
+        CandidatesRequest,
+        ClusterSumsRequest,
+        SampleRequest,
+        StatisticsRequest,
+        centre_arrays,
+    )
+
+    centres = centre_arrays([np.eye(3)[:2], np.ones((1, 3))])
+    return [StatisticsRequest((_mixture("full"), _mixture("diag")), True, True),
+            SampleRequest((4, 9), 17, True),
+            CandidatesRequest(centres, (3, 5), (4.0, 2.0)),
+            ClusterSumsRequest(centres)]
+
+
+def test_every_pass_request_crosses_and_folds_as_sent() -> None:
+    from spark_gmm.runtime.requests import REQUEST_TYPES, fold_blocks
+
+    x, *_ = make_mixture(n=400, seed=8, k=2)
+    blocks = [(x[:150], None), (x[150:], np.linspace(0.5, 2.0, 250))]
+    sent = _requests()
+    assert {type(r) for r in sent} == set(REQUEST_TYPES)  # a new pass kind is tested here
+    message = _round_trip(encode("request", {"round": 2}, sent))
+    for request, received in zip(sent, message.values, strict=True):
+        assert type(received) is type(request)
+        for name in vars(request):
+            mine, theirs = getattr(request, name), getattr(received, name)
+            if name == "mixtures":
+                for a, b in zip(mine, theirs, strict=True):
+                    _assert_same(a, b)
+            elif isinstance(mine, tuple) and mine and isinstance(mine[0], np.ndarray):
+                assert [a.tobytes() for a in mine] == [b.tobytes() for b in theirs], name
+            else:
+                assert theirs == mine and type(theirs) is type(mine), name
+        center = x.mean(axis=0)
+        for a, b in zip(fold_blocks(request, center, blocks),
+                        fold_blocks(received, center, blocks), strict=True):
+            _assert_same(a, b)
+
+
+def test_forged_nesting_is_refused() -> None:
+    from spark_gmm.runtime.requests import SampleRequest
+
+    data = encode("request", {}, [SampleRequest((1, 2), 3, False)])
+    length = struct.unpack("!I", data[4:8])[0]
+    header = json.loads(data[8:8 + length])
+    seeds = header["values"][0]["fields"]["seeds"]
+    nested_tuple = {**seeds, "items": [seeds] * 2}
+    with pytest.raises(ChannelError, match="nests tuples"):
+        _round_trip(_forged({**header, "values": [{**header["values"][0], "fields": {
+            **header["values"][0]["fields"], "seeds": nested_tuple}}]}))
+    inner = {"type": "SampleRequest", "fields": header["values"][0]["fields"]}
+    deep = {"value": {"type": "SampleRequest", "fields": {
+        **header["values"][0]["fields"], "seeds": {"items": [{"value": inner}]}}}}
+    with pytest.raises(ChannelError, match="nests values too deeply"):
+        _round_trip(_forged({**header, "values": [{"type": "SampleRequest", "fields": {
+            **header["values"][0]["fields"], "seeds": {"items": [deep]}}}]}))
+    with pytest.raises(TypeError, match="of type list cannot travel"):
+        encode("request", {}, [SampleRequest([1, 2], 3, False)])

@@ -1,5 +1,5 @@
 """Several things at once in one application: two fits from two threads, a plain Spark job
-while a fit iterates (resident tasks hand their slots back, see statistics_pass)."""
+while a fit iterates (resident tasks hand their slots back, see runtime/slot_sharing)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from spark_gmm import GaussianMixture
 from spark_gmm.runtime import resident
 from tests.helpers import make_mixture, to_dataframe
+from tests.job_hooks import recorded_runners
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def test_two_fits_from_two_threads_equal_the_fits_alone(spark, frames, caplog) -
 
     threads = [threading.Thread(target=fit, args=(i,)) for i in (0, 1)]
     started = time.perf_counter()
-    with caplog.at_level(logging.INFO, logger="spark_gmm"):
+    with caplog.at_level(logging.INFO, logger="spark_gmm"), recorded_runners() as runners:
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -65,7 +66,8 @@ def test_two_fits_from_two_threads_equal_the_fits_alone(spark, frames, caplog) -
     # Neither fit waited for task slots the other held (the 30 s stall of old).
     assert "tasks connected to the driver within" not in caplog.text
     # they shared the slots: each fit's resident job took its share of one slot
-    assert caplog.text.count("1 resident tasks serve the EM passes") >= 2
+    assert len(runners) == 2
+    assert sum(runner.counters.resident_jobs.count(1) for runner in runners) >= 2
 
 
 def test_a_spark_job_is_not_held_up_for_a_whole_fit(spark, frames, monkeypatch,

@@ -14,8 +14,8 @@ import pytest
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.fit_job import run_fit
 from spark_gmm.runtime.resident import ENABLED_CONF, resident_tasks_setting
-from spark_gmm.runtime.statistics_pass import FAULT_INJECTION_ENV
 from tests.helpers import job_sections, make_mixture, write_job_config
+from tests.job_hooks import entry_command
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,8 @@ def _fit_job(tmp_path, data: str, name: str, resident_tasks: bool
     # up to 4 attempts per task
     values = _config(tmp_path, data, name, "local[2,4]", resident_tasks)
     conf = write_job_config(str(tmp_path / f"{name}.toml"), values)
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, FAULT_INJECTION_ENV: "1"}
-    job = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", conf],
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    job = subprocess.run([*entry_command("--fail-first-attempt", "1"), "fit", "--config", conf],
                          env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, job.stderr[-3000:]
     return job

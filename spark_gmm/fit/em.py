@@ -1,8 +1,9 @@
 """The EM loop, written once for any source of sufficient statistics.
 
 The loop only needs a function that maps a list of mixtures to their statistics over the whole
-data set: a numpy block on one machine (tests, the reference fit), resident Spark tasks
-holding their partitions, or a Spark job per pass. Several mixtures (``nInit`` restarts)
+data set: a numpy block on one machine (tests, the reference fit), or one statistics pass of a
+fit's pass runner (:func:`pass_statistics`: resident Spark tasks holding their partitions, a
+Spark job per pass, or a Spark Connect query). Several mixtures (``nInit`` restarts)
 share every pass over the data.
 """
 
@@ -16,10 +17,25 @@ from dataclasses import dataclass, field
 
 from ..errors import NonFiniteLikelihoodError
 from ..kernels import GaussianParameters, SufficientStatistics, m_step
+from ..runtime.passes import PassRunner
+from ..runtime.requests import StatisticsRequest
 
 logger = logging.getLogger(__name__)
 
 StatisticsFunction = Callable[[Sequence[GaussianParameters]], list[SufficientStatistics]]
+
+
+def pass_statistics(runner: PassRunner) -> Callable[..., list[SufficientStatistics]]:
+    """``statistics(models, hard_assignment=False, count_assignments=False)``: the merged
+    statistics of every stored row for each model, one pass of ``runner``
+    (:class:`~spark_gmm.runtime.requests.StatisticsRequest`). EM iterations leave
+    ``count_assignments`` off: only the summary of the final model needs the cluster sizes.
+    """
+    def statistics(models: Sequence[GaussianParameters], hard_assignment: bool = False,
+                   count_assignments: bool = False) -> list[SufficientStatistics]:
+        return runner.run(StatisticsRequest(tuple(models), hard_assignment, count_assignments))
+
+    return statistics
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Initial mixtures for EM: k-means‖, k-means++ on a sample, random rows, or a given model.
 
-Every mode works on passes over the stored rows (:class:`DistributedStatistics`: resident
-tasks when they run, Spark jobs otherwise), and all ``nInit`` restarts share each pass.
+Every mode works on passes over the stored rows (a :class:`~spark_gmm.runtime.passes.PassRunner`
+runs each request of :mod:`spark_gmm.runtime.requests`), and all ``nInit`` restarts share each
+pass.
 
 k-means‖ (Bahmani et al. 2012, as MLlib's KMeans does it, on our passes): one pass draws a
 first centre per restart; each of :data:`KMEANS_PARALLEL_ROUNDS` passes adds about ℓ = 2k
@@ -23,7 +24,14 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..kernels import GaussianParameters, SufficientStatistics, covariance_of, m_step
 from ..kernels.kmeans import kmeans_plus_plus, lloyd
-from ..runtime.statistics_pass import DistributedStatistics
+from ..runtime.passes import PassRunner
+from ..runtime.requests import (
+    CandidatesRequest,
+    ClusterSumsRequest,
+    SampleRequest,
+    centre_arrays,
+)
+from .em import pass_statistics
 from .param_rules import PARAMETERS
 
 logger = logging.getLogger(__name__)
@@ -44,7 +52,7 @@ class InitialisationInput:
 
     center: np.ndarray
     variance: np.ndarray
-    statistics: DistributedStatistics
+    runner: PassRunner
     k: int
     covariance_type: str
     reg_covar: float
@@ -73,7 +81,7 @@ def _placeholders(variance: np.ndarray, reg_covar: float, centre_sets: list[np.n
 
 
 def _random_rows(spec: InitialisationInput) -> list[GaussianParameters]:
-    samples = spec.statistics.sample(spec.seeds, spec.k, distinct=True)
+    samples = spec.runner.run(SampleRequest(tuple(spec.seeds), spec.k, distinct=True))
     for sample in samples:
         if sample.rows.shape[0] < spec.k:
             raise InvalidInputError(f"k={spec.k} but the data have only "
@@ -84,7 +92,7 @@ def _random_rows(spec: InitialisationInput) -> list[GaussianParameters]:
 
 def _kmeans_plus_plus_centres(spec: InitialisationInput) -> list[np.ndarray]:
     size = min(_MAX_SAMPLE_ROWS, _SAMPLE_ROWS_PER_COMPONENT * spec.k)
-    samples = spec.statistics.sample(spec.seeds, size, distinct=False)
+    samples = spec.runner.run(SampleRequest(tuple(spec.seeds), size, distinct=False))
     centres = []
     for seed, sample in zip(spec.seeds, samples):
         x = sample.rows - spec.center
@@ -103,21 +111,22 @@ def _kmeans_parallel_centres(specs: Sequence[InitialisationInput]) -> list[np.nd
     """k-means‖ centres of every restart of every spec (fits of one data set sharing each
     pass: ``fitMultiple``), in spec then restart order. Each restart's centres are what its
     spec alone would get."""
-    statistics = specs[0].statistics
+    runner = specs[0].runner
     owners = [index for index, spec in enumerate(specs) for _ in spec.seeds]
     seeds = [seed for spec in specs for seed in spec.seeds]
-    first = _timed("first centres", lambda: statistics.sample(seeds, 1, distinct=False))
+    first = _timed("first centres", lambda: runner.run(SampleRequest(tuple(seeds), 1,
+                                                                     distinct=False)))
     centres = [s.rows - specs[o].center for s, o in zip(first, owners)]
-    oversampling = [2.0 * specs[o].k for o in owners]
+    oversampling = tuple(2.0 * specs[o].k for o in owners)
     for step in range(KMEANS_PARALLEL_ROUNDS):
         round_seeds = [seed * 7919 + 104729 * (step + 1) for seed in seeds]
         rounds = _timed(f"k-means|| round {step + 1} of {KMEANS_PARALLEL_ROUNDS}",
-                        lambda c=centres, s=round_seeds: statistics.candidates(
-                            c, s, oversampling))
+                        lambda c=centres, s=round_seeds: runner.run(CandidatesRequest(
+                            centre_arrays(c), tuple(s), oversampling)))
         centres = [np.vstack([c, r.chosen()]) for c, r in zip(centres, rounds)]
     # Each candidate weighs as much as the rows nearest to it; then k of them are chosen.
     weighing = _timed(f"weighing {sum(len(c) for c in centres)} candidates",
-                      lambda: statistics.cluster_sums(centres))
+                      lambda: runner.run(ClusterSumsRequest(centre_arrays(centres))))
     local = []
     for seed, owner, candidates, sums in zip(seeds, owners, centres, weighing):
         weights = sums.counts
@@ -135,8 +144,8 @@ def _lloyd_passes(specs: Sequence[InitialisationInput], owners: list[int],
         active = [i for i, owner in enumerate(owners) if owner in moving]
         if not active:
             break
-        sums = _timed(f"Lloyd pass {step + 1}", lambda a=active: specs[0].statistics
-                      .cluster_sums([centres[i] for i in a]))
+        sums = _timed(f"Lloyd pass {step + 1}", lambda a=active: specs[0].runner.run(
+            ClusterSumsRequest(centre_arrays(centres[i] for i in a))))
         moved = dict.fromkeys(moving, 0.0)
         for index, step_sums in zip(active, sums):
             new = step_sums.centres(centres[index])
@@ -155,9 +164,9 @@ def mixtures_from_centres(statistics: Callable[..., list[SufficientStatistics]],
     mixture of its covariance type: the weights, means and covariances of the rows nearest
     to each centre.
 
-    ``statistics(models, hard_assignment=True)`` is the pass: a
-    :class:`DistributedStatistics`, or :func:`~spark_gmm.kernels.block_statistics` over
-    rows in memory. ``covariance_types`` and ``reg_covars`` have one entry per centre set.
+    ``statistics(models, hard_assignment=True)`` is the pass: :func:`.em.pass_statistics`
+    of a pass runner, or :func:`~spark_gmm.kernels.block_statistics` over rows in memory.
+    ``covariance_types`` and ``reg_covars`` have one entry per centre set.
     """
     placeholders = [_placeholders(variance, reg, [c], kind)[0]
                     for c, kind, reg in zip(centres, covariance_types, reg_covars)]
@@ -199,7 +208,8 @@ def initial_mixtures_together(specs: Sequence[InitialisationInput], init_modes: 
     if centred:
         owners = [i for i, sets in centred for _ in sets]
         mixtures = iter(mixtures_from_centres(
-            specs[0].statistics, [c for _, sets in centred for c in sets], specs[0].variance,
+            pass_statistics(specs[0].runner), [c for _, sets in centred for c in sets],
+            specs[0].variance,
             [specs[o].covariance_type for o in owners], [specs[o].reg_covar for o in owners]))
         for i, sets in centred:
             result[i] = [next(mixtures) for _ in sets]

@@ -44,6 +44,7 @@ from ..kernels import FeatureMoments
 from .digest import PartitionDigest
 from .files import AtomicFile
 from .input_checks import Block, RowChecks
+from .row_store import RowStore
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
@@ -272,7 +273,7 @@ def remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]:
     yield removed
 
 
-class BlockStore:
+class BlockStore(RowStore):
     """Feature blocks written once to executor-local files, folded per partition by each pass.
 
     Parameters
@@ -284,25 +285,13 @@ class BlockStore:
     """
 
     def __init__(self, written: RDD) -> None:
+        super().__init__(written.map(StoredPartition.from_row).persist(
+            StorageLevel.MEMORY_AND_DISK))
         self.written = written
-        self.recomputed_partitions = 0
-        self.handles: RDD[StoredPartition] = written.map(StoredPartition.from_row).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        self._written = False
-        self._recorded: dict[int, PartitionDigest] = {}
+        self.handles: RDD[StoredPartition]
 
-    @property
-    def recorded(self) -> dict[int, PartitionDigest]:
-        """What the first pass read of each partition (empty before it ran)."""
-        return self._recorded
-
-    def stored_partitions(self) -> list[StoredPartition]:
-        """Every partition's handle, in partition order; the first call writes the files."""
-        handles = self.handles.collect()
-        self._written = True
-        self._recorded = {h.partition: PartitionDigest.of(h) for h in handles}
-        return handles
+    def _collect_handles(self) -> list[StoredPartition]:
+        return self.handles.collect()
 
     def aggregate(self, function: Callable[[Iterator[Block]], T | None],
                   merge: Callable[[T, T], T], depth: int) -> T | None:
@@ -326,7 +315,7 @@ class BlockStore:
                 partial(_on_rewritten, function))
             for lost, handles, recomputed in self.handles.context.runJob(
                     rewritten, lambda o: o, sorted(missing)):
-                self._check_unchanged(handles)
+                self.check_unchanged((h.partition, PartitionDigest.of(h)) for h in handles)
                 if lost:
                     raise OSError(f"partitions {lost} could not be read back right after "
                                   "being written; check the executors' local directories "
@@ -335,29 +324,9 @@ class BlockStore:
         self._written = True
         return value
 
-    def _check_unchanged(self, handles: Iterable[StoredPartition]) -> None:
-        for handle in handles:
-            first = self._recorded.get(handle.partition)
-            if first is not None:
-                first.check_same(handle.partition, PartitionDigest.of(handle))
-
-    def close(self) -> None:
-        """Delete the files (best effort: a file whose task runs on another host stays until
-        its executor stops) and drop the cached handles."""
-        try:
-            # Unless a pass completed, removing would mean writing first (a failed first
-            # pass leaves what its tasks wrote to Spark's own clean-up at executor stop).
-            if self._written:
-                # Paths are absolute, so any task on the file's host can remove it; Spark
-                # coalesces partitions by the hosts that cache them, so this is one task
-                # per core instead of one per partition.
-                tasks = min(self.handles.getNumPartitions(),
-                            self.handles.context.defaultParallelism)
-                removed = sum(self.handles.coalesce(tasks)
-                              .mapPartitions(remove_partition_files).collect())
-                logger.debug("removed %d stored block files", removed)
-        except Exception:  # a failed clean-up must not hide the fit's own outcome
-            logger.warning("could not remove the stored block files; Spark deletes them "
-                           "when the executors stop", exc_info=True)
-        finally:
-            self.handles.unpersist()
+    def _remove_files(self) -> int:
+        # Paths are absolute, so any task on the file's host can remove it; Spark coalesces
+        # partitions by the hosts that cache them, so this is one task per core instead of
+        # one per partition.
+        tasks = min(self.handles.getNumPartitions(), self.handles.context.defaultParallelism)
+        return sum(self.handles.coalesce(tasks).mapPartitions(remove_partition_files).collect())

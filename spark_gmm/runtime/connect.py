@@ -8,9 +8,9 @@ bad rows and taking the feature moments on the way, and returns one handle row; 
 handles: Spark runs each task where its cached handle, and so its file, lives, and the task
 memory-maps the file (the rows never travel through the JVM again: streamed from Spark's
 cache instead, a pass over 1M x 10 rows spent 0.25-0.45 s per task waiting for them). The
-function carries that pass's mixtures and meta as bytes of the project's wire format
-(closures are pickled when a Connect query runs, so each pass binds its own). A task folds
-its blocks with the same :func:`~.statistics_pass.fold_pass` as the classic passes and
+function carries that pass's request (:mod:`.requests`) as bytes of the project's wire
+format (closures are pickled when a Connect query runs, so each pass binds its own). A task
+folds its blocks with the same :func:`~.requests.fold_blocks` as the classic passes and
 answers with one wire message; the client merges them, or, when the answers would be
 large, the server merges them in groups first.
 
@@ -27,7 +27,6 @@ import math
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from functools import partial, reduce
 from typing import Any
 
@@ -38,7 +37,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, LongType, StructField, StructType
 from pyspark.storagelevel import StorageLevel
 
-from ..kernels import FeatureMoments, GaussianParameters, merge_all
+from ..kernels import FeatureMoments, merge_all
 from .block_store import (
     HANDLE_SCHEMA,
     StoredPartition,
@@ -48,7 +47,9 @@ from .block_store import (
 from .digest import PartitionDigest
 from .ingest import measured_blocks, write_blocks
 from .input_checks import RowChecks
-from .statistics_pass import DistributedStatistics, _inject_test_fault, fold_pass
+from .passes import PassCounters, StatelessRunner, TaskHook
+from .requests import PassRequest, fold_blocks
+from .row_store import RowStore
 from .wire import Message, decode, encode
 from .worker import prepare_python_worker
 
@@ -111,20 +112,26 @@ def default_parallelism(spark: Any) -> int:
     return int(last) + 1
 
 
+def _request(message: bytes) -> PassRequest:
+    [request] = decode(message).values
+    return request
+
+
 def _answer(message: bytes, center: tuple[float, ...], recorded: dict[int, PartitionDigest],
-            batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            hook: TaskHook | None, batches: Iterator[pa.RecordBatch]
+            ) -> Iterator[pa.RecordBatch]:
     # A pass over the handles: fold the blocks of the partitions whose files are here.
     prepare_python_worker()
-    _inject_test_fault()
-    request = decode(message)
-    mixtures = [v for v in request.values if isinstance(v, GaussianParameters)]
+    request = _request(message)
+    if hook is not None:
+        hook("connect", request)
     handles = [StoredPartition.from_dict(values) for batch in batches
                for values in batch.to_pylist()]
     started = time.perf_counter()
     # A handle Spark recomputed (its executor was lost) read the input again: one whose
     # rows differ from the first pass's counts as missing and goes to the client's check.
     blocks, missing = read_partitions(handles, recorded)
-    folded = fold_pass(np.array(center), mixtures, request.meta, iter(blocks)) if blocks else None
+    folded = fold_blocks(request, np.array(center), blocks) if blocks else None
     meta = {"fold_seconds": time.perf_counter() - started, "missing": missing}
     yield pa.RecordBatch.from_pylist([{"answer": encode("answer", meta, folded or [])}])
 
@@ -136,13 +143,11 @@ def _answer_from_input(message: bytes, center: tuple[float, ...], has_weights: b
     from pyspark import TaskContext
 
     prepare_python_worker()
-    request = decode(message)
-    mixtures = [v for v in request.values if isinstance(v, GaussianParameters)]
     context = TaskContext.get()
     checks = RowChecks()
     moments: list[FeatureMoments] = []
-    folded = fold_pass(np.array(center), mixtures, request.meta,
-                       measured_blocks(batches, has_weights, checks, moments))
+    folded = fold_blocks(_request(message), np.array(center),
+                         measured_blocks(batches, has_weights, checks, moments))
     merged = reduce(FeatureMoments.merge, moments) if moments else None
     meta = {"partition": context.partitionId() if context else 0,
             "digest": list(PartitionDigest.of_moments(checks.rows, merged))}
@@ -169,7 +174,7 @@ def _remove_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
     yield pa.RecordBatch.from_pylist([{"removed": sum(remove_partition_files(handles))}])
 
 
-class ConnectStore:
+class ConnectStore(RowStore):
     """A fit's feature blocks in executor-local files, their handles persisted on a Spark
     Connect server.
 
@@ -183,44 +188,19 @@ class ConnectStore:
     def __init__(self, selected: DataFrame, has_weights: bool) -> None:
         from pyspark.sql.pandas.types import from_arrow_schema
 
+        super().__init__(selected.mapInArrow(
+            partial(write_blocks, uuid.uuid4().hex, has_weights),
+            from_arrow_schema(HANDLE_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK))
         self.selected = selected
         self.has_weights = has_weights
-        self.handles = selected.mapInArrow(
-            partial(write_blocks, uuid.uuid4().hex, has_weights),
-            from_arrow_schema(HANDLE_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK)
-        self.n_partitions = 0
-        self.recorded: dict[int, PartitionDigest] = {}
-        self.recomputed_partitions = 0
-        self._written = False
 
-    def stored_partitions(self) -> list[StoredPartition]:
-        """Every partition's handle, in partition order; the first call writes the files."""
-        handles = sorted((StoredPartition.from_row(r) for r in self.handles.collect()),
-                         key=lambda h: h.partition)
-        self._written = True
-        self.n_partitions = len(handles)
-        self.recorded = {h.partition: PartitionDigest.of(h) for h in handles}
-        return handles
+    def _collect_handles(self) -> list[StoredPartition]:
+        return [StoredPartition.from_row(r) for r in self.handles.collect()]
 
-    def check_unchanged(self, messages: Sequence[Message]) -> None:
-        """Raise when a partition read again from the input differs from the first pass."""
-        for message in messages:
-            partition = int(message.meta["partition"])
-            self.recorded[partition].check_same(partition,
-                                                PartitionDigest(*message.meta["digest"]))
-
-    def close(self) -> None:
-        """Delete the files (best effort) and release the handles on the server."""
-        try:
-            if self._written:
-                removed = self.handles.mapInArrow(
-                    _remove_files, StructType([StructField("removed", LongType())])).collect()
-                logger.debug("removed %d stored block files", sum(r.removed for r in removed))
-        except Exception:  # a failed clean-up must not hide the fit's own outcome
-            logger.warning("could not remove the stored block files; Spark deletes them "
-                           "when the executors stop", exc_info=True)
-        finally:
-            self.handles.unpersist()
+    def _remove_files(self) -> int:
+        removed = self.handles.mapInArrow(
+            _remove_files, StructType([StructField("removed", LongType())])).collect()
+        return sum(r.removed for r in removed)
 
 
 def store_on_connect(df: DataFrame, features: Column, weight_col: str | None) -> ConnectStore:
@@ -230,30 +210,38 @@ def store_on_connect(df: DataFrame, features: Column, weight_col: str | None) ->
     return ConnectStore(selected, weight_col is not None)
 
 
-class ConnectStatistics(DistributedStatistics):
-    """:class:`DistributedStatistics` on Spark Connect: every pass one ``mapInArrow`` over
-    the stored blocks (there are no resident tasks: the executors cannot reach a client)."""
+class ConnectPassRunner(StatelessRunner):
+    """Every pass one ``mapInArrow`` over the stored blocks (there are no resident tasks:
+    the executors cannot reach a client).
 
-    def __init__(self, store: ConnectStore, center: np.ndarray, depth: int) -> None:
-        super().__init__(store, center, depth)  # type: ignore[arg-type]
-        self.connect_store = store
-        # Where the passes' time went: the client's wall time per query, the tasks' own
-        # reading and folding (summed over tasks), the client's decoding and merging.
-        self.pass_seconds = {"wall": 0.0, "task_fold": 0.0, "client_merge": 0.0}
+    Its counters keep where the passes' time went: the client's wall time per query
+    (``wall``), the tasks' own reading and folding summed over tasks (``task_fold``), the
+    client's decoding and merging (``client_merge``).
 
-    @contextmanager
-    def resident(self, n_models: int, n_components: int) -> Iterator[DistributedStatistics]:
-        yield self  # every pass is a query of its own
+    Parameters
+    ----------
+    store : ConnectStore
+    center : ndarray of shape (D,)
+    task_hook : callable or None
+        See :data:`~.passes.TaskHook`.
+    """
 
-    def _pass(self, mixtures: list[GaussianParameters], meta: dict[str, Any],
-              answer_bytes: int = 0) -> list[Any]:
-        self.job_passes += 1
-        store = self.connect_store
-        message = encode("pass", meta, mixtures)
+    def __init__(self, store: ConnectStore, center: np.ndarray,
+                 task_hook: TaskHook | None = None) -> None:
+        self.store = store
+        self.center = center
+        self.task_hook = task_hook
+        self.counters = PassCounters(
+            pass_seconds={"wall": 0.0, "task_fold": 0.0, "client_merge": 0.0})
+
+    def run(self, request: PassRequest) -> list[Any]:
+        self.counters.job_passes += 1
+        store = self.store
+        message = encode("pass", {}, [request])
         center = tuple(float(c) for c in self.center)
         answers = store.handles.mapInArrow(
-            partial(_answer, message, center, store.recorded), ANSWER_SCHEMA)
-        estimate = max(answer_bytes, _statistics_bytes(mixtures, self.center.shape[0]))
+            partial(_answer, message, center, store.recorded, self.task_hook), ANSWER_SCHEMA)
+        estimate = request.answer_bytes(self.center.shape[0])
         partitions = max(store.n_partitions, 1)
         if partitions * estimate > SERVER_MERGE_BYTES and partitions > 4:
             groups = max(2, math.isqrt(partitions))
@@ -267,15 +255,15 @@ class ConnectStatistics(DistributedStatistics):
             messages.extend(self._from_input(message, center, missing))
         merged = _merged(messages)
         assert merged is not None, "validation rejects empty input before any pass"
-        self.pass_seconds["wall"] += time.perf_counter() - started
-        self.pass_seconds["client_merge"] += time.perf_counter() - collected
-        self.pass_seconds["task_fold"] += sum(m.meta.get("fold_seconds", 0.0)
-                                              for m in messages)
+        self.counters.add_seconds("wall", time.perf_counter() - started)
+        self.counters.add_seconds("client_merge", time.perf_counter() - collected)
+        self.counters.add_seconds("task_fold", sum(m.meta.get("fold_seconds", 0.0)
+                                                   for m in messages))
         return merged
 
     def _from_input(self, message: bytes, center: tuple[float, ...], missing: list[int]
                     ) -> list[Message]:
-        store = self.connect_store
+        store = self.store
         store.recomputed_partitions += len(missing)
         logger.warning("stored blocks of %d of %d partitions were not readable where their "
                        "tasks ran; folding those partitions from the input", len(missing),
@@ -284,14 +272,10 @@ class ConnectStatistics(DistributedStatistics):
                 .mapInArrow(partial(_answer_from_input, message, center, store.has_weights),
                             ANSWER_SCHEMA).collect())
         messages = [decode(row.answer) for row in rows]
-        # Partitions without rows now answer too: their digest shows what they lost.
-        store.check_unchanged([m for m in messages if int(m.meta["partition"]) in missing])
-        answered = {int(m.meta["partition"]) for m in messages}
-        for partition in set(missing) - answered:  # no task answered: it has no rows now
-            store.check_unchanged([Message("answer", {"partition": partition,
-                                                      "digest": [0, 0.0, 0.0, 0.0]})])
+        # Partitions without rows now answer too: their digest shows what they lost; a
+        # partition no task answered for has no rows now.
+        answered = {int(m.meta["partition"]): PartitionDigest(*m.meta["digest"])
+                    for m in messages}
+        store.check_unchanged(
+            (p, answered.get(p, PartitionDigest(0, 0.0, 0.0, 0.0))) for p in missing)
         return messages
-
-
-def _statistics_bytes(mixtures: Sequence[GaussianParameters], d: int) -> int:
-    return sum(8 * m.n_components * (d * d + d + 2) for m in mixtures)

@@ -34,7 +34,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 from pyspark import InheritableThread, SparkContext, TaskContext
 from pyspark.sql import SparkSession
@@ -42,6 +41,7 @@ from pyspark.sql import SparkSession
 from .block_store import BlockStore, StoredPartition, read_partitions
 from .digest import PartitionDigest
 from .input_checks import Block
+from .requests import PassRequest
 from .scheduler_state import slot_count
 from .wire import (
     ChannelError,
@@ -70,8 +70,8 @@ _HANDSHAKE_SECONDS = 10.0
 _POLL_SECONDS = 0.25
 _STOP_SECONDS = 10.0
 
-# What a task computes for one request: (values, meta, the task's blocks) -> values or None.
-Handler = Callable[[list[Value], dict[str, Any], list[Block]], "list[Value] | None"]
+# What a task computes for one request: (the request, the task's blocks) -> values or None.
+Handler = Callable[[PassRequest, list[Block]], "list[Value] | None"]
 
 
 @contextmanager
@@ -148,7 +148,8 @@ def _serve(address: tuple[str, int], secret: bytes, handler: Handler,
             request = receive_message(sock)
             if request.kind == "stop":
                 break
-            result = handler(request.values, request.meta, blocks)
+            [pass_request] = request.values
+            result = handler(pass_request, blocks)
             send_message(sock, "result", {"round": request.meta["round"]}, result or [])
             answered += 1
     yield answered
@@ -234,8 +235,9 @@ class ResidentTasks:
             self._poll()
         logger.info("%d resident tasks serve the EM passes", self.n_tasks)
 
-    def request(self, values: list[Value], meta: dict[str, Any]) -> list[list[Value]]:
-        """Every task's answer to one request, in task order (empty for tasks without rows).
+    def request(self, request: PassRequest) -> list[list[Value]]:
+        """Every task's answer to one pass request, in task order (empty for tasks without
+        rows).
 
         Raises
         ------
@@ -243,7 +245,7 @@ class ResidentTasks:
             See the module docstring; the caller repeats the request another way.
         """
         self._round += 1
-        self._request = encode("request", {**meta, "round": self._round}, values)
+        self._request = encode("request", {"round": self._round}, [request])
         self._results = {}
         for task in list(self._connections):
             self._send_request(task)

@@ -2,7 +2,7 @@
 leaving executors), and the fits of this driver process that share them.
 
 Read by a fit at its pass boundaries to decide how many resident tasks to run (see
-:mod:`.statistics_pass`). Each reading is a few py4j calls into private Spark APIs; where one
+:mod:`.slot_sharing`). Each reading is a few py4j calls into private Spark APIs; where one
 is missing, the answer is the one that keeps a fit correct (no slots: no resident tasks).
 """
 

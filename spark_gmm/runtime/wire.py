@@ -2,14 +2,16 @@
 
 A message is a kind, a small JSON-able ``meta`` dict and a list of values, each a
 :class:`~spark_gmm.kernels.GaussianParameters`,
-:class:`~spark_gmm.kernels.SufficientStatistics` or one of the row samples of
-:mod:`spark_gmm.kernels.sampling`. On the wire::
+:class:`~spark_gmm.kernels.SufficientStatistics`, one of the row samples of
+:mod:`spark_gmm.kernels.sampling`, :class:`~spark_gmm.kernels.kmeans.ClusterSums` or a pass
+request (:data:`.requests.REQUEST_TYPES`). On the wire::
 
     b"GMM1" | header length (u32, big-endian) | header (JSON) | payload (raw array bytes)
 
 The header names each value's type and fields; array fields point into the payload by
-dtype, shape and offset. Only the value types above and float64/int64 arrays are
-accepted: nothing received can run code, whatever a peer sends.
+dtype, shape and offset, tuple fields list their items (arrays, scalars or nested values).
+Only the value types above and float64/int64 arrays are accepted: nothing received can run
+code, whatever a peer sends.
 
 A connection starts with a challenge: the driver sends a random nonce and the task answers
 with HMAC-SHA256(secret, nonce), the secret travelling to the tasks inside the Spark job's
@@ -34,6 +36,7 @@ import numpy as np
 from ..kernels import GaussianParameters, SufficientStatistics
 from ..kernels.kmeans import ClusterSums
 from ..kernels.sampling import Candidates, KeyedRows
+from .requests import REQUEST_TYPES, PassRequest
 
 _MAGIC = b"GMM1"
 _PREFIX = struct.Struct("!4sI")
@@ -42,16 +45,17 @@ _MAX_HEADER_BYTES = 1 << 24
 # task (larger passes run as Spark jobs), requests far below. Checked before allocating.
 MAX_PAYLOAD_BYTES = 1 << 29
 _NONCE_BYTES = 32
+# Values inside values (a request's mixtures) go this deep at most; tuples hold no tuples.
+_MAX_NESTING = 1
 _VALUE_TYPES: dict[str, type] = {
-    "GaussianParameters": GaussianParameters,
-    "SufficientStatistics": SufficientStatistics,
-    "KeyedRows": KeyedRows,
-    "Candidates": Candidates,
-    "ClusterSums": ClusterSums,
+    cls.__name__: cls
+    for cls in (GaussianParameters, SufficientStatistics, KeyedRows, Candidates, ClusterSums,
+                *REQUEST_TYPES)
 }
 _ARRAY_DTYPES = {"<f8": np.float64, "<i8": np.int64}
 
-Value = GaussianParameters | SufficientStatistics | KeyedRows | Candidates | ClusterSums
+Value = (GaussianParameters | SufficientStatistics | KeyedRows | Candidates | ClusterSums
+         | PassRequest)
 
 
 class ChannelError(ConnectionError):
@@ -71,24 +75,36 @@ def new_secret() -> bytes:
     return secrets.token_bytes(32)
 
 
-def _encode_value(value: Value, arrays: list[np.ndarray], offset: int) -> tuple[dict, int]:
+def _encode_field(owner: str, item: Any, arrays: list[np.ndarray], offset: int,
+                  depth: int, in_tuple: bool = False) -> tuple[dict, int]:
+    if isinstance(item, np.ndarray):
+        array = np.ascontiguousarray(item, dtype=item.dtype.newbyteorder("<"))
+        if array.dtype.str not in _ARRAY_DTYPES:
+            raise TypeError(f"{owner} has dtype {array.dtype}; only float64 and int64 arrays "
+                            "travel")
+        arrays.append(array)
+        return {"dtype": array.dtype.str, "shape": list(array.shape),
+                "offset": offset}, offset + array.nbytes
+    if item is None or isinstance(item, (str, int, float, np.generic)):
+        return {"scalar": item.item() if isinstance(item, np.generic) else item}, offset
+    if isinstance(item, tuple) and not in_tuple:
+        items = []
+        for element in item:
+            spec, offset = _encode_field(owner, element, arrays, offset, depth, True)
+            items.append(spec)
+        return {"items": items}, offset
+    if type(item).__name__ in _VALUE_TYPES and depth < _MAX_NESTING:
+        entry, offset = _encode_value(item, arrays, offset, depth + 1)
+        return {"value": entry}, offset
+    raise TypeError(f"{owner} of type {type(item).__name__} cannot travel")
+
+
+def _encode_value(value: Value, arrays: list[np.ndarray], offset: int, depth: int = 0
+                  ) -> tuple[dict, int]:
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(value):
-        item = getattr(value, f.name)
-        if isinstance(item, np.ndarray):
-            array = np.ascontiguousarray(item, dtype=item.dtype.newbyteorder("<"))
-            if array.dtype.str not in _ARRAY_DTYPES:
-                raise TypeError(f"{type(value).__name__}.{f.name} has dtype {array.dtype}; "
-                                "only float64 and int64 arrays travel")
-            fields[f.name] = {"dtype": array.dtype.str, "shape": list(array.shape),
-                              "offset": offset}
-            arrays.append(array)
-            offset += array.nbytes
-        elif item is None or isinstance(item, (str, int, float, np.generic)):
-            fields[f.name] = {"scalar": item.item() if isinstance(item, np.generic) else item}
-        else:
-            raise TypeError(f"{type(value).__name__}.{f.name} of type {type(item).__name__} "
-                            "cannot travel")
+        fields[f.name], offset = _encode_field(f"{type(value).__name__}.{f.name}",
+                                               getattr(value, f.name), arrays, offset, depth)
     return {"type": type(value).__name__, "fields": fields}, offset
 
 
@@ -107,7 +123,7 @@ def encode(kind: str, meta: dict[str, Any] | None = None, values: Sequence[Value
                      *(memoryview(a).cast("B") for a in arrays if a.size)])
 
 
-def _decode_value(entry: dict[str, Any], payload: bytearray) -> Value:
+def _decode_value(entry: dict[str, Any], payload: bytearray, depth: int = 0) -> Value:
     cls = _VALUE_TYPES.get(entry.get("type", ""))
     if cls is None:
         raise ChannelError(f"unexpected value type {entry.get('type')!r}")
@@ -115,25 +131,34 @@ def _decode_value(entry: dict[str, Any], payload: bytearray) -> Value:
     fields = entry.get("fields", {})
     if set(fields) != names:
         raise ChannelError(f"{cls.__name__} needs fields {sorted(names)}; got {sorted(fields)}")
-    decoded: dict[str, Any] = {}
-    for name, spec in fields.items():
-        if "scalar" in spec:
-            scalar = spec["scalar"]
-            if scalar is not None and not isinstance(scalar, (str, int, float)):
-                raise ChannelError(f"field {name!r} is not a number, a string or null")
-            decoded[name] = scalar
-            continue
-        dtype = _ARRAY_DTYPES.get(spec.get("dtype"))
-        shape = tuple(int(s) for s in spec.get("shape", ()))
-        start = int(spec.get("offset", -1))
-        if dtype is None or any(s < 0 for s in shape) or start < 0:
-            raise ChannelError(f"malformed array field {name!r}")
-        count = int(np.prod(shape, dtype=np.int64))
-        if start + 8 * count > len(payload):
-            raise ChannelError(f"array field {name!r} runs past the payload")
-        decoded[name] = np.frombuffer(payload, dtype=dtype, count=count,
-                                      offset=start).reshape(shape)
-    return cls(**decoded)
+    return cls(**{name: _decode_field(name, spec, payload, depth)
+                  for name, spec in fields.items()})
+
+
+def _decode_field(name: str, spec: dict[str, Any], payload: bytearray, depth: int,
+                  in_tuple: bool = False) -> Any:
+    if "scalar" in spec:
+        scalar = spec["scalar"]
+        if scalar is not None and not isinstance(scalar, (str, int, float)):
+            raise ChannelError(f"field {name!r} is not a number, a string or null")
+        return scalar
+    if "items" in spec:
+        if in_tuple:
+            raise ChannelError(f"field {name!r} nests tuples")
+        return tuple(_decode_field(name, item, payload, depth, True) for item in spec["items"])
+    if "value" in spec:
+        if depth >= _MAX_NESTING:
+            raise ChannelError(f"field {name!r} nests values too deeply")
+        return _decode_value(spec["value"], payload, depth + 1)
+    dtype = _ARRAY_DTYPES.get(spec.get("dtype"))
+    shape = tuple(int(s) for s in spec.get("shape", ()))
+    start = int(spec.get("offset", -1))
+    if dtype is None or any(s < 0 for s in shape) or start < 0:
+        raise ChannelError(f"malformed array field {name!r}")
+    count = int(np.prod(shape, dtype=np.int64))
+    if start + 8 * count > len(payload):
+        raise ChannelError(f"array field {name!r} runs past the payload")
+    return np.frombuffer(payload, dtype=dtype, count=count, offset=start).reshape(shape)
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytearray:

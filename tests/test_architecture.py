@@ -6,6 +6,7 @@ import ast
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -175,6 +176,57 @@ def test_kernels_have_one_class_per_covariance_type_implementing_one_abstract_ty
             text = path.read_text()
             for name in COVARIANCE_TYPES:
                 assert f'== "{name}"' not in text and f"== '{name}'" not in text, (module, name)
+
+
+def _environment_reads(source: str) -> list[str]:
+    """The environment variables ``source`` reads (``os.environ[...]``, ``os.environ.get``,
+    ``os.getenv`` and the like) whose names are string constants or module-level names of
+    string constants, and every mention of a ``SPARK_GMM_TEST`` name."""
+    tree = ast.parse(source)
+    constants = {target.id: node.value.value for node in tree.body
+                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                 and isinstance(node.value.value, str)
+                 for target in node.targets if isinstance(target, ast.Name)}
+
+    def name_of(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        return constants.get(node.id) if isinstance(node, ast.Name) else None
+
+    def is_environ(node: ast.AST) -> bool:
+        return ast.unparse(node).split(".")[-1] == "environ"
+
+    found = [name for name in constants.values() if "SPARK_GMM_TEST" in name]
+    found += ["SPARK_GMM_TEST"] * source.count("SPARK_GMM_TEST")
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and is_environ(node.value):
+            key = node.slice
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("getenv", "getenvb") or (
+                    node.func.attr in ("get", "pop", "setdefault") and is_environ(node.func.value)):
+                key = node.args[0]
+        name = name_of(key) if key is not None else None
+        if name is not None:
+            found.append(name)
+    return found
+
+
+def test_no_module_reads_a_test_only_environment_variable() -> None:
+    # Tests inject their faults and pauses from outside (tests/job_hooks.py: task hooks and
+    # checkpoint pauses passed as parameters), never through the environment.
+    bad = textwrap.dedent("""
+        import os
+        HANG = "SPARK_GMM_TEST_HANG"
+        PAUSE_FOR_TESTS = "PAUSE_TEST_SECONDS"
+        def pause():
+            return os.environ.get(PAUSE_FOR_TESTS), os.getenv("MY_TEST_FLAG")
+    """)
+    assert {n for n in _environment_reads(bad) if "TEST" in n.upper()} == {
+        "SPARK_GMM_TEST_HANG", "SPARK_GMM_TEST", "PAUSE_TEST_SECONDS", "MY_TEST_FLAG"}
+    for module, path in MODULES.items():
+        reads = [name for name in _environment_reads(path.read_text()) if "TEST" in name.upper()]
+        assert not reads, f"{module} reads test-only environment variables {reads}"
 
 
 def test_no_file_is_too_long() -> None:

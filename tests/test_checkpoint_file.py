@@ -15,7 +15,6 @@ import pytest
 
 from spark_gmm.errors import CheckpointMismatchError
 from spark_gmm.fit.checkpoint import (
-    WRITE_PAUSE_ENV,
     read_checkpoint,
     write_checkpoint,
 )
@@ -77,19 +76,20 @@ def test_a_checkpoint_of_an_older_format_is_ignored(tmp_path, caplog) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
+    import time
     import numpy as np
     from tests.test_checkpoint_file import FINGERPRINT, _run
     from spark_gmm.fit.checkpoint import write_checkpoint
-    write_checkpoint(sys.argv[1], FINGERPRINT, np.zeros(1), [_run(0.9)])
+    write_checkpoint(sys.argv[1], FINGERPRINT, np.zeros(1), [_run(0.9)],
+                     before_replace=lambda: time.sleep(30))
 """)
 
 
 def test_kill_during_write_keeps_the_previous_checkpoint(tmp_path) -> None:
     path = str(tmp_path / "em.json")
     write_checkpoint(path, FINGERPRINT, np.zeros(1), [_run(0.1)])
-    env = {**os.environ, WRITE_PAUSE_ENV: "30"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, path], env=env, cwd=root)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, path], cwd=root)
     deadline = time.monotonic() + 60
     while not glob.glob(str(tmp_path / ".em.json.*.tmp")):  # new state written, not yet renamed
         assert writer.poll() is None and time.monotonic() < deadline

@@ -16,8 +16,8 @@ import pytest
 from spark_gmm import GaussianMixtureModel
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.fit_job import run_fit
-from spark_gmm.fit.checkpoint import WRITE_PAUSE_ENV
 from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
+from tests.job_hooks import entry_command
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +30,12 @@ def _job(tmp_path, data: str, name: str, checkpoint: str | None = None) -> dict:
 
 def _run(config: str, slowly: bool = False, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    if slowly:
-        # Resident tasks run an iteration of these 3,000 rows in milliseconds: a pause in
-        # every checkpoint write keeps the fit running long enough to be killed mid-way.
-        env[WRITE_PAUSE_ENV] = "0.1"
-    return subprocess.Popen([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", config],
-                            env=env, start_new_session=True, stdout=subprocess.PIPE,
+    # Resident tasks run an iteration of these 3,000 rows in milliseconds: a pause in every
+    # checkpoint write keeps the fit running long enough to be killed mid-way.
+    command = (entry_command("--checkpoint-pause", "0.1") if slowly
+               else [sys.executable, "-m", "spark_gmm.cli"])
+    return subprocess.Popen([*command, "fit", "--config", config], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
 
 

@@ -28,7 +28,6 @@ import pytest
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.fit_job import run_fit
 from spark_gmm.etl.package import build_archive
-from spark_gmm.fit.checkpoint import WRITE_PAUSE_ENV
 from tests.helpers import checkpointed_iterations, job_sections, make_mixture, write_job_config
 
 pytestmark = pytest.mark.slow
@@ -137,7 +136,12 @@ def _submit_command(master: str, archive: str, job: str, *args: str,
             *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}")),
             "--driver-java-options",
             f"-Dlog4j2.configurationFile={ROOT / 'conf' / 'log4j2.properties'}",
-            str(ROOT / "jobs" / job), *args]
+            str(ROOT / (job if "/" in job else f"jobs/{job}")), *args]
+
+
+# The fit job with a pause in every checkpoint write (the driver script of tests/job_hooks.py):
+# resident tasks run an iteration of these tests' rows in milliseconds.
+_PAUSED_FIT = ("tests/job_hooks.py", "--checkpoint-pause", "0.2", "--", "fit")
 
 
 def _submit(master: str, archive: str, job: str, *args: str) -> subprocess.CompletedProcess:
@@ -238,9 +242,9 @@ def _fit_while_nodes_come_and_go(cluster: Cluster, spark, tmp_path: pathlib.Path
                "spark.decommission.enabled": "true"}
     driver_log = tmp_path / "driver.log"
     with open(driver_log, "w") as log:
-        job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
+        job = subprocess.Popen(_submit_command(cluster.master, archive, *_PAUSED_FIT,
                                                "--config", conf, conf=elastic),
-                               env={**_env(), WRITE_PAUSE_ENV: "0.2"},
+                               env=_env(),
                                stdout=log, stderr=subprocess.STDOUT)  # spark-submit sends
         # the Python driver's logging to its stdout
         try:
@@ -294,9 +298,9 @@ def test_fit_survives_a_lost_worker(cluster, spark, tmp_path) -> None:
     archive = build_archive(str(tmp_path / "dist" / "spark_gmm.zip"))
     # Resident tasks run an iteration of these rows in ~10 ms on this cluster: a pause in
     # every checkpoint write keeps the fit running long enough to lose a worker mid-way.
-    job = subprocess.Popen(_submit_command(cluster.master, archive, "fit_gmm.py",
+    job = subprocess.Popen(_submit_command(cluster.master, archive, *_PAUSED_FIT,
                                            "--config", conf),
-                           env={**_env(), WRITE_PAUSE_ENV: "0.2"}, stdout=subprocess.PIPE,
+                           env=_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     submitted = time.monotonic()
     deadline = time.monotonic() + 300

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,9 +29,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 2
 # Feature means and variances merge in partition order: equal data agree to rounding.
 _MOMENT_RTOL = 1e-9
-# Test-only: seconds to pause between writing the temporary file and renaming it, so a test
-# can kill the process in the middle of a checkpoint write.
-WRITE_PAUSE_ENV = "SPARK_GMM_TEST_CHECKPOINT_WRITE_PAUSE"
 
 
 def _params_to_json(p: GaussianParameters) -> dict[str, Any]:
@@ -46,11 +42,14 @@ def _params_from_json(d: dict[str, Any]) -> GaussianParameters:
 
 
 def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,
-                     runs: Sequence[EMRun], data: dict[str, Any] | None = None) -> None:
+                     runs: Sequence[EMRun], data: dict[str, Any] | None = None,
+                     before_replace: Callable[[], None] | None = None) -> None:
     """Atomically and durably replace the checkpoint at ``path``.
 
     A crash at any moment, of the process or of the machine, leaves either the previous
     checkpoint or the new one, never a mix (:class:`~spark_gmm.runtime.files.AtomicFile`).
+    ``before_replace`` runs once the new state is written and synced, before it replaces
+    the previous one.
     """
     state = {
         "version": CHECKPOINT_VERSION,
@@ -66,13 +65,7 @@ def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with AtomicFile(path, durable=True, text=True) as checkpoint:
         json.dump(state, checkpoint.stream)
-        checkpoint.commit(before_replace=_test_pause)
-
-
-def _test_pause() -> None:
-    pause = float(os.environ.get(WRITE_PAUSE_ENV, "0") or 0)
-    if pause:
-        time.sleep(pause)
+        checkpoint.commit(before_replace=before_replace)
 
 
 def data_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

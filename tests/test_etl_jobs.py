@@ -80,6 +80,16 @@ def test_fit_then_score(spark, tmp_path, mixture) -> None:
                 "invalid_rows"):
         assert key in diagnostics
     assert len(diagnostics["log_likelihood_history"]) == diagnostics["num_iter"]
+    # The run's telemetry is in the diagnostics, not in the saved model.
+    passes = diagnostics["em_passes"]
+    assert passes["resident_tasks"] + passes["spark_jobs"] > diagnostics["num_iter"]
+    assert diagnostics["stored_block_bytes"] == 8 * len(x) * 3  # 3 features, no weight
+    assert set(diagnostics["fit_seconds_per_phase"]) == {"storing", "initialisation", "em"}
+    assert len(diagnostics["seconds_per_iteration"]) == diagnostics["num_iter"]
+    metadata_dir = os.path.join(config.model.path, "model", "metadata")
+    metadata = "".join(open(os.path.join(metadata_dir, name)).read()
+                       for name in os.listdir(metadata_dir) if name.startswith("part-"))
+    assert "clusterSizes" in metadata and "storedBytes" not in metadata
     # scoring the same rows with the saved artifact reproduces the fit's labels
     score_config = build_config({**config.to_dict(), "output": {
         "path": str(tmp_path / "scored")}, "spark": {}})
@@ -130,6 +140,7 @@ def _check_the_report(spark, config, report, tmp_path) -> None:
     for path in (page, again):
         html = open(path, encoding="utf-8").read()
         assert "lowest BIC chose K = 3, full" in html and "rows read" in html
+        assert "passes over the rows" in html  # the run record, from the diagnostics
     images = loaded_images(again)
     assert len(images) == 5, images  # likelihood, criteria, weights, rows, features
     for image in images:  # decoded by the browser: none broken

@@ -86,3 +86,23 @@ def test_cross_validation_picks_the_same_model_in_parallel(df) -> None:
     # the same models, so the same metrics to 1e-10 and the same winner, in either mode
     assert best[0] == best[1]
     assert len(best[0][2]) == len(grid)
+
+
+def test_maps_starting_from_an_initial_model_share_the_passes(df, monkeypatch) -> None:
+    start = GaussianMixture(k=3, seed=1, maxIter=3).fit(df)
+    gmm = GaussianMixture(k=3, maxIter=15, tol=1e-6).setInitialModel(start)
+    maps = [{gmm.regCovar: 1e-6}, {gmm.regCovar: 1e-2, gmm.maxIter: 5},
+            {gmm.covarianceType: "full", gmm.tol: 1e-2}]
+    calls = []
+    real = estimator_module.fit_mixtures
+    monkeypatch.setattr(estimator_module, "fit_mixtures",
+                        lambda data, settings, initials: calls.append(len(settings))
+                        or real(data, settings, initials))
+    together = dict(gmm.fitMultiple(df, maps))
+    assert calls == [len(maps)]
+    for index, param_map in enumerate(maps):
+        alone = gmm.fit(df, param_map)
+        assert together[index].summary.numIter == alone.summary.numIter
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(getattr(together[index], name), getattr(alone, name),
+                                       rtol=1e-8, atol=1e-12)

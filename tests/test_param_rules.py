@@ -3,6 +3,7 @@ their validation, the job config's validation and the README table all follow it
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from pathlib import Path
@@ -51,6 +52,11 @@ def test_spark_params_follow_the_declaration() -> None:
         if rule.estimator_only:
             assert not model.hasParam(rule.name)
     assert {p.name for p in estimator.params} == set(PARAMETERS)
+    # The constructor takes each parameter, showing its declared default (None: unset).
+    signature = inspect.signature(GaussianMixture.__init__).parameters
+    assert set(signature) - {"self"} == set(PARAMETERS)
+    for rule in PARAMETERS.values():
+        assert signature[rule.name].default in (rule.default, None), rule.name
 
 
 @pytest.mark.parametrize("rule", CHECKED, ids=lambda rule: rule.name)

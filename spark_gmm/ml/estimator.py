@@ -15,9 +15,14 @@ from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult, FitSettings, can_share, fit_mixtures
 from .model import GaussianMixtureModel
-from .params import GaussianMixtureParams, spark_param
+from .params import PARAMETERS, GaussianMixtureParams, spark_param
 from .persistence import ParamsWriter
 from .summary import FitRunRecord, GaussianMixtureSummary
+
+
+def _default(name: str) -> Any:
+    # The constructor shows the declared defaults; only the arguments passed are set.
+    return PARAMETERS[name].default
 
 
 class GaussianMixture(
@@ -48,19 +53,19 @@ class GaussianMixture(
     def __init__(
         self,
         *,
-        featuresCol: str = "features",
-        predictionCol: str = "prediction",
-        k: int = 2,
-        probabilityCol: str = "probability",
-        tol: float = 1e-3,
-        maxIter: int = 100,
-        seed: int | None = None,
-        aggregationDepth: int = 2,
+        featuresCol: str = _default("featuresCol"),
+        predictionCol: str = _default("predictionCol"),
+        k: int = _default("k"),
+        probabilityCol: str = _default("probabilityCol"),
+        tol: float = _default("tol"),
+        maxIter: int = _default("maxIter"),
+        seed: int | None = None,  # None: the declared default seed
+        aggregationDepth: int = _default("aggregationDepth"),
         weightCol: str | None = None,
-        covarianceType: str = "full",
-        regCovar: float = 1e-6,
-        initMode: str = "k-means||",
-        nInit: int = 1,
+        covarianceType: str = _default("covarianceType"),
+        regCovar: float = _default("regCovar"),
+        initMode: str = _default("initMode"),
+        nInit: int = _default("nInit"),
         logLikelihoodCol: str | None = None,
         checkpointPath: str | None = None,
     ) -> None:

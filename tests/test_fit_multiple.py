@@ -28,14 +28,20 @@ def _maps(gmm: GaussianMixture) -> list[dict]:
     return grid
 
 
+def _record_fits(monkeypatch) -> list[int]:
+    # The number of settings of each fit_mixtures call the estimator makes.
+    calls: list[int] = []
+    real = estimator_module.fit_mixtures
+    monkeypatch.setattr(estimator_module, "fit_mixtures",
+                        lambda data, settings, initials: calls.append(len(settings))
+                        or real(data, settings, initials))
+    return calls
+
+
 def test_shared_fits_equal_separate_fits(df, monkeypatch) -> None:
     gmm = GaussianMixture(seed=3, maxIter=40, tol=1e-6)
     maps = _maps(gmm)
-    shared_calls = []
-    real = estimator_module.fit_mixtures
-    monkeypatch.setattr(estimator_module, "fit_mixtures",
-                        lambda data, settings, initials: shared_calls.append(len(settings))
-                        or real(data, settings, initials))
+    shared_calls = _record_fits(monkeypatch)
     together = dict(gmm.fitMultiple(df, maps))
     assert shared_calls == [len(maps)]  # one shared fit for all of them
     assert sorted(together) == list(range(len(maps)))
@@ -56,11 +62,7 @@ def test_shared_fits_equal_separate_fits(df, monkeypatch) -> None:
 
 def test_maps_that_cannot_share_are_fitted_one_by_one(df, monkeypatch) -> None:
     gmm = GaussianMixture(seed=3, maxIter=10)
-    calls = []
-    real = estimator_module.fit_mixtures
-    monkeypatch.setattr(estimator_module, "fit_mixtures",
-                        lambda data, settings, initials: calls.append(len(settings))
-                        or real(data, settings, initials))
+    calls = _record_fits(monkeypatch)
     maps = [{gmm.k: 2}, {gmm.k: 3, gmm.featuresCol: "features", gmm.weightCol: "w"}]
     with pytest.raises(Exception, match="w"):  # no weight column: the second map's own error
         dict(gmm.fitMultiple(df, maps))
@@ -93,11 +95,7 @@ def test_maps_starting_from_an_initial_model_share_the_passes(df, monkeypatch) -
     gmm = GaussianMixture(k=3, maxIter=15, tol=1e-6).setInitialModel(start)
     maps = [{gmm.regCovar: 1e-6}, {gmm.regCovar: 1e-2, gmm.maxIter: 5},
             {gmm.covarianceType: "full", gmm.tol: 1e-2}]
-    calls = []
-    real = estimator_module.fit_mixtures
-    monkeypatch.setattr(estimator_module, "fit_mixtures",
-                        lambda data, settings, initials: calls.append(len(settings))
-                        or real(data, settings, initials))
+    calls = _record_fits(monkeypatch)
     together = dict(gmm.fitMultiple(df, maps))
     assert calls == [len(maps)]
     for index, param_map in enumerate(maps):

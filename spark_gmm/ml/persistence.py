@@ -180,10 +180,9 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
     DefaultParamsReader.getAndSetParams(instance, metadata)
     saved = metadata.get("summary")
     # Keys other versions saved (the telemetry of older ones, say) are left out.
-    columns = tuple(instance.getOrDefault(name)
-                    for name in ("featuresCol", "predictionCol", "probabilityCol"))
-    return params, (GaussianMixtureSummary.from_dict(saved, columns)  # type: ignore[arg-type]
-                    if saved else None)
+    columns = (instance.getOrDefault("featuresCol"), instance.getOrDefault("predictionCol"),
+               instance.getOrDefault("probabilityCol"))
+    return params, GaussianMixtureSummary.from_dict(saved, columns) if saved else None
 
 
 def _shaped(values: Any, shape: tuple[int, ...], path: str, name: str) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 
 from spark_gmm.etl.config import ConfigError, build_config, load_config
 
-CONF = pathlib.Path(__file__).resolve().parents[1] / "conf"
+CONF = pathlib.Path(__file__).resolve().parents[2] / "conf"
 BASE = {"input": {"path": "x.parquet", "features": ["a", "b"]}}
 
 

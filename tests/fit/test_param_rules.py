@@ -17,7 +17,7 @@ from spark_gmm.etl.config import ModelConfig, build_config
 from spark_gmm.fit.initialization import initial_mixtures_together
 from spark_gmm.ml.params import PARAMETERS, parameter_table_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- parameters:start -->", "<!-- parameters:end -->"
 BASE = {"input": {"path": "x", "features": ["a"]}}
 

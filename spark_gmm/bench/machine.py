@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from .probes import proc_kib_bytes
+
 # The CPU flags that decide which kernels numpy's exp and OpenBLAS's GEMMs run.
 CPU_FLAGS = ("avx2", "avx512f")
 # OpenBLAS reads these at load time: they override the kernels it would pick for the CPU.
@@ -53,14 +55,7 @@ def _cpu() -> dict[str, Any]:
 
 
 def _memory_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as stream:
-            for line in stream:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return proc_kib_bytes("/proc/meminfo", "MemTotal:")
 
 
 def _blas() -> list[dict[str, Any]]:

@@ -35,16 +35,21 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def peak_rss_bytes(pid: int) -> int | None:
-    """The process's peak resident set size (``VmHWM``), or None if it is gone."""
+def proc_kib_bytes(path: str, key: str) -> int | None:
+    """The ``key: N kB`` line of a /proc file in bytes, or None (no file, or no such line)."""
     try:
-        with open(f"/proc/{pid}/status") as stream:
+        with open(path) as stream:
             for line in stream:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """The process's peak resident set size (``VmHWM``), or None if it is gone."""
+    return proc_kib_bytes(f"/proc/{pid}/status", "VmHWM:")
 
 
 def _is_python(pid: int) -> bool:

@@ -78,7 +78,7 @@ WRITER = textwrap.dedent("""
     import sys
     import time
     import numpy as np
-    from tests.test_checkpoint_file import FINGERPRINT, _run
+    from tests.fit.test_checkpoint_file import FINGERPRINT, _run
     from spark_gmm.fit.checkpoint import write_checkpoint
     write_checkpoint(sys.argv[1], FINGERPRINT, np.zeros(1), [_run(0.9)],
                      before_replace=lambda: time.sleep(30))
@@ -88,7 +88,7 @@ WRITER = textwrap.dedent("""
 def test_kill_during_write_keeps_the_previous_checkpoint(tmp_path) -> None:
     path = str(tmp_path / "em.json")
     write_checkpoint(path, FINGERPRINT, np.zeros(1), [_run(0.1)])
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     writer = subprocess.Popen([sys.executable, "-c", WRITER, path], cwd=root)
     deadline = time.monotonic() + 60
     while not glob.glob(str(tmp_path / ".em.json.*.tmp")):  # new state written, not yet renamed

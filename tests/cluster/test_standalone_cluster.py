@@ -32,7 +32,7 @@ from tests.helpers import checkpointed_iterations, job_sections, make_mixture, w
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPARK_HOME = pathlib.Path(pyspark.__file__).parent
 
 

@@ -1,8 +1,8 @@
 """Long-running tasks that answer the driver's requests over their stored partitions.
 
-Every EM iteration used to be a Spark job: schedule tasks, start them in the Python workers,
-collect the results. On 2 cores in local mode that costs 0.05-0.1 s of wall time and as much
-JVM CPU per pass, a quarter of an iteration at 1M rows and most of it at 250k rows. Spark's
+A Spark job per EM iteration schedules tasks, starts them in the Python workers and collects
+the results: on 2 cores in local mode 0.05-0.1 s of wall time and as much JVM CPU per pass, a
+quarter of an iteration at 1M rows and most of it at 250k rows. Spark's
 barrier mode cannot replace it: its ``allGather`` polls with a one-second sleep.
 
 Instead, one job starts one task per free slot (``min(partitions, slots)``, the stored

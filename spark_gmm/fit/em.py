@@ -22,6 +22,10 @@ from ..runtime.requests import StatisticsRequest
 
 logger = logging.getLogger(__name__)
 
+# Each iteration is logged at DEBUG, each run's end at INFO, and while runs go on a progress
+# line at INFO at most this often.
+PROGRESS_SECONDS = 5.0
+
 StatisticsFunction = Callable[[Sequence[GaussianParameters]], list[SufficientStatistics]]
 
 
@@ -110,6 +114,10 @@ def run_em(
     for run in runs:
         if len(run.history) >= 2 and abs(run.history[-1] - run.history[-2]) < limits(run).tol:
             run.converged = True
+    # Lines name a run by its place in ``runs`` (the restart, or the model and restart of a
+    # fitMultiple), whichever runs are still active.
+    number = {id(run): i for i, run in enumerate(runs)}
+    last_progress = time.perf_counter()
     while True:
         active = [r for r in runs if not r.converged and r.n_iter < limits(r).max_iter]
         if not active:
@@ -117,7 +125,7 @@ def run_em(
         started = time.perf_counter()
         all_stats = compute_statistics([r.params for r in active])
         seconds = time.perf_counter() - started
-        for index, (run, stats) in enumerate(zip(active, all_stats)):
+        for run, stats in zip(active, all_stats):
             mean_ll = stats.mean_log_likelihood
             if not math.isfinite(mean_ll):
                 raise NonFiniteLikelihoodError(
@@ -132,9 +140,25 @@ def run_em(
             run.history.append(mean_ll)
             run.iteration_seconds.append(time.perf_counter() - started)
             run.converged = abs(change) < limits(run).tol
+            logger.debug(
+                "EM iteration %d (run %d of %d): log-likelihood %.6f, mean %.8f, change %.3e, "
+                "%.3f s", run.n_iter, number[id(run)], len(runs), stats.log_likelihood,
+                mean_ll, change, seconds,
+            )
+            if run.converged or run.n_iter >= limits(run).max_iter:
+                logger.info(
+                    "EM run %d of %d: %s after %d iterations, mean log-likelihood %.8f, "
+                    "%.2f s", number[id(run)], len(runs),
+                    "converged" if run.converged else "stopped at maxIter", run.n_iter,
+                    mean_ll, sum(run.iteration_seconds),
+                )
+        if time.perf_counter() - last_progress >= PROGRESS_SECONDS:
+            last_progress = time.perf_counter()
+            still = [r for r in runs if not r.converged and r.n_iter < limits(r).max_iter]
             logger.info(
-                "EM iteration %d (run %d): log-likelihood %.6f, mean %.8f, change %.3e, "
-                "%.3f s", run.n_iter, index, stats.log_likelihood, mean_ll, change, seconds,
+                "EM: iteration %d, %d of %d runs still running, best mean log-likelihood "
+                "%.8f", max(r.n_iter for r in active), len(still), len(runs),
+                best_run(runs).final_mean_log_likelihood,
             )
         if on_iteration is not None:
             on_iteration(max(r.n_iter for r in active), runs)

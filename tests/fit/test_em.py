@@ -4,12 +4,15 @@ derived bound as a property."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from scipy.stats import multivariate_normal
 
-from spark_gmm.fit.em import EMRun, run_em
+from spark_gmm.fit import em
+from spark_gmm.fit.em import EMRun, RunLimits, run_em
 from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics, m_step
 from tests.helpers import (
     dense_covariances,
@@ -207,3 +210,31 @@ def teardown_module() -> None:
     total = sum(_STEPS.values())
     if total:
         assert _STEPS["after_a_reseed"] + _STEPS["unbounded"] <= 0.15 * total, _STEPS
+
+
+def test_the_log_names_each_run_truly_iterations_at_debug(caplog, monkeypatch) -> None:
+    # Run 0 stops after 2 iterations; iterations 3 to 5 are run 1's alone, and are logged so.
+    x, *_ = make_mixture(n=600, seed=4)
+    center = x.mean(axis=0)
+    runs = [EMRun(initial_parameters(x, 3, "full", seed=seed).shifted(-center),
+                  limits=RunLimits(1e-6, iterations, 0.0))
+            for seed, iterations in ((1, 2), (2, 5))]
+    monkeypatch.setattr(em, "PROGRESS_SECONDS", 0.0)  # a progress line after every pass
+    with caplog.at_level(logging.DEBUG, logger="spark_gmm.fit.em"):
+        run_em(runs, lambda models: block_statistics(x, None, models, center), 1e-6, 100, 0.0)
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert [m.split(":")[0] for m in debug] == [
+        "EM iteration 1 (run 0 of 2)", "EM iteration 1 (run 1 of 2)",
+        "EM iteration 2 (run 0 of 2)", "EM iteration 2 (run 1 of 2)",
+        "EM iteration 3 (run 1 of 2)", "EM iteration 4 (run 1 of 2)",
+        "EM iteration 5 (run 1 of 2)"]
+    ends = [m for m in info if m.startswith("EM run")]
+    assert [m.split(", mean")[0] for m in ends] == [
+        "EM run 0 of 2: stopped at maxIter after 2 iterations",
+        "EM run 1 of 2: stopped at maxIter after 5 iterations"]
+    assert f"{runs[1].history[-1]:.8f}" in ends[1]
+    progress = [m for m in info if m.startswith("EM: ")]
+    assert progress[0].startswith("EM: iteration 1, 2 of 2 runs still running")
+    assert progress[2].startswith("EM: iteration 3, 1 of 2 runs still running")
+    assert len(progress) == 5 and not any("EM iteration" in m for m in info)

@@ -10,19 +10,47 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from ..errors import InvalidInputError
 from ..runtime.connect import is_connect_session, remove_directory
 from .config import InputConfig
 
 logger = logging.getLogger(__name__)
 
 
+# Spark's error conditions that mean the configured input is not there or not readable as
+# the format says: a user error (exit code 2), with the fix in words.
+_INPUT_ERRORS = {
+    "PATH_NOT_FOUND": "does not exist; check input.path (a file, directory or glob)",
+    "TABLE_OR_VIEW_NOT_FOUND": "is not a table or view of this session's catalog; check "
+                               "input.table",
+    "UNABLE_TO_INFER_SCHEMA": "holds no {format} files Spark can read a schema from (empty, "
+                              "or another format); check input.path and input.format",
+}
+
+
 def read_input(spark: SparkSession, config: InputConfig) -> DataFrame:
-    """The configured input: Parquet (file, directory or glob), CSV with header, or a table."""
-    if config.format == "table":
-        return spark.read.table(config.table)
-    if config.format == "csv":
-        return spark.read.csv(config.path, header=True, inferSchema=True)
-    return spark.read.parquet(config.path)
+    """The configured input: Parquet (file, directory or glob), CSV with header, or a table.
+
+    Raises
+    ------
+    InvalidInputError
+        The path or table is not there, or holds nothing readable in the configured format.
+    """
+    from pyspark.errors import AnalysisException
+
+    source = config.table if config.format == "table" else config.path
+    try:
+        if config.format == "table":
+            return spark.read.table(config.table)
+        if config.format == "csv":
+            return spark.read.csv(config.path, header=True, inferSchema=True)
+        return spark.read.parquet(config.path)
+    except AnalysisException as error:
+        fix = _INPUT_ERRORS.get(error.getCondition() or "")
+        if fix is None:
+            raise
+        raise InvalidInputError(
+            f"the input {source!r} {fix.format(format=config.format)}") from error
 
 
 class HadoopPaths:

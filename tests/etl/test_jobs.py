@@ -340,5 +340,17 @@ def test_cli_exit_codes(spark, tmp_path, mixture, capsys) -> None:
                 "--set", f"output.path={tmp_path / 's'}"]
     assert main(mismatch) == EXIT_BAD_INPUT
     assert "feature schema mismatch" in capsys.readouterr().err
-    missing = ["fit", "--config", str(conf), "--set", f"input.path={tmp_path / 'nothing'}"]
-    assert main(missing) == 1
+    capsys.readouterr()
+    # An input that is not there, or holds nothing readable: a user error, one line, exit 2.
+    (tmp_path / "empty").mkdir()
+    absent = "does not exist; check input.path (a file, directory or glob)"
+    unreadable = ("holds no parquet files Spark can read a schema from (empty, or another "
+                  "format); check input.path and input.format")
+    for command, path, says in (("fit", tmp_path / "nothing", absent),
+                                ("score", tmp_path / "nothing", absent),
+                                ("fit", tmp_path / "empty", unreadable)):
+        args = [command, "--config", str(conf), "--set", f"input.path={path}",
+                "--set", f"output.path={tmp_path / 'o2'}"]
+        assert main(args) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"spark-gmm: error: the input {str(path)!r} {says}"], err

@@ -146,6 +146,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         spec = dataclasses.replace(spec, run_sklearn=spec.run_sklearn and "sklearn" not in missing,
                                    probe_processes="psutil" not in missing)
+    from .bench.machine import commit
+
+    measured_commit = commit()  # before any work: the code this run loads and measures
     if args.remote:
         from .bench.connect import classic_benchmark, format_connect, run_connect_benchmark
 
@@ -165,7 +168,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         from .bench.machine import result_record, write_result
 
         parameters = {k: v for k, v in vars(args).items() if k not in ("handler", "command")}
-        write_result(args.output, result_record(results, parameters))
+        write_result(args.output, result_record(results, parameters, measured_commit))
         print(f"result file (commit, date, machine, parameters, every round): {args.output}")
     return EXIT_OK
 

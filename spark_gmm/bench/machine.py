@@ -25,16 +25,26 @@ CPU_FLAGS = ("avx2", "avx512f")
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def commit(directory: str | None = None) -> str:
-    """The git commit of ``directory`` (default: this package's), or ``"unknown"``."""
-    where = directory or os.path.dirname(os.path.abspath(__file__))
+def _git(where: str, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                                text=True, timeout=10, check=False)
+        result = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True,
+                                timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def commit(directory: str | None = None) -> str:
+    """The git commit of ``directory`` (default: this package's), ``"<sha>-dirty"`` when the
+    package's files differ from it, or ``"unknown"`` outside a checkout. Read when the run
+    starts: the code measured is the code loaded then."""
+    where = directory or os.path.dirname(os.path.abspath(__file__))
+    sha = _git(where, "rev-parse", "HEAD")
+    if not sha:
         return "unknown"
-    text = result.stdout.strip()
-    return text if result.returncode == 0 and text else "unknown"
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    changed = _git(where, "status", "--porcelain", "--", package) if directory is None else ""
+    return f"{sha}-dirty" if changed else sha
 
 
 def _cpu() -> dict[str, Any]:
@@ -100,8 +110,8 @@ def machine(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
                                      for name in OPENBLAS_VARIABLES}}
 
 
-def result_record(results: Mapping[str, Any], parameters: Mapping[str, Any]
-                  ) -> dict[str, Any]:
+def result_record(results: Mapping[str, Any], parameters: Mapping[str, Any],
+                  measured_commit: str) -> dict[str, Any]:
     """The result file's content.
 
     Parameters
@@ -110,6 +120,8 @@ def result_record(results: Mapping[str, Any], parameters: Mapping[str, Any]
         What the benchmark returned (every round's numbers, not only medians).
     parameters : Mapping[str, Any]
         The command's parameters (``spark-gmm bench``'s options, by name).
+    measured_commit : str
+        :func:`commit` as the run started.
 
     Returns
     -------
@@ -117,7 +129,7 @@ def result_record(results: Mapping[str, Any], parameters: Mapping[str, Any]
         ``commit``, ``date`` (UTC, ISO 8601), ``machine`` (see :func:`machine`),
         ``parameters`` and ``results``.
     """
-    return {"commit": commit(),
+    return {"commit": measured_commit,
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": machine(), "parameters": dict(parameters), "results": dict(results)}
 

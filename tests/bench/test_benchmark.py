@@ -127,7 +127,11 @@ def test_bench_output_is_a_result_file_with_commit_date_machine_and_every_round(
     assert set(record) == {"commit", "date", "machine", "parameters", "results"}
     git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                          cwd=os.path.dirname(__file__))
-    assert record["commit"] == (git.stdout.strip() if git.returncode == 0 else "unknown")
+    status = subprocess.run(["git", "status", "--porcelain", "--", "spark_gmm"],
+                            capture_output=True, text=True,
+                            cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
+    expected = git.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+    assert record["commit"] == (expected if git.returncode == 0 else "unknown")
     date = datetime.datetime.fromisoformat(record["date"])
     assert date.tzinfo is not None and before <= date <= datetime.datetime.now(datetime.UTC)
     machine = record["machine"]

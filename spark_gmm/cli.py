@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,16 +174,70 @@ def run_bench_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_JOB_EXITS = ("0 success; 2 bad configuration or input: the message names the key, column or "
+              "path and the fix, do not retry; 1 any other failure, worth a retry")
+# Each subcommand's --help: what it does, an example, the config it reads, its exit codes.
+_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "demo": ("Fit Fisher's Iris measurements (shipped inside the package) with three "
+             "full-covariance components; print the model, the cluster sizes and a species "
+             "x cluster table, and write labelled Parquet and the model.",
+             "spark-gmm demo --output output/demo",
+             "none: the settings are built in (conf/demo.toml holds the same)",
+             "0 success; 1 failure"),
+    "fit": ("Read the configured input, fit a Gaussian mixture, and write labelled Parquet, "
+            "the model artifact and diagnostics.json; outputs are replaced atomically.",
+            "spark-gmm fit --config conf/example.toml --set model.k=12",
+            "--config FILE (TOML; conf/example.toml documents every key)", _JOB_EXITS),
+    "score": ("Label new rows with a saved model artifact and write them as Parquet, with "
+              "the same row accounting as the fit; optional drift checks.",
+              "spark-gmm score --config conf/example.toml --set input.path=/data/new",
+              "--config FILE (TOML; conf/example.toml documents every key)",
+              _JOB_EXITS + "; 3 a drift threshold was exceeded (the output is written)"),
+    "drift": ("Check new rows against a model artifact: log-likelihood drop, component "
+              "shares (PSI) and rows below the training's low quantile.",
+              "spark-gmm drift --model output/demo/model --input /data/new.parquet",
+              "--model and --input, or --config FILE with [input] and [drift]",
+              _JOB_EXITS + "; 3 a drift threshold was exceeded"),
+    "report": ("Write the HTML fit report of a model artifact (one self-contained page); "
+               "needs the 'report' extra (matplotlib).",
+               "spark-gmm report output/demo/model --output output/report",
+               "none: the artifact holds what the report draws", _JOB_EXITS),
+    "bench": ("Benchmark spark-gmm against Spark MLlib and scikit-learn on seeded synthetic "
+              "data (or your Parquet), in interleaved rounds; needs the 'bench' extra.",
+              "spark-gmm bench --n 1000000 --d 10 --k 8 --master 'local[2]' "
+              "--output result.json",
+              "none: the options below", "0 success; 1 failure"),
+    "params": ("Print the estimator's parameter table (Markdown), as in the README.",
+               "spark-gmm params", "none", "0 success"),
+    "package": ("Zip the spark_gmm package for spark-submit --py-files.",
+                "spark-gmm package --output dist/spark_gmm.zip", "none",
+                "0 success; 1 failure"),
+}
+
+
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    description, example, config, exits = _COMMANDS[name]
+    epilog = "\n\n".join([f"example:\n  {example}", textwrap.fill(f"config: {config}", 79),
+                          textwrap.fill(f"exit codes: {exits}", 79)])
+    return commands.add_parser(name, help=summary, description=textwrap.fill(description, 79),
+                               epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spark-gmm", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="spark-gmm", description="Gaussian mixture models fitted by distributed EM on "
+        "Apache Spark: the jobs, the demo, the benchmark and tools.",
+        epilog=f"exit codes: {_JOB_EXITS}; 3 drift (drift, or score with drift.enabled). "
+        "spark-gmm COMMAND --help says more.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="fit the embedded Iris data and print the model")
+    demo = _command(commands, "demo", "fit the embedded Iris data and print the model")
     demo.add_argument("--output", default="output/demo", help="output directory")
     demo.add_argument("--master", default=None, help="Spark master (default: local[*])")
     demo.set_defaults(handler=run_demo_command)
     for name, text in (("fit", "fit a model as configured"),
                        ("score", "label new rows with a saved model")):
-        job = commands.add_parser(name, help=text)
+        job = _command(commands, name, text)
         job.add_argument("--config", required=True, help="TOML config file")
         job.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                          help="override a config value (repeatable)")
@@ -190,32 +245,40 @@ def build_parser() -> argparse.ArgumentParser:
         job.add_argument("--remote", default=None,
                          help="Spark Connect address sc://HOST:PORT (default: [spark] remote)")
         job.set_defaults(handler=run_job_command)
-    drift = commands.add_parser("drift", help="check new rows against a model artifact "
-                                "(exit 3 when a drift threshold is exceeded)")
+    drift = _command(commands, "drift", "check new rows against a model artifact "
+                     "(exit 3 when a drift threshold is exceeded)")
     drift.add_argument("--model", default="", help="model artifact directory (fit job)")
     drift.add_argument("--input", default="", help="Parquet/CSV rows to check")
-    drift.add_argument("--format", default="parquet", choices=("parquet", "csv"))
+    drift.add_argument("--format", default="parquet", choices=("parquet", "csv"),
+                       help="format of --input (default: parquet)")
     drift.add_argument("--config", default="", help="TOML config ([input], [drift], ...)")
     drift.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                        help="override a config value, e.g. drift.max_psi=0.1 (repeatable)")
     drift.add_argument("--master", default=None, help="Spark master (default: local[*])")
     drift.set_defaults(handler=run_drift_command)
-    report = commands.add_parser("report", help="write the HTML fit report of a model "
-                                 "artifact (needs the 'report' extra: matplotlib)")
+    report = _command(commands, "report", "write the HTML fit report of a model artifact "
+                      "(needs the 'report' extra: matplotlib)")
     report.add_argument("artifact", help="model artifact directory (fit job)")
     report.add_argument("--output", required=True, help="local directory for report.html")
     report.add_argument("--master", default=None, help="Spark master (default: local[*])")
     report.set_defaults(handler=run_report_command)
-    bench = commands.add_parser("bench", help="benchmark against MLlib and scikit-learn")
-    for flag, default in (("--n", 100_000), ("--d", 10), ("--k", 8), ("--partitions", 2),
-                          ("--iterations", 10), ("--seed", 0), ("--rounds", 3),
-                          ("--init-quality-seeds", 0)):
-        bench.add_argument(flag, type=int, default=default)
+    bench = _command(commands, "bench", "benchmark against MLlib and scikit-learn")
+    for flag, default, text in (
+            ("--n", 100_000, "rows of synthetic data"), ("--d", 10, "features"),
+            ("--k", 8, "components, of the data and of every fit"),
+            ("--partitions", 2, "Parquet files the data are written as"),
+            ("--iterations", 10, "EM iterations of every timed fit"),
+            ("--seed", 0, "seed of the data and of the starts"),
+            ("--rounds", 3, "interleaved rounds (ours and MLlib back to back); medians"),
+            ("--init-quality-seeds", 0, "seeds on which our k-means|| is compared with "
+             "MLlib's KMeans (0: none)")):
+        bench.add_argument(flag, type=int, default=default, help=f"{text} (default: {default})")
     bench.add_argument("--input", default="", help="existing Parquet (numeric columns)")
-    bench.add_argument("--work-dir", default="output/benchmark")
+    bench.add_argument("--work-dir", default="output/benchmark",
+                       help="where the data and benchmark.json go (default: output/benchmark)")
     bench.add_argument("--master", default=None, help="Spark master (default: local[*])")
-    bench.add_argument("--skip-mllib", action="store_true")
-    bench.add_argument("--skip-sklearn", action="store_true")
+    bench.add_argument("--skip-mllib", action="store_true", help="leave MLlib out")
+    bench.add_argument("--skip-sklearn", action="store_true", help="leave scikit-learn out")
     bench.add_argument("--skip-scoring", action="store_true",
                        help="no transform + write rounds (they dominate at tens of millions "
                             "of rows)")
@@ -234,11 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write a result file: commit, UTC date, machine (CPU, BLAS, "
                             "versions), these parameters and every round's numbers")
     bench.set_defaults(handler=run_bench_command)
-    params = commands.add_parser("params", help="print the estimator's parameter table "
-                                 "(Markdown, as in the README)")
+    params = _command(commands, "params", "print the estimator's parameter table "
+                      "(Markdown, as in the README)")
     params.set_defaults(handler=run_params_command)
-    package = commands.add_parser("package", help="zip spark_gmm for spark-submit --py-files")
-    package.add_argument("--output", default="dist/spark_gmm.zip")
+    package = _command(commands, "package", "zip spark_gmm for spark-submit --py-files")
+    package.add_argument("--output", default="dist/spark_gmm.zip",
+                         help="the zip file to write (default: dist/spark_gmm.zip)")
     package.set_defaults(handler=run_package_command)
     return parser
 

@@ -16,7 +16,7 @@ executors in the task's closure): tests inject their faults there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -82,11 +82,18 @@ class StatelessRunner:
         return None
 
 
+def fold_in_task(runner: str, center: np.ndarray, hook: TaskHook | None,
+                 request: PassRequest, blocks: Iterable[Block]) -> list[Any] | None:
+    """In a task of ``runner`` ("job", "resident"): the hook, then ``request`` folded over
+    the task's blocks."""
+    if hook is not None:
+        hook(runner, request)
+    return fold_blocks(request, center, blocks)
+
+
 def _fold_partition(request: Broadcast[PassRequest], center: np.ndarray,
                     hook: TaskHook | None, blocks: Iterator[Block]) -> list[Any] | None:
-    if hook is not None:
-        hook("job", request.value)
-    return fold_blocks(request.value, center, blocks)
+    return fold_in_task("job", center, hook, request.value, blocks)
 
 
 class JobPassRunner(StatelessRunner):

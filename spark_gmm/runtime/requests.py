@@ -62,8 +62,10 @@ def fold_blocks(request: PassRequest, center: np.ndarray, blocks: Iterable[Block
     return total
 
 
-def _statistics_bytes(mixtures: Iterable[GaussianParameters], d: int) -> int:
-    return sum(8 * m.n_components * (d * d + d + 2) for m in mixtures)
+def statistics_bytes(n_components: int, d: int) -> int:
+    """About the bytes of one mixture's statistics in an answer: D² + D + 2 float64 values
+    per component, Σγxxᵀ and Σγx among them."""
+    return 8 * n_components * (d * d + d + 2)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class StatisticsRequest:
                                 self.hard_assignment, self.count_assignments)
 
     def answer_bytes(self, n_features: int) -> int:
-        return _statistics_bytes(self.mixtures, n_features)
+        return sum(statistics_bytes(m.n_components, n_features) for m in self.mixtures)
 
 
 @dataclass(frozen=True)

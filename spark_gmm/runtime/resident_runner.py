@@ -20,9 +20,8 @@ import numpy as np
 
 from ..kernels import merge_all
 from .block_store import BlockStore
-from .input_checks import Block
-from .passes import JobPassRunner, PassCounters, TaskHook
-from .requests import PassRequest, fold_blocks
+from .passes import JobPassRunner, PassCounters, TaskHook, fold_in_task
+from .requests import PassRequest, statistics_bytes
 from .resident import DEFAULT_PASS_TIMEOUT_SECONDS, ResidentTasks, ResidentUnavailableError
 from .slot_sharing import SlotSharing
 
@@ -31,14 +30,6 @@ logger = logging.getLogger(__name__)
 # The resident tasks' answers all reach the driver in one round: beyond this many bytes,
 # a pass is a job whose treeReduce merges on the executors.
 MAX_RESIDENT_RESULT_BYTES = 256 << 20
-
-
-def answer_request(center: np.ndarray, hook: TaskHook | None, request: PassRequest,
-                   blocks: list[Block]) -> list[Any] | None:
-    """In a resident task: one request is one pass over the task's blocks."""
-    if hook is not None:
-        hook("resident", request)
-    return fold_blocks(request, center, blocks)
 
 
 class ResidentPassRunner:
@@ -91,15 +82,14 @@ class ResidentPassRunner:
         if n_tasks is None:
             return None
         n_models, n_components = self.shape
-        d = self.center.shape[0]
         # Every task's statistics reach the driver at once: bound what that can cost.
-        message_bytes = 8 * n_models * n_components * (d * d + d + 2)
+        message_bytes = n_models * statistics_bytes(n_components, self.center.shape[0])
         if n_tasks * message_bytes > MAX_RESIDENT_RESULT_BYTES:
             self.sharing.given_up = True  # too large for one round to the driver
             return None
         tasks = None
         try:
-            tasks = ResidentTasks(self.store, partial(answer_request, self.center,
+            tasks = ResidentTasks(self.store, partial(fold_in_task, "resident", self.center,
                                                       self.task_hook),
                                   n_tasks, self.pass_timeout)
             tasks.start()

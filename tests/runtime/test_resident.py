@@ -17,9 +17,10 @@ from spark_gmm import GaussianMixture
 from spark_gmm.kernels import GaussianParameters, block_statistics
 from spark_gmm.runtime import resident, resident_runner, slot_sharing
 from spark_gmm.runtime.ingest import feature_moments, features_array, store_blocks
+from spark_gmm.runtime.passes import fold_in_task
 from spark_gmm.runtime.requests import StatisticsRequest
 from spark_gmm.runtime.resident import ResidentTasks, resident_tasks_setting
-from spark_gmm.runtime.resident_runner import ResidentPassRunner, answer_request
+from spark_gmm.runtime.resident_runner import ResidentPassRunner
 from tests.helpers import make_mixture, to_dataframe
 from tests.job_hooks import HangInResidentTask, install, recorded_runners
 
@@ -214,7 +215,7 @@ def test_connections_without_the_secret_are_refused(spark, caplog) -> None:
     center, variance = moments.mean, moments.variance
     mixture = GaussianParameters.from_covariances(
         [0.5, 0.5], x[:2] - center, np.stack([np.diag(variance)] * 2), "full")
-    tasks = ResidentTasks(store, partial(answer_request, center, None), 2)
+    tasks = ResidentTasks(store, partial(fold_in_task, "resident", center, None), 2)
     try:
         tasks.start()
         intruder = socket.create_connection(tasks._listener.getsockname())
@@ -249,7 +250,7 @@ def test_forged_lengths_are_refused_and_the_pass_goes_on(spark, caplog) -> None:
     center = feature_moments(store.stored_partitions()).mean
     mixture = GaussianParameters.from_covariances(
         [0.5, 0.5], x[:2] - center, np.stack([np.eye(3)] * 2), "full")
-    tasks = ResidentTasks(store, partial(answer_request, center, None), 2)
+    tasks = ResidentTasks(store, partial(fold_in_task, "resident", center, None), 2)
     huge_hello = (b'{"kind": "hello", "meta": {"task": 0}, "values": [], '
                   b'"payload": 1099511627776}')  # a terabyte announced
     forged = b"GMM1" + len(huge_hello).to_bytes(4, "big") + huge_hello

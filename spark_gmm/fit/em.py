@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import NonFiniteLikelihoodError
-from ..kernels import GaussianParameters, SufficientStatistics, m_step
+from ..kernels import ConjugatePrior, GaussianParameters, SufficientStatistics, log_prior, m_step
 from ..runtime.passes import PassRunner
 from ..runtime.requests import StatisticsRequest
 
@@ -44,12 +44,13 @@ def pass_statistics(runner: PassRunner) -> Callable[..., list[SufficientStatisti
 
 @dataclass(frozen=True)
 class RunLimits:
-    """A run's own regularisation and stopping rule, when runs of one loop differ
-    (``fitMultiple`` over maps of different ``regCovar``, ``maxIter`` or ``tol``)."""
+    """A run's own regularisation, stopping rule and prior, when runs of one loop differ
+    (``fitMultiple`` over maps of different ``regCovar``, ``maxIter``, ``tol`` or prior)."""
 
     reg_covar: float
     max_iter: int
     tol: float
+    prior: ConjugatePrior | None = None  # MAP-EM: in the runs' (centred) coordinates
 
 
 @dataclass
@@ -61,7 +62,12 @@ class EMRun:
     params : GaussianParameters
         Current parameters (after the latest M-step).
     history : list of float
-        Mean per-row log-likelihood of each iteration's E-step.
+        The objective of each iteration, per unit of weight: the mean log-likelihood of the
+        E-step's parameters, or with a prior their log posterior (log-likelihood plus
+        :func:`~spark_gmm.kernels.log_prior`) divided by Σw.
+    log_priors : list of float
+        With a prior, the log prior density of each iteration's E-step parameters (empty
+        without).
     iteration_seconds : list of float
         Wall time of each iteration (shared by the mixtures of one pass).
     """
@@ -72,6 +78,7 @@ class EMRun:
     converged: bool = False
     collapsed_events: int = 0
     limits: RunLimits | None = None  # None: the loop's own
+    log_priors: list[float] = field(default_factory=list)
 
     @property
     def n_iter(self) -> int:
@@ -95,8 +102,8 @@ def run_em(
 ) -> Sequence[EMRun]:
     """Iterate E and M steps for every run until each converges or ``max_iter`` is reached.
 
-    A run converges when the change of its mean per-row log-likelihood between two
-    iterations is below ``tol`` (as scikit-learn does); a run with its own
+    A run converges when the change of its mean per-row log-likelihood (with a prior: log
+    posterior) between two iterations is below ``tol`` (as scikit-learn does); a run with its own
     :class:`RunLimits` uses those instead of ``reg_covar``, ``max_iter`` and ``tol``. Runs
     may already carry history (resumed from a checkpoint); they continue from their
     iteration count.
@@ -133,8 +140,12 @@ def run_em(
                     "check the features for extreme values, standardise them, or increase "
                     "regCovar"
                 )
+            prior = limits(run).prior
+            if prior is not None:  # MAP-EM: the objective is the log posterior
+                run.log_priors.append(log_prior(run.params, prior))
+                mean_ll += run.log_priors[-1] / stats.weight_sum
             run.params, collapsed = m_step(stats, run.params.covariance_type,
-                                           limits(run).reg_covar)
+                                           limits(run).reg_covar, prior)
             run.collapsed_events += len(collapsed)
             change = mean_ll - run.history[-1] if run.history else math.inf
             run.history.append(mean_ll)
@@ -165,5 +176,6 @@ def run_em(
 
 
 def best_run(runs: Sequence[EMRun]) -> EMRun:
-    """The run with the highest final mean log-likelihood (first one on ties)."""
+    """The run with the highest final objective (mean log-likelihood, or log posterior with a
+    prior; first one on ties)."""
     return max(runs, key=lambda r: r.final_mean_log_likelihood)

@@ -5,7 +5,7 @@ Everything that differs between covariance types is a method of one class per ty
 that hides the packed/exact choice; the rest is written once.
 """
 
-from .covariance import COVARIANCE_TYPES, CovarianceType, covariance_of, n_free_parameters
+from .covariance import COVARIANCE_TYPES, CovarianceType, covariance_of
 from .estep import e_step
 from .exact import (
     log_gaussian_density,
@@ -14,12 +14,14 @@ from .exact import (
     weighted_log_density,
 )
 from .moments import FeatureMoments
-from .mstep import m_step
-from .parameters import GaussianParameters
+from .mstep import log_prior, m_step
+from .parameters import GaussianParameters, n_free_parameters
+from .prior import ConjugatePrior
 from .statistics import SufficientStatistics, block_statistics, merge_all
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "ConjugatePrior",
     "CovarianceType",
     "FeatureMoments",
     "GaussianParameters",
@@ -28,6 +30,7 @@ __all__ = [
     "covariance_of",
     "e_step",
     "log_gaussian_density",
+    "log_prior",
     "log_responsibilities",
     "log_sum_exp",
     "m_step",

@@ -15,17 +15,15 @@ spherical [K] (1/σ) / [K, D].
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
-from numpy.typing import NDArray
 
 from ..errors import CovarianceError
+from .linalg import FloatArray, cholesky_precision, largest_eigenpair, outer_moments, square_moments
+from .prior import ConjugatePrior, log_inverse_gamma, log_inverse_wishart
 
-FloatArray = NDArray[np.float64]
-LOG_2PI = math.log(2.0 * math.pi)
 
 class CovarianceType(ABC):
     """The operations of one covariance type (stateless; one instance per type)."""
@@ -83,29 +81,20 @@ class CovarianceType(ABC):
     @abstractmethod  # C from the scatter about the new means, N_k [K], reg on the diagonal
     def estimate(self, scatter: FloatArray, nk: FloatArray, reg: float) -> FloatArray: ...
 
+    # --- conjugate prior (MAP-EM: kernels/prior.py; the modes derived in docs/bayesian.md)
+    @abstractmethod  # Λ of this type from a matrix [D, D]: itself, its diagonal, its mean diagonal
+    def prior_scale(self, matrix: FloatArray) -> FloatArray: ...
+    # C of the posterior mode (the ML estimate with the prior's pseudo-rows) from N_k [K] and
+    # S_k = W_k + κN_k/(κ+N_k) (x̄_k − μ_P)(x̄_k − μ_P)ᵀ (second-moment shape), reg on the diagonal
+    @abstractmethod
+    def posterior_mode(self, scatter: FloatArray, nk: FloatArray, prior: ConjugatePrior,
+                       reg: float) -> FloatArray: ...
+    @abstractmethod  # log density of the covariances under the prior, from P
+    def log_covariance_prior(self, p: FloatArray, prior: ConjugatePrior, d: int) -> float: ...
+
     # --- geometry
     @abstractmethod  # the direction [D] of component j's largest variance, and that variance
     def principal_axis(self, c: FloatArray, j: int, d: int) -> tuple[FloatArray, float]: ...
-
-    def sampling_factors(self, c: FloatArray, k: int, d: int) -> FloatArray:
-        """L_k with Σ_k = L_k L_kᵀ, [K, D, D]: rows μ_k + L_k z are drawn from component k."""
-        return np.linalg.cholesky(self.dense(c, k, d))
-
-
-def _cholesky_precision(cov: FloatArray, component: int | None) -> FloatArray:
-    try:
-        lower = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        raise CovarianceError(component) from None
-    if not np.all(np.isfinite(lower)) or np.any(np.diag(lower) <= 0.0):
-        raise CovarianceError(component)
-    # Triangular solve L Y = I; the transpose of L⁻¹ is the precision factor.
-    return np.linalg.solve(lower, np.eye(cov.shape[0])).T
-
-
-def _largest_eigenpair(c: FloatArray) -> tuple[FloatArray, float]:
-    values, vectors = np.linalg.eigh(c)
-    return vectors[:, -1], float(values[-1])
 
 
 class _MatrixCovariance(CovarianceType):
@@ -115,24 +104,19 @@ class _MatrixCovariance(CovarianceType):
 
     def moments(self, x: FloatArray, resp: FloatArray, shift: FloatArray
                 ) -> tuple[FloatArray, FloatArray]:
-        n_components, n_features = shift.shape
-        first = np.empty((n_components, n_features))
-        second = np.empty((n_components, n_features, n_features))
-        sqrt_resp = np.sqrt(resp)
-        for k in range(n_components):
-            scaled = (x - shift[k]) * sqrt_resp[:, k : k + 1]
-            first[k] = sqrt_resp[:, k] @ scaled
-            # Aᵀ A on the same buffer lets numpy use a symmetric rank-k update.
-            second[k] = scaled.T @ scaled
-        return first, second
+        return outer_moments(x, resp, shift)
 
     def centred_scatter(self, second: FloatArray, nk: FloatArray, delta: FloatArray
                         ) -> FloatArray:
         return second - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
 
+    def prior_scale(self, matrix: FloatArray) -> FloatArray:
+        return np.array(matrix, dtype=np.float64)
 
-
-
+    def log_covariance_prior(self, p: FloatArray, prior: ConjugatePrior, d: int) -> float:
+        # IW per component (full) or once (tied): P is [K, D, D] or [D, D].
+        trace = np.sum(p @ np.swapaxes(p, -1, -2) * prior.scale, axis=(-2, -1))
+        return log_inverse_wishart(self.log_det(p, d), trace, prior, d)
 
 
 class _DiagonalCovariance(CovarianceType):
@@ -148,22 +132,14 @@ class _DiagonalCovariance(CovarianceType):
 
     def moments(self, x: FloatArray, resp: FloatArray, shift: FloatArray
                 ) -> tuple[FloatArray, FloatArray]:
-        first = np.empty_like(shift)
-        second = np.empty_like(shift)
-        for k in range(shift.shape[0]):
-            diff = x - shift[k]
-            first[k] = resp[:, k] @ diff
-            diff *= diff
-            second[k] = resp[:, k] @ diff
-        return first, second
+        return square_moments(x, resp, shift)
 
     def centred_scatter(self, second: FloatArray, nk: FloatArray, delta: FloatArray
                         ) -> FloatArray:
         return second - nk[:, None] * delta * delta
 
-
-
-
+    def log_covariance_prior(self, p: FloatArray, prior: ConjugatePrior, d: int) -> float:
+        return log_inverse_gamma(p, prior)  # IG per variance: P is [K, D] or [K]
 
 
 class FullCovariance(_MatrixCovariance):
@@ -193,7 +169,7 @@ class FullCovariance(_MatrixCovariance):
         return rows.reshape(k, d, d)
 
     def precision_cholesky(self, c: FloatArray) -> FloatArray:
-        return np.stack([_cholesky_precision(ck, k) for k, ck in enumerate(c)])
+        return np.stack([cholesky_precision(ck, k) for k, ck in enumerate(c)])
 
     def log_det(self, p: FloatArray, d: int) -> FloatArray:
         return np.sum(np.log(np.diagonal(p, axis1=1, axis2=2)), axis=1)
@@ -218,8 +194,12 @@ class FullCovariance(_MatrixCovariance):
         cov[:, idx, idx] += reg
         return cov
 
+    def posterior_mode(self, scatter: FloatArray, nk: FloatArray, prior: ConjugatePrior,
+                       reg: float) -> FloatArray:  # (Λ + S_k) / (ν + N_k + D + 2)
+        return self.estimate(scatter + prior.scale, nk + (prior.dof + scatter.shape[1] + 2), reg)
+
     def principal_axis(self, c: FloatArray, j: int, d: int) -> tuple[FloatArray, float]:
-        return _largest_eigenpair(c[j])
+        return largest_eigenpair(c[j])
 
 
 class TiedCovariance(_MatrixCovariance):
@@ -250,7 +230,7 @@ class TiedCovariance(_MatrixCovariance):
         return rows[0].reshape(d, d)
 
     def precision_cholesky(self, c: FloatArray) -> FloatArray:
-        return _cholesky_precision(c, None)
+        return cholesky_precision(c, None)
 
     def log_det(self, p: FloatArray, d: int) -> FloatArray:
         return np.asarray(np.sum(np.log(np.diag(p))))
@@ -272,8 +252,15 @@ class TiedCovariance(_MatrixCovariance):
         cov[np.diag_indices_from(cov)] += reg
         return cov
 
+    def posterior_mode(self, scatter: FloatArray, nk: FloatArray, prior: ConjugatePrior,
+                       reg: float) -> FloatArray:
+        # (Λ + Σ_k S_k) / (ν + N + K + D + 1): Λ as one more scatter of weight ν + K + D + 1
+        k, d = scatter.shape[:2]
+        return self.estimate(np.concatenate([scatter, prior.scale[None]]),
+                             np.append(nk, prior.dof + k + d + 1), reg)
+
     def principal_axis(self, c: FloatArray, j: int, d: int) -> tuple[FloatArray, float]:
-        return _largest_eigenpair(c)
+        return largest_eigenpair(c)
 
 
 class DiagCovariance(_DiagonalCovariance):
@@ -317,6 +304,13 @@ class DiagCovariance(_DiagonalCovariance):
 
     def estimate(self, scatter: FloatArray, nk: FloatArray, reg: float) -> FloatArray:
         return scatter / nk[:, None] + reg
+
+    def prior_scale(self, matrix: FloatArray) -> FloatArray:
+        return np.diag(matrix).copy()
+
+    def posterior_mode(self, scatter: FloatArray, nk: FloatArray, prior: ConjugatePrior,
+                       reg: float) -> FloatArray:  # (λ_j + S_kj) / (ν + N_k + 3)
+        return self.estimate(scatter + prior.scale, nk + (prior.dof + 3), reg)
 
     def principal_axis(self, c: FloatArray, j: int, d: int) -> tuple[FloatArray, float]:
         i = int(np.argmax(c[j]))
@@ -365,6 +359,15 @@ class SphericalCovariance(_DiagonalCovariance):
     def estimate(self, scatter: FloatArray, nk: FloatArray, reg: float) -> FloatArray:
         return (scatter / nk[:, None] + reg).mean(axis=1)
 
+    def prior_scale(self, matrix: FloatArray) -> FloatArray:
+        return np.asarray(np.diag(matrix).mean())
+
+    def posterior_mode(self, scatter: FloatArray, nk: FloatArray, prior: ConjugatePrior,
+                       reg: float) -> FloatArray:
+        # (ς² + Σ_j S_kj) / (ν + (N_k + 1) D + 2): ς²/D per feature, 1 + (ν + 2)/D rows
+        d = scatter.shape[1]
+        return self.estimate(scatter + prior.scale / d, nk + (1 + (prior.dof + 2) / d), reg)
+
     def principal_axis(self, c: FloatArray, j: int, d: int) -> tuple[FloatArray, float]:
         return np.eye(d)[0], float(c[j])  # every axis is principal: the first one
 
@@ -387,9 +390,3 @@ def covariance_of(covariance_type: str) -> CovarianceType:
             f"got {covariance_type!r}"
         ) from None
 
-
-def n_free_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
-    """Free parameters of a mixture: weights, means and covariances (as scikit-learn counts
-    them for BIC/AIC)."""
-    cov = covariance_of(covariance_type).n_parameters(n_components, n_features)
-    return cov + n_components * n_features + n_components - 1

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .covariance import LOG_2PI, FloatArray, covariance_of
+from .covariance import FloatArray, covariance_of
 from .flush import exp_flushed_in_place
+from .linalg import LOG_2PI
 from .parameters import GaussianParameters
 
 

@@ -33,7 +33,8 @@ def sample_mixture(params: GaussianParameters, n: int, rng: np.random.Generator
         raise ValueError(f"cannot draw {n} rows; n must be 0 or more")
     k, d = params.n_components, params.n_features
     counts = rng.multinomial(n, params.weights)
-    factors = params.covariance.sampling_factors(params.covariances, k, d)
+    # L_k with Σ_k = L_k L_kᵀ: rows μ_k + L_k z are drawn from component k.
+    factors = np.linalg.cholesky(params.covariance.dense(params.covariances, k, d))
     x = np.empty((n, d))
     start = 0
     for component, count in enumerate(counts):

@@ -8,6 +8,7 @@ import numpy as np
 
 from .covariance import FloatArray, covariance_of
 from .parameters import GaussianParameters
+from .prior import ConjugatePrior, log_mean_prior
 from .statistics import SufficientStatistics
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,21 @@ def reseed_collapsed(
 
 
 def m_step(
-    stats: SufficientStatistics, covariance_type: str, reg_covar: float
+    stats: SufficientStatistics, covariance_type: str, reg_covar: float,
+    prior: ConjugatePrior | None = None,
 ) -> tuple[GaussianParameters, list[int]]:
     """New parameters from statistics computed with the previous parameters.
 
     π_k = N_k / N, μ_k = shift_k + Σ w γ (x - shift_k) / N_k and Σ_k from the second
     moments about the shift, moved to μ_k exactly (no E[xxᵀ] − μμᵀ on raw moments), plus
     ``reg_covar`` on the diagonal.
+
+    With a ``prior`` (MAP-EM), the means and covariances are the posterior mode instead:
+    μ_k = (N_k x̄_k + κ μ_P) / (N_k + κ) and the type's
+    :meth:`~.covariance.CovarianceType.posterior_mode` of
+    W_k + κN_k/(κ+N_k) (x̄_k − μ_P)(x̄_k − μ_P)ᵀ, plus ``reg_covar`` on the diagonal; the
+    weights keep the update above. A component of no weight keeps the prior's mode and is
+    not re-seeded (re-seeding would lower the log posterior).
 
     Parameters
     ----------
@@ -69,6 +78,8 @@ def m_step(
     covariance_type : str
     reg_covar : float
         Non-negative value added to the covariance diagonal.
+    prior : ConjugatePrior or None
+        In the coordinates of ``stats`` (the means its shift is in).
 
     Returns
     -------
@@ -89,11 +100,34 @@ def m_step(
         if collapsed:
             delta[collapsed] = 0.0
             scatter[collapsed] = 0.0
-        covariances = covariance.estimate(scatter, nk, reg_covar)
+        if prior is None:
+            covariances = covariance.estimate(scatter, nk, reg_covar)
     weights = nk / nk.sum()
     means = stats.shift + delta
+    if prior is not None:
+        # x̄_k − μ_P, and the prior's pull on the scatter: W_k + c_k g_k g_kᵀ, as
+        # centred_scatter with weights −c_k.
+        gap = means - prior.mean
+        pull = prior.shrinkage * nk / (prior.shrinkage + nk)
+        covariances = covariance.posterior_mode(
+            covariance.centred_scatter(scatter, -pull, gap), nk, prior, reg_covar)
+        means = means - (prior.shrinkage / (prior.shrinkage + nk))[:, None] * gap
+        collapsed = []
     if collapsed:
         weights = weights.copy()
         reseed_collapsed(weights, means, covariances, covariance_type, collapsed)
     params = GaussianParameters.from_covariances(weights, means, covariances, covariance_type)
     return params, collapsed
+
+
+def log_prior(params: GaussianParameters, prior: ConjugatePrior) -> float:
+    """log p(μ, Σ) of a mixture under ``prior`` (same coordinates): the means' normal
+    densities N(μ_k; μ_P, Σ_k/κ) and the covariances' inverse-Wishart or inverse-gamma
+    densities (:meth:`~.covariance.CovarianceType.log_covariance_prior`), normalised; the
+    weights' flat prior adds nothing."""
+    covariance, p = params.covariance, params.precisions_cholesky
+    k, d = params.means.shape
+    distance = covariance.mahalanobis(prior.mean[None, :], params.means, p)[0]
+    log_det = np.broadcast_to(covariance.log_det(p, d), (k,))
+    return (log_mean_prior(log_det, distance, prior.shrinkage, d)
+            + covariance.log_covariance_prior(p, prior, d))

@@ -32,8 +32,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .chunks import rows_per_chunk
-from .covariance import LOG_2PI, FloatArray, covariance_of
+from .covariance import FloatArray, covariance_of
 from .flush import exp_flushed_in_place
+from .linalg import LOG_2PI
 from .parameters import GaussianParameters
 
 # ε · 1e6 ≈ 2e-10: the worst relative error the expansion may add to a covariance.

@@ -115,3 +115,10 @@ class GaussianParameters:
             self.covariances,
             self.precisions_cholesky,
         )
+
+
+def n_free_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Free parameters of a mixture: weights, means and covariances (as scikit-learn counts
+    them for BIC/AIC)."""
+    cov = covariance_of(covariance_type).n_parameters(n_components, n_features)
+    return cov + n_components * n_features + n_components - 1

@@ -44,6 +44,7 @@ from ..kernels import GaussianParameters, e_step
 from ..kernels.estep import exact_chunk_rows
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
+from ..runtime.progress import phase
 from ..runtime.resident import resident_tasks_setting
 from .report import ratios
 from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
@@ -111,9 +112,11 @@ def benchmark_input(spark: SparkSession, spec: BenchmarkSpec
     and many underflow over the iterations, so later iterations count too)."""
     path = data_path(spec)
     if not spec.input_path and not os.path.exists(path):
-        generate(spec, path)
-    df = spark.read.parquet(path)
-    start, covariance, mean = hard_start(path, df.columns, df.count(), spec.k, spec.seed)
+        with phase(f"benchmark: generating {spec.n:,} rows into {path}", logger):
+            generate(spec, path)
+    with phase(f"benchmark: reading {path} and drawing the random-rows start", logger):
+        df = spark.read.parquet(path)
+        start, covariance, mean = hard_start(path, df.columns, df.count(), spec.k, spec.seed)
     init = GaussianMixtureModel.fromArrays(np.full(spec.k, 1 / spec.k), start,
                                            np.stack([covariance] * spec.k))
     return path, df, init, mean
@@ -140,7 +143,7 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
         for _ in range(repeats):
             np.matmul(a, b, out=out)  # into one preallocated buffer: only the GEMM is timed
 
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), phase("benchmark: the GEMM floor", logger):
         a @ b
         # about a second of GEMMs per sample; the median of 5 samples resists noise
         repeats = max(3, int(2e9 / (2.0 * rows * d * k * d)))
@@ -151,22 +154,22 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
 
 
 def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
-              resident_tasks: bool = True) -> tuple[float, GaussianMixtureModel]:
+              what: str, resident_tasks: bool = True) -> tuple[float, GaussianMixtureModel]:
     features = F.array(*[F.col(c) for c in df.columns]).alias("features")
     estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
     estimator.setInitialModel(init)
     # The resident fit keeps the session's setting (a user may have turned them off).
     with (nullcontext() if resident_tasks
-          else resident_tasks_setting(df.sparkSession, enabled=False)):
+          else resident_tasks_setting(df.sparkSession, enabled=False)), phase(what, logger):
         return _timed(lambda: estimator.fit(df.select(features)))
 
 
-def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
+def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel, where: str = "full data"
           ) -> tuple[dict[str, Any], GaussianMixtureModel]:
     # Timed on the second fit of the full data, as MLlib's end-to-end is its second (long) fit:
     # a JVM's first pass over a new data size still compiles code paths (3-10 s here) that
     # would otherwise fall on whichever system is timed first.
-    first_seconds, _ = _fit_ours(df, spec, init)
+    first_seconds, _ = _fit_ours(df, spec, init, f"benchmark: ours, first fit ({where})")
     jvm = _local_jvm_pid(df.sparkSession) if spec.probe_processes else None
     meter = heap = None
     if spec.probe_processes:
@@ -174,14 +177,16 @@ def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel
 
         heap = JvmHeapPeak(df.sparkSession.sparkContext._jvm)
         meter = None if jvm is None else CpuMeter(jvm)
-    seconds, model = _fit_ours(df, spec, init)
+    seconds, model = _fit_ours(df, spec, init, f"benchmark: ours, timed fit ({where})")
     cpu = None if meter is None else meter.used()
     summary = model.summary
     memory = {"driver_jvm_heap_peak_bytes": float(heap.bytes()) if heap else None,
               "executor_disk_bytes": float(model.runRecord.storedBytes)}
     # The same fit with every EM pass a Spark job of its own (no resident tasks), after the
     # timed one: on a JVM at least as warm.
-    job_seconds, by_jobs = _fit_ours(df, spec, init, resident_tasks=False)
+    job_seconds, by_jobs = _fit_ours(
+        df, spec, init, f"benchmark: ours, one Spark job per pass ({where})",
+        resident_tasks=False)
     iteration_seconds = model.runRecord.iterationSeconds
     return {"seconds_per_iteration": statistics.median(iteration_seconds),
             "iteration_seconds": list(iteration_seconds),
@@ -212,7 +217,7 @@ def _scaling(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
     if spec.n < 40 * spec.k:
         return None  # a quarter this small may not hold k distinct rows
     quarter = df.sample(withReplacement=False, fraction=0.25, seed=spec.seed)
-    _, model = _fit_ours(quarter, spec, init)
+    _, model = _fit_ours(quarter, spec, init, "benchmark: ours on a 25 % sample")
     seconds = statistics.median(model.runRecord.iterationSeconds)
     rows = model.summary.weightSum
     return {"rows": rows, "seconds_per_iteration": seconds, "rows_ratio": spec.n / rows,
@@ -250,14 +255,15 @@ def _worker_memory(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec
             "peak_beyond_imports_over_feature_bytes": (peak - imports) / feature_bytes}
 
 
-def _mllib(df: DataFrame, spec: BenchmarkSpec) -> dict[str, Any]:
+def _mllib(df: DataFrame, spec: BenchmarkSpec, where: str = "full data") -> dict[str, Any]:
     from pyspark.ml.clustering import GaussianMixture as MLlibGaussianMixture
     from pyspark.ml.feature import VectorAssembler
 
     def fit(iterations: int) -> tuple[float, Any]:
         assembled = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
         gmm = MLlibGaussianMixture(k=spec.k, maxIter=iterations, tol=0.0, seed=spec.seed)
-        return _timed(lambda: gmm.fit(assembled))
+        with phase(f"benchmark: MLlib, {iterations}-iteration fit ({where})", logger):
+            return _timed(lambda: gmm.fit(assembled))
 
     # MLlib reports no per-iteration times: difference of a short and a long fit, divided by
     # the iterations each really ran. MLlib stops once its log-likelihood does not move (at
@@ -296,7 +302,8 @@ def _sklearn(x: np.ndarray, spec: BenchmarkSpec, init: GaussianParameters) -> di
     precisions = np.stack([np.linalg.inv(c) for c in init.covariances])
     gm = SkGaussianMixture(spec.k, max_iter=1, tol=0.0, weights_init=init.weights,
                            means_init=init.means, precisions_init=precisions)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), phase(
+            f"benchmark: scikit-learn, {spec.iterations} iterations", logger):
         warnings.simplefilter("ignore")
         started = time.perf_counter()
         gm._initialize_parameters(x, np.random.RandomState(spec.seed))
@@ -321,9 +328,10 @@ def _warm_up(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec,
     sample = df.limit(min(spec.n, 20_000))
     small = BenchmarkSpec(**{**spec.__dict__, "iterations": 2})
     started = time.perf_counter()
-    _, ours = _ours(sample, small, init)
-    mllib = _mllib(sample, small)["_model"] if spec.run_mllib else None
-    scoring_rounds(sample, ours, mllib, os.path.join(spec.work_dir, "warm_up"))
+    with phase("benchmark: warm-up, every system once on a 20k-row slice", logger):
+        _, ours = _ours(sample, small, init, "warm-up")
+        mllib = _mllib(sample, small, "warm-up")["_model"] if spec.run_mllib else None
+        scoring_rounds(sample, ours, mllib, os.path.join(spec.work_dir, "warm_up"), "warm-up")
     return time.perf_counter() - started
 
 
@@ -333,21 +341,26 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     # Every row in driver memory only for what needs them at once (scikit-learn, the
     # k-means‖ quality check): a 50M × 10 run would otherwise hold 4 GB several times.
     needs_rows = spec.run_sklearn or (spec.init_quality_seeds and spec.run_mllib)
-    x = all_rows(path, df.columns) if needs_rows else None
+    x = None
+    if needs_rows:
+        with phase("benchmark: every row into the driver's memory", logger):
+            x = all_rows(path, df.columns)
     results: dict[str, Any] = {"spec": spec.__dict__, "spark_version": spark.version}
     if spec.warm_up:
         results["warm_up_seconds"] = _warm_up(spark, df, spec, init)
     results["ours"], ours_model = _ours(df, spec, init)
     # Read before scoring the full data runs in the same workers (the warm-up scored only a
     # 20k-row slice).
-    results["worker_memory"] = _worker_memory(spark, df, spec)
+    with phase("benchmark: the Python workers' memory", logger):
+        results["worker_memory"] = _worker_memory(spark, df, spec)
     results["scaling"] = _scaling(df, spec, init, results["ours"]["seconds_per_iteration"])
     mllib_model = None
     if spec.run_mllib:
         results["mllib"] = _mllib(df, spec)
         mllib_model = results["mllib"].pop("_model")
-        results["mllib"]["mean_log_likelihood_recomputed"] = _recomputed_mean_log_likelihood(
-            mllib_model, path, df.columns)
+        with phase("benchmark: MLlib's model scored in log space", logger):
+            results["mllib"]["mean_log_likelihood_recomputed"] = (
+                _recomputed_mean_log_likelihood(mllib_model, path, df.columns))
     if spec.run_sklearn:
         results["sklearn"] = _sklearn(x, spec, init.parameters)
     cores = spark.sparkContext.defaultParallelism
@@ -357,9 +370,10 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
         rounds = interleaved_rounds(df, spec, init, run_mllib)
         last = rounds.pop("_last_model")
         results["rounds"] = rounds
-        results["kernel_alone"] = kernel_alone(
-            path, df.columns, last, mean,
-            min(cores, os.cpu_count() or cores, spec.partitions), spec.iterations)
+        with phase("benchmark: the kernel alone, no Spark", logger):
+            results["kernel_alone"] = kernel_alone(
+                path, df.columns, last, mean,
+                min(cores, os.cpu_count() or cores, spec.partitions), spec.iterations)
     if spec.init_quality_seeds and spec.run_mllib:
         results["initialisation_quality"] = initialisation_quality(
             df, spec, spec.init_quality_seeds, x)

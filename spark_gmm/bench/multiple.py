@@ -13,15 +13,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ..ml.estimator import GaussianMixture
+from ..runtime.progress import phase
 
 logger = logging.getLogger(__name__)
 ROUNDS = 3
 
 
-def _seconds(function: Any) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+def _seconds(function: Any, what: str) -> float:
+    with phase(what, logger):
+        started = time.perf_counter()
+        function()
+        return time.perf_counter() - started
 
 
 def fit_multiple_speedups(df: DataFrame, max_iter: int = 15, seed: int = 0,
@@ -43,9 +45,12 @@ def fit_multiple_speedups(df: DataFrame, max_iter: int = 15, seed: int = 0,
         # Three interleaved rounds, separate fits first in each, so that neither way is
         # always the one timed on the colder JVM; medians.
         separate, shared = [], []
-        for _ in range(ROUNDS):
-            separate.append(_seconds(lambda m=maps: [gmm.fit(features, p) for p in m]))
-            shared.append(_seconds(lambda m=maps: dict(gmm.fitMultiple(features, m))))
+        for index in range(ROUNDS):
+            where = f"benchmark: fitMultiple of {len(maps)} models, round {index + 1} of {ROUNDS}"
+            separate.append(_seconds(lambda m=maps: [gmm.fit(features, p) for p in m],
+                                     f"{where}, separate fits"))
+            shared.append(_seconds(lambda m=maps: dict(gmm.fitMultiple(features, m)),
+                                   f"{where}, shared passes"))
         entry = {"models": len(maps), "fit_multiple_seconds": statistics.median(shared),
                  "separate_fits_seconds": statistics.median(separate),
                  "fit_multiple_rounds": shared, "separate_fits_rounds": separate}
@@ -62,7 +67,7 @@ def fit_multiple_speedups(df: DataFrame, max_iter: int = 15, seed: int = 0,
             vectors.count()
             theirs = MLlibGaussianMixture(maxIter=max_iter, tol=0.0, seed=seed)
             entry["mllib_seconds"] = _seconds(lambda g=theirs, v=vectors: [
-                g.fit(v, {g.k: k}) for k in range(2, 8)])
+                g.fit(v, {g.k: k}) for k in range(2, 8)], "benchmark: MLlib's 6 fits")
             entry["mllib_over_shared"] = entry["mllib_seconds"] / entry["fit_multiple_seconds"]
             vectors.unpersist()
         results[name] = entry

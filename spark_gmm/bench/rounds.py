@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -26,20 +27,26 @@ from ..fit.initialization import mixtures_from_centres
 from ..kernels import block_statistics
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
+from ..runtime.progress import phase
+
+logger = logging.getLogger(__name__)
 
 
-def _fit(df: DataFrame, estimator: GaussianMixture) -> tuple[float, GaussianMixtureModel]:
+def _fit(df: DataFrame, estimator: GaussianMixture, what: str
+         ) -> tuple[float, GaussianMixtureModel]:
     features = F.array(*[F.col(c) for c in df.columns]).alias("features")
-    started = time.perf_counter()
-    model = estimator.fit(df.select(features))
-    return time.perf_counter() - started, model
+    with phase(what, logger):
+        started = time.perf_counter()
+        model = estimator.fit(df.select(features))
+        return time.perf_counter() - started, model
 
 
-def _ours(df: DataFrame, spec: Any, init: GaussianMixtureModel | None) -> dict[str, Any]:
+def _ours(df: DataFrame, spec: Any, init: GaussianMixtureModel | None, what: str
+          ) -> dict[str, Any]:
     estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
     if init is not None:
         estimator.setInitialModel(init)
-    seconds, model = _fit(df, estimator)
+    seconds, model = _fit(df, estimator, what)
     summary, run = model.summary, model.runRecord
     return {"end_to_end_seconds": seconds,
             "seconds_per_iteration": statistics.median(run.iterationSeconds),
@@ -54,10 +61,13 @@ def interleaved_rounds(df: DataFrame, spec: Any, init: GaussianMixtureModel,
     """``spec.rounds`` rounds of: ours from ``init`` (random rows), ours from k-means‖,
     MLlib; per-round values and the medians of the per-round ratios."""
     rounds: list[dict[str, Any]] = []
-    for _ in range(spec.rounds):
-        entry = {"random_rows": _ours(df, spec, init), "kmeans": _ours(df, spec, None)}
+    for index in range(spec.rounds):
+        where = f"benchmark: round {index + 1} of {spec.rounds}"
+        entry = {"random_rows": _ours(df, spec, init, f"{where}, ours from the random-rows start"),
+                 "kmeans": _ours(df, spec, None, f"{where}, ours from the k-means|| start")}
         if mllib is not None:
-            entry["mllib"] = mllib()
+            with phase(f"{where}, MLlib", logger):
+                entry["mllib"] = mllib()
         rounds.append(entry)
     summary: dict[str, Any] = {"rounds": [
         {start: {k: v for k, v in values.items() if not k.startswith("_")}
@@ -141,15 +151,18 @@ def initialisation_quality(df: DataFrame, spec: Any, seeds: int, x: np.ndarray
     assembled = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
     ours, theirs, ours_seconds, theirs_seconds = [], [], [], []
     for seed in range(seeds):
-        fitted = _ours(df, _with(spec, seed=seed), None)
+        where = f"benchmark: initialisation quality, seed {seed + 1} of {seeds}"
+        fitted = _ours(df, _with(spec, seed=seed), None, f"{where}, ours from k-means||")
         ours.append(fitted["mean_log_likelihood"])
         ours_seconds.append(fitted["phase_seconds"]["initialisation"])
-        started = time.perf_counter()
-        centres = np.array(KMeans(k=spec.k, seed=seed, maxIter=20).fit(assembled)
-                           .clusterCenters())
-        theirs_seconds.append(time.perf_counter() - started)
+        with phase(f"{where}, MLlib's KMeans", logger):
+            started = time.perf_counter()
+            centres = np.array(KMeans(k=spec.k, seed=seed, maxIter=20).fit(assembled)
+                               .clusterCenters())
+            theirs_seconds.append(time.perf_counter() - started)
         start = _from_centres(x, centres)
-        theirs.append(_ours(df, _with(spec, seed=seed), start)["mean_log_likelihood"])
+        theirs.append(_ours(df, _with(spec, seed=seed), start,
+                            f"{where}, ours from MLlib's KMeans")["mean_log_likelihood"])
     return {"ours_kmeans_parallel": ours, "mllib_kmeans": theirs,
             "ours_initialisation_seconds": ours_seconds, "mllib_kmeans_seconds": theirs_seconds}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -12,6 +13,9 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from ..ml.model import GaussianMixtureModel
+from ..runtime.progress import phase
+
+logger = logging.getLogger(__name__)
 
 
 def _timed(function: Callable[[], Any]) -> float:
@@ -20,8 +24,8 @@ def _timed(function: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def scoring_rounds(df: DataFrame, ours: GaussianMixtureModel, mllib: Any, work_dir: str
-                   ) -> dict[str, Any]:
+def scoring_rounds(df: DataFrame, ours: GaussianMixtureModel, mllib: Any, work_dir: str,
+                   where: str = "full data") -> dict[str, Any]:
     """Median seconds of transform + Parquet write for ours, MLlib and a write-only baseline
     over three interleaved rounds (keys ``<name>_seconds``), and every round's seconds
     (``rounds``: ``{name: [seconds, ...]}``)."""
@@ -37,11 +41,13 @@ def scoring_rounds(df: DataFrame, ours: GaussianMixtureModel, mllib: Any, work_d
         writers["mllib"] = lambda: mllib.transform(vectors)
     samples: dict[str, list[float]] = {name: [] for name in writers}
     # Parquet writes are the noisiest thing we time: interleave three rounds, keep medians.
-    for _ in range(3):
+    for index in range(3):
         for name, frame in writers.items():
             writer = frame().write.mode("overwrite")
             target = os.path.join(work_dir, f"scored_{name}")
-            samples[name].append(_timed(partial(writer.parquet, target)))
+            with phase(f"benchmark: scoring round {index + 1} of 3, {name.replace('_', ' ')} "
+                       f"({where})", logger):
+                samples[name].append(_timed(partial(writer.parquet, target)))
     medians: dict[str, Any] = {f"{name}_seconds": statistics.median(times)
                                for name, times in samples.items()}
     return {**medians, "rounds": samples}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
+import re
 import sys
 
 import numpy as np
@@ -16,9 +19,10 @@ from spark_gmm.bench.report import format_table
 pytestmark = pytest.mark.slow
 
 
-def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
+def test_benchmark_runs_and_reports(spark, tmp_path, caplog) -> None:
     spec = BenchmarkSpec(n=3000, d=3, k=2, partitions=2, iterations=5, rounds=1,
                          work_dir=str(tmp_path / "bench"))
+    caplog.set_level(logging.INFO)
     results = run_benchmark(spark, spec)
     for system in ("ours", "mllib", "sklearn"):
         assert results[system]["end_to_end_seconds"] > 0
@@ -79,12 +83,40 @@ def test_benchmark_runs_and_reports(spark, tmp_path) -> None:
     kernel = results["kernel_alone"]
     assert kernel["processes"] == 2 and len(kernel["iteration_seconds"]) == 5
     assert results["ratios"]["ours_random_rows_over_kernel_alone"] > 0
-    table = format_table(results)
-    assert "the kernel alone (2 plain Python processes" in table
+    table = re.sub(r"\n    (?=\S)", " ", format_table(results))  # wrapped lines joined
+    assert "in 2 plain Python processes, no Spark" in table
     assert "round 1, random-rows start, seconds per iteration" in table
-    assert "mllib_over_ours_per_iteration" in table and "floor" in table
-    assert "second full-data fit" in table and "one Spark job per EM pass" in table
-    assert "x the rows cost" in table and "python workers" in table
+    assert re.search(r"(ours|MLlib) is [0-9.]+× faster than (MLlib|ours) per iteration", table)
+    assert "the GEMM floor" in table
+    assert "the second of two identical fits" in table and "one Spark job per EM pass" in table
+    assert "× the rows cost" in table and "Python workers" in table
+    # a progress line when each phase starts, in the order the phases run
+    started = [r.getMessage()[:-4] for r in caplog.records
+               if r.name.startswith("spark_gmm.bench") and r.getMessage().endswith(" ...")]
+    expected = [
+        "benchmark: generating 3,000 rows into", "benchmark: reading",
+        "benchmark: every row into the driver's memory",
+        "benchmark: warm-up, every system once on a 20k-row slice",
+        "benchmark: ours, timed fit (full data)",
+        "benchmark: ours, one Spark job per pass (full data)",
+        "benchmark: the Python workers' memory", "benchmark: ours on a 25 % sample",
+        "benchmark: MLlib, 1-iteration fit (full data)",
+        "benchmark: MLlib, 5-iteration fit (full data)",
+        "benchmark: MLlib's model scored in log space", "benchmark: scikit-learn, 5 iterations",
+        "benchmark: round 1 of 1, ours from the random-rows start",
+        "benchmark: round 1 of 1, ours from the k-means|| start", "benchmark: round 1 of 1, MLlib",
+        "benchmark: the kernel alone, no Spark", "benchmark: the GEMM floor",
+        "benchmark: scoring round 1 of 3, write only (full data)",
+        "benchmark: scoring round 3 of 3, mllib (full data)"]
+    positions = [next(i for i, line in enumerate(started) if line.startswith(prefix))
+                 for prefix in expected]
+    assert positions == sorted(positions), started
+    # every phase that starts also ends, with its duration
+    ended = [r.getMessage() for r in caplog.records if " took " in r.getMessage()]
+    assert len(ended) >= len(expected)
+    # no silent gap: something is logged at least every few seconds (heartbeats every 4 s)
+    times = [r.created for r in caplog.records]
+    assert max(b - a for a, b in itertools.pairwise(times)) < 6.0
 
 
 def test_bench_without_its_extra_says_so_first_and_skips_those_readings(

@@ -163,7 +163,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     else:
         spark = build_session("spark-gmm-benchmark", args.master)
         results = run_benchmark(spark, spec)
-        print(format_table(results))
+        print(format_table(results, unavailable=missing))
         print(f"results: {args.work_dir}/benchmark.json")
     if args.output:
         from .bench.machine import result_record, write_result

@@ -1,5 +1,10 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot: no global state, safe
-in threads, no display needed) and returned as PNG bytes."""
+in threads, no display needed) and returned as PNG bytes.
+
+Every figure is as wide as the page's content column (``PAGE_WIDTH_PX`` pixels at ``DPI``),
+so the browser shows it at its own size: its text at the sizes set here, and no empty half
+of the page beside it. ``draw_*`` returns the matplotlib figure, ``*_figure`` its PNG.
+"""
 
 from __future__ import annotations
 
@@ -24,11 +29,35 @@ except ImportError:  # the ``report`` extra is optional; page.require_matplotlib
 # Enough small panels to see every feature of a typical table; wider data shows the first.
 MAX_MARGINALS = 24
 CRITERIA = ("bic", "aic", "icl")
+# The page's content column (page.py's CSS) and the figures' resolution: a figure of
+# FIGURE_WIDTH inches is exactly that many pixels wide, shown at 1:1 on a 1280-px page.
+PAGE_WIDTH_PX = 1180
+DPI = 100
+FIGURE_WIDTH = PAGE_WIDTH_PX / DPI
+TICK_SIZE = 11  # points at DPI 100: ~15 px
+LABEL_SIZE = 12
+TITLE_SIZE = 13
+LEGEND_SIZE = 11
+
+
+def _figure(height: float) -> Any:
+    # Constrained layout fits the labels inside the figure without changing its size
+    # (bbox_inches="tight" would crop it to another width).
+    return Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI, layout="constrained")
+
+
+def _style(axes: Any, xlabel: str, ylabel: str, title: str = "") -> None:
+    axes.set_xlabel(xlabel, fontsize=LABEL_SIZE)
+    axes.set_ylabel(ylabel, fontsize=LABEL_SIZE)
+    if title:
+        axes.set_title(title, fontsize=TITLE_SIZE)
+    axes.tick_params(labelsize=TICK_SIZE)
+    axes.grid(alpha=0.3)
 
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 
@@ -37,30 +66,44 @@ def _colours(k: int) -> list[Any]:
     return [palette(j % palette.N) for j in range(k)]
 
 
-def likelihood_figure(histories: Sequence[Sequence[float]], chosen: int) -> bytes:
-    """Total log-likelihood per EM iteration, one line per restart, the chosen one bold."""
-    figure = Figure(figsize=(7.0, 3.6))
+def draw_likelihood(histories: Sequence[Sequence[float]], chosen: int) -> Any:
+    """Total log-likelihood per EM iteration, one line per restart; the chosen restart's
+    line bold, drawn above the others and named first in the legend."""
+    figure = _figure(4.4)
     axes = figure.subplots()
+    many = len(histories) > 12
+    lines = {}
     for index, history in enumerate(histories):
         best = index == chosen
-        axes.plot(np.arange(1, len(history) + 1), history, marker="o", markersize=3,
-                  linewidth=2.4 if best else 1.0, alpha=1.0 if best else 0.6,
-                  label=f"restart {index}" + (" (chosen)" if best else ""))
-    axes.set_xlabel("EM iteration")
-    axes.set_ylabel("log-likelihood (total)")
+        label = (f"restart {index} (chosen: highest final log-likelihood)" if best
+                 else "other restarts" if many and index == (1 if chosen == 0 else 0)
+                 else "_nolegend_" if many else f"restart {index}")
+        [lines[index]] = axes.plot(
+            np.arange(1, len(history) + 1), history, marker="o",
+            markersize=5 if best else 3, linewidth=2.8 if best else 1.2,
+            alpha=1.0 if best else 0.6, label=label,
+            # above every other restart's line, whatever order they were drawn in
+            zorder=3 + len(histories) if best else 2 + index / max(1, len(histories)),
+            color="black" if best else None)
+    _style(axes, "EM iteration", "total log-likelihood of the training rows (nats)")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.ticklabel_format(axis="y", useOffset=False)
-    axes.grid(alpha=0.3)
-    if len(histories) <= 12:
-        axes.legend(fontsize=8)
-    return _png(figure)
+    handles, labels = axes.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: handles[i] is not lines.get(chosen))
+    axes.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=LEGEND_SIZE)
+    return figure
 
 
-def criteria_figure(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
-                    criterion: str) -> bytes:
+def likelihood_figure(histories: Sequence[Sequence[float]], chosen: int) -> bytes:
+    """:func:`draw_likelihood` as PNG bytes."""
+    return _png(draw_likelihood(histories, chosen))
+
+
+def draw_criteria(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
+                  criterion: str) -> Any:
     """BIC, AIC and ICL against K, one line per covariance type; the chosen model starred
     in every panel, the panel of the criterion that chose it titled as such."""
-    figure = Figure(figsize=(11.0, 3.6))
+    figure = _figure(4.6)
     panels = figure.subplots(1, len(CRITERIA), sharex=True)
     types = sorted({row["covarianceType"] for row in table})
     for name, axes in zip(CRITERIA, panels):
@@ -68,74 +111,91 @@ def criteria_figure(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
             rows = sorted((r for r in table if r["covarianceType"] == covariance_type
                            and r.get(name) is not None), key=lambda r: r["k"])
             axes.plot([r["k"] for r in rows], [r[name] for r in rows], marker="o",
-                      markersize=4, label=covariance_type)
+                      markersize=5, label=covariance_type)
         mark = [r for r in table if (r["k"], r["covarianceType"]) == chosen
                 and r.get(name) is not None]
         if mark:
-            axes.plot([mark[0]["k"]], [mark[0][name]], marker="*", markersize=16,
-                      color="black", linestyle="none", label="chosen")
-        axes.set_title(name.upper() + (" (chose the model)" if name == criterion else ""),
-                       fontsize=10)
-        axes.set_xlabel("K")
+            axes.plot([mark[0]["k"]], [mark[0][name]], marker="*", markersize=18,
+                      color="black", linestyle="none", label="chosen", zorder=5)
+        _style(axes, "K (number of components)", f"{name.upper()} (lower is better)",
+               name.upper() + (" (chose the model)" if name == criterion else ""))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.ticklabel_format(axis="y", useOffset=False)
-        axes.grid(alpha=0.3)
-    panels[0].set_ylabel("lower is better")
-    panels[0].legend(fontsize=8)
-    return _png(figure)
+    panels[0].legend(fontsize=LEGEND_SIZE)
+    return figure
 
 
-def weights_figure(weights: Sequence[float], cluster_sizes: Sequence[int]) -> bytes:
+def criteria_figure(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
+                    criterion: str) -> bytes:
+    """:func:`draw_criteria` as PNG bytes."""
+    return _png(draw_criteria(table, chosen, criterion))
+
+
+def draw_weights(weights: Sequence[float], cluster_sizes: Sequence[int]) -> Any:
     """Mixture weights and hard-assignment cluster sizes per component."""
-    figure = Figure(figsize=(9.0, 3.2))
+    figure = _figure(4.0)
     left, right = figure.subplots(1, 2)
     components = np.arange(len(weights))
     colours = _colours(len(weights))
     left.bar(components, weights, color=colours)
-    left.set_title("weights π_k", fontsize=10)
+    _style(left, "component", "mixture weight π_k (share of the rows)", "weights π_k")
     right.bar(components, cluster_sizes, color=colours)
-    right.set_title("training rows assigned (argmax γ)", fontsize=10)
+    _style(right, "component", "training rows assigned (argmax γ)",
+           "training rows assigned to each component")
     for axes in (left, right):
-        axes.set_xlabel("component")
         axes.set_xticks(components)
         axes.grid(alpha=0.3, axis="y")
-    return _png(figure)
+        axes.grid(False, axis="x")
+    return figure
 
 
-def plane_figure(parameters: GaussianParameters, rows: FloatArray,
-                 labels: np.ndarray) -> bytes:
+def weights_figure(weights: Sequence[float], cluster_sizes: Sequence[int]) -> bytes:
+    """:func:`draw_weights` as PNG bytes."""
+    return _png(draw_weights(weights, cluster_sizes))
+
+
+def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndarray) -> Any:
     """Sampled rows on the mixture's first two principal axes, coloured by prediction, with
     each component's 1σ (solid) and 2σ (dashed) ellipse."""
     plane = principal_plane(parameters)
     points = plane.project(rows)
     means, covariances = projected_components(parameters, plane)
     colours = _colours(parameters.n_components)
-    figure = Figure(figsize=(7.0, 6.0))
+    figure = _figure(7.2)
     axes = figure.subplots()
-    axes.scatter(points[:, 0], points[:, 1], s=6, alpha=0.5, linewidths=0,
-                 c=[colours[j] for j in labels])
+    # Dots large and opaque enough to read their colour; the thin white edge keeps
+    # overlapping dots apart.
+    axes.scatter(points[:, 0], points[:, 1], s=22, alpha=0.85, linewidths=0.3,
+                 edgecolors="white", c=[colours[j] for j in labels], zorder=2)
     for j in range(parameters.n_components):
         for radius, style in ((1.0, "-"), (2.0, "--")):
             curve = ellipse(means[j], covariances[j], radius)
-            axes.plot(curve[:, 0], curve[:, 1], style, color=colours[j], linewidth=1.6)
-        axes.annotate(str(j), means[j], fontsize=11, fontweight="bold", ha="center",
-                      va="center", bbox={"boxstyle": "circle", "fc": "white", "alpha": 0.8})
-    axes.set_xlabel(f"first principal axis ({plane.explained[0]:.0%} of the variance)")
-    axes.set_ylabel(f"second principal axis ({plane.explained[1]:.0%})")
-    axes.grid(alpha=0.3)
-    return _png(figure)
+            axes.plot(curve[:, 0], curve[:, 1], style, color=colours[j], linewidth=2.0,
+                      zorder=3)
+        axes.annotate(str(j), means[j], fontsize=LABEL_SIZE, fontweight="bold", ha="center",
+                      va="center", zorder=4,
+                      bbox={"boxstyle": "circle", "fc": "white", "alpha": 0.85})
+    _style(axes, f"first principal axis (model units; {plane.explained[0]:.0%} of the "
+                 "variance)",
+           f"second principal axis (model units; {plane.explained[1]:.0%})")
+    return figure
 
 
-def marginals_figure(parameters: GaussianParameters, rows: FloatArray,
-                     names: Sequence[str], mean: Sequence[float],
-                     scale: Sequence[float]) -> bytes:
+def plane_figure(parameters: GaussianParameters, rows: FloatArray,
+                 labels: np.ndarray) -> bytes:
+    """:func:`draw_plane` as PNG bytes."""
+    return _png(draw_plane(parameters, rows, labels))
+
+
+def draw_marginals(parameters: GaussianParameters, rows: FloatArray, names: Sequence[str],
+                   mean: Sequence[float], scale: Sequence[float]) -> Any:
     """Per feature: a density histogram of the sampled rows and the fitted marginal density
     (each weighted component thin, the mixture thick), in the original units when the model
     was fitted on standardised features (``mean``/``scale`` empty otherwise)."""
     d = min(parameters.n_features, MAX_MARGINALS)
     columns = min(d, 4)
     lines = math.ceil(d / columns)
-    figure = Figure(figsize=(3.2 * columns, 2.5 * lines))
+    figure = _figure(3.3 * lines)
     panels = np.atleast_1d(figure.subplots(lines, columns, squeeze=False)).ravel()
     offset = np.asarray(mean, dtype=np.float64) if len(mean) else np.zeros(parameters.n_features)
     unit = np.asarray(scale, dtype=np.float64) if len(scale) else np.ones(parameters.n_features)
@@ -152,8 +212,17 @@ def marginals_figure(parameters: GaussianParameters, rows: FloatArray,
         # A density in standardised units z = (x − offset)/unit is divided by unit in x.
         densities = marginal_densities(parameters, j, (grid - offset[j]) / unit[j]) / unit[j]
         for component, density in enumerate(densities):
-            axes.plot(grid, density, color=colours[component], linewidth=0.9)
-        axes.plot(grid, densities.sum(axis=0), color="black", linewidth=1.8)
-        axes.set_title(names[j] if j < len(names) else f"feature {j}", fontsize=9)
-        axes.tick_params(labelsize=7)
-    return _png(figure)
+            axes.plot(grid, density, color=colours[component], linewidth=1.1)
+        axes.plot(grid, densities.sum(axis=0), color="black", linewidth=2.0)
+        name = names[j] if j < len(names) else f"feature {j}"
+        # Drawn in the input's units (standardised features are mapped back to them).
+        _style(axes, f"{name} (input units)", "probability density", name)
+        axes.locator_params(axis="x", nbins=5)
+    return figure
+
+
+def marginals_figure(parameters: GaussianParameters, rows: FloatArray,
+                     names: Sequence[str], mean: Sequence[float],
+                     scale: Sequence[float]) -> bytes:
+    """:func:`draw_marginals` as PNG bytes."""
+    return _png(draw_marginals(parameters, rows, names, mean, scale))

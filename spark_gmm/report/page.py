@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..kernels import GaussianParameters, e_step
 from ..kernels.covariance import FloatArray
+from .figures import PAGE_WIDTH_PX
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def _sections(inputs: ReportInputs) -> list[str]:
         sections.append(_section(
             "Log-likelihood per iteration",
             _image(likelihood_figure(inputs.histories, chosen), "log-likelihood per iteration"),
-            f"{len(inputs.histories)} restart(s); the chosen one is bold."))
+            f"{len(inputs.histories)} restart(s); the chosen one (the highest final "
+            "log-likelihood) is the bold black line, drawn above the others."))
     sections.append(_selection_section(inputs))
     sections.append(_section(
         "Weights and cluster sizes",
@@ -155,16 +157,18 @@ def _sections(inputs: ReportInputs) -> list[str]:
     return sections
 
 
+# The content column is as wide as the figures (figures.PAGE_WIDTH_PX): on a 1280-px window
+# each figure fills it at its own size; on a narrower one it shrinks with the column.
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1180px;
-       color: #222; background: #fff; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em;
+       max-width: PAGE_WIDTHpx; color: #222; background: #fff; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ddd; }
-section { margin-bottom: 2em; } img { max-width: 100%; display: block; }
+section { margin-bottom: 2em; } img { width: 100%; height: auto; display: block; }
 .note { color: #555; font-size: 0.9em; }
 table.facts { border-collapse: collapse; font-size: 0.92em; }
 table.facts th { text-align: left; padding: 2px 18px 2px 0; font-weight: 600; }
 table.facts td { padding: 2px 0; font-family: ui-monospace, monospace; }
-"""
+""".replace("PAGE_WIDTH", str(PAGE_WIDTH_PX))
 
 
 def render_report(inputs: ReportInputs) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -172,3 +174,107 @@ def test_a_fit_job_asking_for_a_report_fails_before_any_work(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(InvalidInputError, match="spark-gmm\\[report\\]"):
         run_fit(None, config)  # no session needed: nothing is read before the check
+
+
+def _figures(histories=((-900.0, -850.0, -849.0), (-950.0, -860.0), (-940.0, -845.0)),
+             chosen: int = 2) -> dict:
+    """Every figure of the report, as matplotlib figures."""
+    from spark_gmm.report.figures import (
+        draw_criteria,
+        draw_likelihood,
+        draw_marginals,
+        draw_plane,
+        draw_weights,
+    )
+
+    inputs = _inputs(feature_names=["a", "b", "c"], mean=[1.0, 2.0, 3.0], scale=[2.0, 1.0, 0.5])
+    p, x = inputs.parameters, inputs.sample
+    table = [{"k": k, "covarianceType": t, "bic": 10.0 * k, "aic": 5.0 * k, "icl": 12.0 * k}
+             for k in (2, 3) for t in ("full", "diag")]
+    labels = np.arange(len(x)) % p.n_components
+    return {"likelihood": draw_likelihood([list(h) for h in histories], chosen),
+            "criteria": draw_criteria(table, (2, "full"), "bic"),
+            "weights": draw_weights(p.weights.tolist(), [200, 200, 100]),
+            "plane": draw_plane(p, x, labels),
+            "marginals": draw_marginals(p, x, ["a", "b", "c"], [1.0, 2.0, 3.0],
+                                        [2.0, 1.0, 0.5])}
+
+
+def test_every_axis_of_every_figure_is_labelled_with_readable_ticks() -> None:
+    for name, figure in _figures().items():
+        shown = [axes for axes in figure.axes if axes.get_visible()]
+        assert shown, name
+        for axes in shown:
+            assert axes.get_xlabel().strip() and axes.get_ylabel().strip(), (name, axes)
+            ticks = axes.xaxis.get_major_ticks() + axes.yaxis.get_major_ticks()
+            assert ticks and min(t.label1.get_fontsize() for t in ticks) >= 10, name
+            assert axes.xaxis.label.get_fontsize() >= 11 and axes.yaxis.label.get_fontsize() >= 11
+    # the histograms say what their axes measure, in the input's units
+    marginals = [a for a in _figures()["marginals"].axes if a.get_visible()]
+    assert [a.get_xlabel() for a in marginals] == [f"{n} (input units)" for n in "abc"]
+    assert {a.get_ylabel() for a in marginals} == {"probability density"}
+
+
+@pytest.mark.parametrize("chosen", [0, 1, 2])
+def test_the_chosen_restart_is_drawn_on_top_and_named_first_in_the_legend(chosen) -> None:
+    figure = _figures(chosen=chosen)["likelihood"]
+    [axes] = figure.axes
+    lines = axes.get_lines()
+    assert len(lines) == 3
+    top = max(lines, key=lambda line: line.get_zorder())
+    assert [line.get_zorder() for line in lines].count(top.get_zorder()) == 1
+    assert len(top.get_xdata()) == len(((-900.0, -850.0, -849.0), (-950.0, -860.0),
+                                        (-940.0, -845.0))[chosen])
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend[0] == top.get_label() and legend[0].startswith(f"restart {chosen} (chosen")
+    assert top.get_linewidth() > max(line.get_linewidth() for line in lines if line is not top)
+
+
+def test_with_many_restarts_the_legend_still_names_the_chosen_one() -> None:
+    histories = [[-900.0 - i, -850.0 - i] for i in range(20)]
+    [axes] = _figures(histories=histories, chosen=7)["likelihood"].axes
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["restart 7 (chosen: highest final log-likelihood)", "other restarts"]
+    top = max(axes.get_lines(), key=lambda line: line.get_zorder())
+    assert top.get_label() == legend[0]
+
+
+def test_the_scatter_dots_are_large_and_opaque_enough_to_read() -> None:
+    [axes] = _figures()["plane"].axes
+    [dots] = axes.collections
+    assert len(dots.get_offsets()) == 500
+    assert dots.get_sizes().min() >= 16 and dots.get_alpha() >= 0.8
+
+
+def test_every_figure_is_as_wide_as_the_page() -> None:
+    from spark_gmm.report.figures import PAGE_WIDTH_PX
+    from spark_gmm.report.page import STYLE
+
+    for name, figure in _figures().items():
+        assert figure.get_size_inches()[0] * figure.dpi == pytest.approx(PAGE_WIDTH_PX), name
+    table = [{"k": k, "covarianceType": "full", "bic": 1.0 * k, "aic": 1.0, "icl": 1.0}
+             for k in (2, 3)]
+    page = render_report(_inputs(selection={"criterion": "bic", "table": table,
+                                            "chosen": {"k": 2, "covarianceType": "full"}}))
+    images = _images(page)
+    assert len(images) == 5 and {image.shape[1] for image in images} == {PAGE_WIDTH_PX}
+    # the page's content column is the figures' width, and every figure fills it
+    assert f"max-width: {PAGE_WIDTH_PX}px" in STYLE and "img { width: 100%" in STYLE
+
+
+def test_in_a_1280_px_browser_window_each_figure_fills_the_column(tmp_path) -> None:
+    from spark_gmm.report.figures import PAGE_WIDTH_PX
+    from tests.browser import CHROMIUM_FLAGS, chromium
+
+    probe = ("<script>window.addEventListener('load', () => { const out = "
+             "document.createElement('pre'); out.id = 'widths'; out.textContent = "
+             "JSON.stringify(Array.from(document.images).map(i => "
+             "i.getBoundingClientRect().width)); document.body.appendChild(out); });</script>")
+    page = tmp_path / "report.html"
+    page.write_text(render_report(_inputs()).replace("</body>", probe + "</body>"))
+    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'p'}",
+                          "--window-size=1280,2000", "--virtual-time-budget=10000",
+                          "--dump-dom", f"file://{page}"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    widths = json.loads(re.search(r'<pre id="widths">(.*?)</pre>', dom, re.S).group(1))
+    assert len(widths) == 4 and all(abs(w - PAGE_WIDTH_PX) <= 1 for w in widths), widths

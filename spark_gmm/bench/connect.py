@@ -16,7 +16,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from ..runtime.connect import default_parallelism
-from .benchmark import BenchmarkSpec, _mllib, benchmark_input, data_path, generate
+from ..runtime.progress import phase
+from .benchmark import BenchmarkSpec, _mllib, benchmark_input, data_path, generate, logger
+from .report import faster
 from .rounds import interleaved_rounds, kernel_alone
 
 
@@ -33,7 +35,8 @@ def classic_benchmark(spec: BenchmarkSpec, master: str) -> dict[str, Any]:
                "--input", data_path(spec), "--skip-sklearn", "--skip-scoring"]
     if not spec.run_mllib:
         command.append("--skip-mllib")
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    with phase("benchmark: the same spec in a classic session, in a child process", logger):
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(work_dir, "benchmark.json")) as handle:
         return json.load(handle)
 
@@ -46,22 +49,24 @@ def run_connect_benchmark(spark: SparkSession, spec: BenchmarkSpec,
     n = df.count()
     # The first queries of a server compile code and start Python workers: a slice first.
     warm = BenchmarkSpec(**{**asdict(spec), "iterations": 2, "rounds": 1})
-    interleaved_rounds(df.limit(min(n, 20_000)), warm, init,
-                       (lambda: _mllib(df.limit(min(n, 20_000)), warm)) if spec.run_mllib
-                       else None)
+    with phase("benchmark: warm-up on a 20k-row slice", logger):
+        interleaved_rounds(df.limit(min(n, 20_000)), warm, init,
+                           (lambda: _mllib(df.limit(min(n, 20_000)), warm, "warm-up"))
+                           if spec.run_mllib else None)
     run_mllib = (lambda: {k: v for k, v in _mllib(df, spec).items() if k != "_model"}
                  ) if spec.run_mllib else None
     rounds = interleaved_rounds(df, spec, init, run_mllib)
     last = rounds.pop("_last_model")
     cores = default_parallelism(spark)
     passes = last.runRecord.passSeconds
+    with phase("benchmark: the kernel alone, no Spark", logger):
+        alone = kernel_alone(path, df.columns, last, mean,
+                             min(cores, os.cpu_count() or cores, spec.partitions),
+                             spec.iterations)
     results: dict[str, Any] = {
         "spec": asdict(spec), "rounds": rounds, "cores": cores,
         # One fit's passes (its initialisation, iterations and final statistics).
-        "pass_seconds": passes, "passes": last.runRecord.jobPasses,
-        "kernel_alone": kernel_alone(path, df.columns, last, mean,
-                                     min(cores, os.cpu_count() or cores, spec.partitions),
-                                     spec.iterations)}
+        "pass_seconds": passes, "passes": last.runRecord.jobPasses, "kernel_alone": alone}
     if run_mllib is not None:
         results["mllib_end_to_end_seconds"] = statistics.median(
             r["mllib"]["end_to_end_seconds"] for r in rounds["rounds"])
@@ -93,8 +98,11 @@ def format_connect(results: dict[str, Any]) -> str:
                  "s/iter")
     if "mllib_over_random_rows_per_iteration" in rounds:
         ratio = rounds["mllib_over_random_rows_per_iteration"]
-        each = ", ".join(f"{r:.2f}" for r in rounds["mllib_over_random_rows_per_iteration_rounds"])
-        lines.append(f"  MLlib on Connect / ours   {ratio:.2f}x per iteration (rounds: {each})")
+        each = ", ".join(f"{r:.1f}×" for r in rounds["mllib_over_random_rows_per_iteration_rounds"])
+        lines.append("  MLlib against ours per iteration: not measured (too short to measure)"
+                     if ratio is None else "  " + faster(
+                         "ours", 1.0, "MLlib", ratio,
+                         f"per iteration on Connect (per round: {each})"))
         lines.append(f"  end to end: ours {results['ours_end_to_end_seconds']:.1f} s, "
                      f"MLlib {results['mllib_end_to_end_seconds']:.1f} s")
     alone = results["kernel_alone"]["seconds_per_iteration"]
@@ -102,8 +110,9 @@ def format_connect(results: dict[str, Any]) -> str:
     classic = results.get("classic")
     if classic:
         theirs = classic["random_rows_seconds_per_iteration"]
-        lines.append(f"  classic session: ours {theirs:.3f} s/iter (Connect/classic "
-                     f"{ours / theirs:.2f}x), end to end "
+        lines.append(f"  classic session: ours {theirs:.3f} s/iter ("
+                     + faster("Connect", ours, "the classic session", theirs, "")
+                     + "), end to end "
                      f"{classic['ours_end_to_end_seconds']:.1f} s"
                      + (f", MLlib {classic['mllib_seconds_per_iteration']:.3f} s/iter"
                         if classic.get("mllib_seconds_per_iteration") else ""))

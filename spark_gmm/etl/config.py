@@ -10,13 +10,15 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from ..errors import ConfigError
 from ..fit.param_rules import PARAMETERS, config_rules
 from ..ml.selection import CRITERIA
 
 INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
+# Keys whose value is a list of numbers (priorMean, priorScale), by their config key.
+_NUMBER_LISTS = {rule.config_key: rule for rule in PARAMETERS.values() if rule.type is list}
 INPUT_FORMATS = ("parquet", "csv", "table")
 __all__ = ["ConfigError", "JobConfig", "build_config", "load_config"]
 
@@ -58,6 +60,12 @@ class ModelConfig:
     n_init: int = _default("nInit")
     seed: int = _default("seed")
     aggregation_depth: int = _default("aggregationDepth")
+    # MAP-EM (docs/bayesian.md): prior = "conjugate"; unset hyperparameters from the data.
+    prior: str = _default("prior")
+    prior_mean: tuple[float, ...] | None = None
+    prior_shrinkage: float = _default("priorShrinkage")
+    prior_degrees_of_freedom: float | None = None
+    prior_scale: tuple[float, ...] | None = None
     path: str = ""
     # A previous model artifact to start EM from (same features, standardisation, k, type).
     warm_start: str = ""
@@ -185,6 +193,13 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         return _k_values(value)
     if key == "model.covariance_type":
         return _names(key, value)
+    if key in _NUMBER_LISTS:  # checked by its rule; a tuple of floats
+        problem = _NUMBER_LISTS[key].problem(value)
+        if problem is not None:
+            raise ConfigError(f"{key} {problem}; got {value!r}")
+        return tuple(float(v) for v in value)
+    if type(None) in get_args(annotation):  # unset by default: the declared type when set
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
     origin = get_origin(annotation)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -223,6 +238,8 @@ def _check(config: JobConfig) -> None:
     m, p, o, i = config.model, config.preprocess, config.output, config.input
     for key, rule in config_rules("model"):  # the estimator's rules, by their TOML keys
         value = getattr(m, key)
+        if value is None or rule.type is list:  # unset, or checked as it was read
+            continue
         for one in value if isinstance(value, tuple) else (value,):
             problem = rule.problem(one)
             listed = " (or a list of them)" if rule.choices and key in _SEVERAL else ""

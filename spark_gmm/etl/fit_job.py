@@ -22,6 +22,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 
 from ..errors import InvalidInputError
+from ..fit.prior import scale_matrix
 from ..kernels import covariance_of
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
@@ -66,21 +67,40 @@ def in_original_units(model: GaussianMixtureModel, schema: FeatureSchema) -> dic
     return {"means": (model.means * scale + mean).tolist(), "covariances": covariances.tolist()}
 
 
-def _estimator_params(config: JobConfig) -> dict[str, Any]:
+def prior_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any]:
+    """The prior's params in the units the estimator sees: a set ``prior_mean`` and
+    ``prior_scale`` are in the features' units, moved to standardised units when the job
+    standardises (μ → (μ − m)/s, Λ_ij → Λ_ij/(s_i s_j)); unset ones come from the rows."""
+    m = config.model
+    mean, scale = m.prior_mean, m.prior_scale
+    if schema.mean:
+        shift, unit = np.array(schema.mean), np.array(schema.scale)
+        if mean is not None and len(mean) == len(unit):  # else the fit names the length
+            mean = tuple((np.array(mean) - shift) / unit)
+        if scale is not None:
+            scale = tuple((scale_matrix(scale, len(unit)) / np.outer(unit, unit)).ravel())
+    return dict(prior=m.prior, priorMean=None if mean is None else list(mean),
+                priorShrinkage=m.prior_shrinkage,
+                priorDegreesOfFreedom=m.prior_degrees_of_freedom,
+                priorScale=None if scale is None else list(scale))
+
+
+def _estimator_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any]:
     # Everything but k and the covariance type, which a model selection varies.
     m = config.model
     return dict(maxIter=m.max_iter, tol=m.tol, regCovar=m.reg_covar, initMode=m.init_mode,
                 nInit=m.n_init, seed=m.seed, aggregationDepth=m.aggregation_depth,
-                featuresCol=FEATURES, weightCol=config.input.weight_column or None)
+                featuresCol=FEATURES, weightCol=config.input.weight_column or None,
+                **prior_params(config, schema))
 
 
-def _fitted(config: JobConfig, valid: DataFrame, previous: GaussianMixtureModel | None
-            ) -> tuple[GaussianMixtureModel, dict[str, Any] | None]:
+def _fitted(config: JobConfig, valid: DataFrame, previous: GaussianMixtureModel | None,
+            schema: FeatureSchema) -> tuple[GaussianMixtureModel, dict[str, Any] | None]:
     m = config.model
     if not m.selects:
         estimator = GaussianMixture(k=m.k_values[0], covarianceType=m.covariance_types[0],
                                     checkpointPath=config.checkpoint.path or None,
-                                    **_estimator_params(config))
+                                    **_estimator_params(config, schema))
         if previous is not None:
             estimator.setInitialModel(previous)
         return estimator.fit(valid), None
@@ -89,7 +109,7 @@ def _fitted(config: JobConfig, valid: DataFrame, previous: GaussianMixtureModel 
         logger.warning("checkpoint.path is ignored when the job chooses among %d models",
                        len(m.k_values) * len(m.covariance_types))
     selection = select_model(valid, k=m.k_values, covarianceTypes=m.covariance_types,
-                             criterion=m.criterion, **_estimator_params(config))
+                             criterion=m.criterion, **_estimator_params(config, schema))
     table = selection.table.astype(object).where(selection.table.notna(), None)
     return selection.best, {"criterion": m.criterion,
                             "chosen": {"k": selection.best.getK(),
@@ -120,10 +140,10 @@ class _Fitted:
 
 
 def _fit(config: JobConfig, prepared: DataFrame, counts: RowCounts,
-         previous: GaussianMixtureModel | None) -> _Fitted:
+         previous: GaussianMixtureModel | None, schema: FeatureSchema) -> _Fitted:
     valid = valid_rows(prepared).persist()
     try:
-        model, selection = _fitted(config, valid, previous)
+        model, selection = _fitted(config, valid, previous, schema)
         sample = sample_rows(valid, FEATURES, counts.rows - counts.invalid,
                              config.report.sample_rows, config.model.seed)
         scored = scoring_model(model).transform(valid).select(LOG_LIKELIHOOD).persist()
@@ -148,6 +168,7 @@ def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSc
         "outlier_log_likelihood_threshold": fitted.threshold,
         "training_log_likelihood": fitted.training,
         "log_likelihood": summary.logLikelihood,
+        "prior": model.getPrior(), "log_posterior": summary.logPosterior,
         "log_likelihood_history": summary.logLikelihoodHistory,
         "seconds_per_iteration": run.iterationSeconds, "num_iter": summary.numIter,
         "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
@@ -176,7 +197,7 @@ def _publish_artifact(spark: SparkSession, path: str, fitted: _Fitted, model_id:
         if fitted.sample.size:
             write_sample(spark, os.path.join(staging, SAMPLE), fitted.sample)
 
-    atomic_publish(spark, path, write)
+    atomic_publish(spark, path, write, "model.path")
 
 
 def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
@@ -199,11 +220,11 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
                                  else (None, None))
     with phase(f"reading and checking {config.input.path or config.input.table}",
                logger) as reading:
-        prepared, input_columns, counts = prepare_rows(spark, config)
+        prepared, input_columns, counts = prepare_rows(spark, config, need_valid_rows=True)
     with phase("standardising and fitting" if config.preprocess.standardize else "fitting",
                logger) as fitting:
         prepared, schema = _standardised(config, prepared, counts, previous_schema)
-        fitted = _fit(config, prepared, counts, previous)
+        fitted = _fit(config, prepared, counts, previous, schema)
     model_id = config.output.model_id or model_id_of(fitted.model)
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger) as labelling:
         labelled = label(scoring_model(fitted.model), rows_to_label(config, prepared),

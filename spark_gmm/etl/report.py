@@ -9,12 +9,13 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..errors import InvalidInputError
+from ..errors import cause_in_words
 from ..ml.model import GaussianMixtureModel
 from ..report.page import ReportInputs, require_matplotlib, write_report
 from ..runtime.ingest import features_array
 from .artifact import read_artifact
 from .io import paths_of, read_json
+from .locations import artifact_problem
 
 SAMPLE = "sample"  # the artifact's Parquet sample of training rows, in the model's units
 
@@ -68,6 +69,9 @@ def _facts(diagnostics: dict[str, Any], model: GaussianMixtureModel) -> list[tup
         ("features", str(model.numFeatures)
          + (" (standardised)" if diagnostics.get("feature_schema", {}).get("mean") else "")),
         ("K, covariance type", f"{model.getK()}, {model.getCovarianceType()}"),
+        ("prior", "none (maximum likelihood)" if model.getPrior() == "none" else
+         f"{model.getPrior()} (MAP-EM; log posterior "
+         f"{_number(summary.logPosterior if summary else None, 10)})"),
         ("regCovar, initMode, nInit", f"{_number(config.get('reg_covar'))}, "
          f"{config.get('init_mode', '—')}, {config.get('n_init', '—')}"),
         ("iterations (maxIter, tol)", f"{diagnostics.get('num_iter', '—')} "
@@ -91,7 +95,8 @@ def _facts(diagnostics: dict[str, Any], model: GaussianMixtureModel) -> list[tup
     return facts
 
 
-def report_inputs(spark: SparkSession, artifact_dir: str) -> ReportInputs:
+def report_inputs(spark: SparkSession, artifact_dir: str, key: str = "model.path"
+                  ) -> ReportInputs:
     """What the report of the artifact at ``artifact_dir`` shows.
 
     Raises
@@ -99,14 +104,13 @@ def report_inputs(spark: SparkSession, artifact_dir: str) -> ReportInputs:
     InvalidInputError
         No readable artifact there.
     """
-    _, schema = read_artifact(spark, artifact_dir)
+    _, schema = read_artifact(spark, artifact_dir, key)
     try:
         diagnostics = read_json(spark, os.path.join(artifact_dir, "diagnostics.json"))
-        model = GaussianMixtureModel.load(os.path.join(artifact_dir, "model"))
     except Exception as error:
-        raise InvalidInputError(f"cannot read the model artifact at {artifact_dir!r} "
-                                f"({type(error).__name__}: {error}); run the fit job first"
-                                ) from error
+        raise artifact_problem(artifact_dir, key, "is not complete: its diagnostics.json "
+                               f"cannot be read ({cause_in_words(error)})") from error
+    model = GaussianMixtureModel.load(os.path.join(artifact_dir, "model"))
     summary = model.summary if model.hasSummary else None
     histories = (summary.restartLogLikelihoodHistories or [summary.logLikelihoodHistory]
                  if summary else [])
@@ -123,7 +127,8 @@ def report_inputs(spark: SparkSession, artifact_dir: str) -> ReportInputs:
         facts=_facts(diagnostics, model), title=f"Fit report of {artifact_dir}")
 
 
-def run_report(spark: SparkSession, artifact_dir: str, output_dir: str) -> str:
+def run_report(spark: SparkSession, artifact_dir: str, output_dir: str,
+               key: str = "model.path") -> str:
     """Write ``output_dir/report.html`` for the artifact at ``artifact_dir``; its path.
 
     Raises
@@ -132,4 +137,4 @@ def run_report(spark: SparkSession, artifact_dir: str, output_dir: str) -> str:
         matplotlib is missing, or no readable artifact at ``artifact_dir``.
     """
     require_matplotlib()  # before reading anything: the fix is an install, not the artifact
-    return write_report(report_inputs(spark, artifact_dir), output_dir)
+    return write_report(report_inputs(spark, artifact_dir, key), output_dir)

@@ -1,8 +1,9 @@
 """EM state checkpoints: written atomically after every iteration, read back to resume.
 
 A checkpoint is one JSON file (never a pickle) holding, for every restart, the current
-parameters, the log-likelihood history and the convergence flag, plus the data centre, a
-fingerprint of the fit's parameters (k, covariance type, seed, ...) and one of its data (row
+parameters, the log-likelihood (or log posterior) history, the log priors and the
+convergence flag, plus the data centre, a fingerprint of the fit's parameters (k, covariance
+type, seed, the prior, ...) and one of its data (row
 count, weight sum, the feature column and type, every feature's mean and variance, all of
 which the first pass computes anyway). Other parameters are an error; other data (a
 scheduled job rerun on a new sample of the same size) make the fit start afresh with a
@@ -58,7 +59,8 @@ def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,
         "center": center.tolist(),
         "runs": [
             {"params": _params_to_json(r.params), "history": r.history,
-             "iterationSeconds": r.iteration_seconds, "converged": r.converged}
+             "iterationSeconds": r.iteration_seconds, "converged": r.converged,
+             "logPriors": r.log_priors}
             for r in runs
         ],
     }
@@ -123,7 +125,8 @@ def read_checkpoint(path: str, fingerprint: dict[str, Any],
         return None
     runs = [
         EMRun(_params_from_json(r["params"]), list(r["history"]),
-              list(r["iterationSeconds"]), bool(r["converged"]))
+              list(r["iterationSeconds"]), bool(r["converged"]),
+              log_priors=list(r.get("logPriors", [])))
         for r in state["runs"]
     ]
     logger.info("resuming from checkpoint %s at iteration %d", path,

@@ -16,7 +16,7 @@ import numpy as np
 from pyspark.sql import DataFrame
 
 from ..errors import InvalidInputError
-from ..kernels import FeatureMoments, GaussianParameters, SufficientStatistics
+from ..kernels import ConjugatePrior, FeatureMoments, GaussianParameters, SufficientStatistics
 from ..runtime.block_store import BlockStore
 from ..runtime.connect import ConnectStore, is_connect, store_on_connect
 from ..runtime.ingest import (
@@ -38,6 +38,7 @@ from .initialization import (
     from_initial_model,
     initial_mixtures_together,
 )
+from .prior import PriorSettings, resolve_priors
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class FitSettings:
     seed: int
     depth: int
     checkpoint_path: str | None
+    prior: PriorSettings | None = None  # None: maximum likelihood
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def _fingerprint(settings: FitSettings, has_initial_model: bool) -> dict[str, An
         "regCovar": settings.reg_covar, "initMode": settings.init_mode,
         "nInit": settings.n_init, "seed": settings.seed,
         "initialModel": has_initial_model,
-    }
+    } | ({"prior": settings.prior.to_dict()} if settings.prior is not None else {})
 
 
 def _data_fingerprint(dataset: DataFrame, settings: FitSettings, counts: InputCounts,
@@ -141,29 +143,34 @@ def _data_fingerprint(dataset: DataFrame, settings: FitSettings, counts: InputCo
 
 
 def _initialisation_input(settings: FitSettings, moments: FeatureMoments, center: np.ndarray,
-                          runner: PassRunner) -> InitialisationInput:
+                          runner: PassRunner, prior: ConjugatePrior | None
+                          ) -> InitialisationInput:
     return InitialisationInput(
         center=center, variance=moments.variance, runner=runner, k=settings.k,
         covariance_type=settings.covariance_type, reg_covar=settings.reg_covar,
-        seed=settings.seed % (2**31), n_init=settings.n_init,
+        seed=settings.seed % (2**31), n_init=settings.n_init, prior=prior,
     )
+
+
+def _limits(settings: FitSettings, prior: ConjugatePrior | None) -> RunLimits:
+    return RunLimits(settings.reg_covar, settings.max_iter, settings.tol, prior)
 
 
 def _starts(all_settings: Sequence[FitSettings],
             initials: Sequence[GaussianParameters | None], moments: FeatureMoments,
-            center: np.ndarray, runner: PassRunner, n_features: int
-            ) -> list[list[EMRun]]:
+            center: np.ndarray, runner: PassRunner, n_features: int,
+            priors: Sequence[ConjugatePrior | None]) -> list[list[EMRun]]:
     # Every fit's restarts; the fits without an initial model share each pass.
     drawn = [i for i, initial in enumerate(initials) if initial is None]
     mixtures = iter(initial_mixtures_together(
-        [_initialisation_input(all_settings[i], moments, center, runner) for i in drawn],
+        [_initialisation_input(all_settings[i], moments, center, runner, priors[i])
+         for i in drawn],
         [all_settings[i].init_mode for i in drawn]) if drawn else [])
     starts = []
-    for s, initial in zip(all_settings, initials):
+    for s, initial, prior in zip(all_settings, initials, priors):
         restarts = (next(mixtures) if initial is None else
                     [from_initial_model(initial, s.k, n_features, s.covariance_type, center)])
-        starts.append([EMRun(p, limits=RunLimits(s.reg_covar, s.max_iter, s.tol))
-                       for p in restarts])
+        starts.append([EMRun(p, limits=_limits(s, prior)) for p in restarts])
     return starts
 
 
@@ -189,7 +196,7 @@ def _validated(store: BlockStore | ConnectStore, settings: FitSettings
 
 # Params in which the fits of one call may differ (everything else must match).
 SHARED_FIT_VARIES = ("k", "covariance_type", "reg_covar", "seed", "init_mode", "n_init",
-                     "max_iter", "tol")
+                     "max_iter", "tol", "prior")
 
 
 def can_share(all_settings: Sequence[FitSettings]) -> bool:
@@ -291,13 +298,19 @@ def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
         initialising_label, iterating_label = _labels(all_settings, initials)
         # Initialisation and EM need no Spark job of their own: one resident job serves all.
         with runner:
+            priors = resolve_priors([s.prior for s in all_settings],
+                                    [s.k for s in all_settings],
+                                    [s.covariance_type for s in all_settings], moments,
+                                    counts.n_rows, center, statistics)
             initialising = PhaseTiming()
             if resumed is not None:
                 starts = [resumed[1]]
+                for run in starts[0]:
+                    run.limits = _limits(first, priors[0])
             else:
                 with phase(initialising_label, logger) as initialising:
                     starts = _starts(all_settings, initials, moments, center, runner,
-                                     counts.n_features)
+                                     counts.n_features, priors)
 
             def save(_: int, runs: Sequence[EMRun]) -> None:
                 if path:
@@ -324,6 +337,6 @@ def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
          "em": iterating.seconds},
         8 * counts.n_rows * (counts.n_features + bool(first.weight_col)),
         dict(runner.counters.pass_seconds))
-    return [FitResult(best, final, center, counts, [list(run.history) for run in runs],
-                      telemetry)
+    return [FitResult(best, final, center, counts,
+                      [run.mean_log_likelihoods(counts.weight_sum) for run in runs], telemetry)
             for best, final, runs in zip(bests, finals, starts)]

@@ -84,6 +84,13 @@ class EMRun:
     def n_iter(self) -> int:
         return len(self.history)
 
+    def mean_log_likelihoods(self, weight_sum: float) -> list[float]:
+        """The mean log-likelihood of each iteration: :attr:`history` without the log prior
+        (equal to it without a prior)."""
+        if not self.log_priors:
+            return list(self.history)
+        return [h - p / weight_sum for h, p in zip(self.history, self.log_priors)]
+
     @property
     def final_mean_log_likelihood(self) -> float:
         return self.history[-1] if self.history else -math.inf

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..kernels import GaussianParameters, SufficientStatistics, covariance_of, m_step
+from ..kernels import (
+    ConjugatePrior,
+    GaussianParameters,
+    SufficientStatistics,
+    covariance_of,
+    m_step,
+)
 from ..kernels.kmeans import kmeans_plus_plus, lloyd
 from ..runtime.passes import PassRunner
 from ..runtime.requests import (
@@ -58,6 +64,7 @@ class InitialisationInput:
     reg_covar: float
     seed: int
     n_init: int
+    prior: ConjugatePrior | None = None  # MAP-EM: the hard-assignment M-step's too
 
     @property
     def seeds(self) -> list[int]:
@@ -158,7 +165,8 @@ def _lloyd_passes(specs: Sequence[InitialisationInput], owners: list[int],
 
 def mixtures_from_centres(statistics: Callable[..., list[SufficientStatistics]],
                           centres: list[np.ndarray], variance: np.ndarray,
-                          covariance_types: Sequence[str], reg_covars: Sequence[float]
+                          covariance_types: Sequence[str], reg_covars: Sequence[float],
+                          priors: Sequence[ConjugatePrior | None] | None = None
                           ) -> list[GaussianParameters]:
     """One hard-assignment pass turns each set of centres (centred coordinates) into a
     mixture of its covariance type: the weights, means and covariances of the rows nearest
@@ -166,12 +174,15 @@ def mixtures_from_centres(statistics: Callable[..., list[SufficientStatistics]],
 
     ``statistics(models, hard_assignment=True)`` is the pass: :func:`.em.pass_statistics`
     of a pass runner, or :func:`~spark_gmm.kernels.block_statistics` over rows in memory.
-    ``covariance_types`` and ``reg_covars`` have one entry per centre set.
+    ``covariance_types``, ``reg_covars`` and ``priors`` (MAP-EM: the posterior mode of
+    the hard assignment; None: none) have one entry per centre set.
     """
     placeholders = [_placeholders(variance, reg, [c], kind)[0]
                     for c, kind, reg in zip(centres, covariance_types, reg_covars)]
     stats = statistics(placeholders, hard_assignment=True)
-    return [m_step(s, kind, reg)[0] for s, kind, reg in zip(stats, covariance_types, reg_covars)]
+    priors = priors if priors is not None else [None] * len(centres)
+    return [m_step(s, kind, reg, prior)[0]
+            for s, kind, reg, prior in zip(stats, covariance_types, reg_covars, priors)]
 
 
 def initial_mixtures(spec: InitialisationInput, init_mode: str) -> list[GaussianParameters]:
@@ -210,7 +221,8 @@ def initial_mixtures_together(specs: Sequence[InitialisationInput], init_modes: 
         mixtures = iter(mixtures_from_centres(
             pass_statistics(specs[0].runner), [c for _, sets in centred for c in sets],
             specs[0].variance,
-            [specs[o].covariance_type for o in owners], [specs[o].reg_covar for o in owners]))
+            [specs[o].covariance_type for o in owners], [specs[o].reg_covar for o in owners],
+            [specs[o].prior for o in owners]))
         for i, sets in centred:
             result[i] = [next(mixtures) for _ in sets]
     assert all(r is not None for r in result)

@@ -10,6 +10,7 @@ README's parameter table (:func:`parameter_table_markdown`). A new parameter is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from ..kernels import COVARIANCE_TYPES
 
 INIT_MODES = ("k-means||", "k-means++", "random")
+PRIORS = ("none", "conjugate")
 # pyspark derives its default seed from hash(), which changes between Python processes;
 # a fixed default keeps unseeded fits reproducible.
 DEFAULT_SEED = 20240531
@@ -31,13 +33,13 @@ class ParameterRule:
     name : str
         The Spark param (camelCase).
     type : type
-        ``int``, ``float`` or ``str``.
+        ``int``, ``float``, ``str`` or ``list`` (of numbers).
     default : object
         None when unset by default.
     meaning : str
         One line for the README table and the param's doc.
     minimum : float or None
-        Smallest allowed value of a number.
+        Smallest allowed value of a number (excluded when ``exclusive``).
     choices : tuple of str
         The allowed values of a string (empty: any).
     config_key : str
@@ -57,11 +59,19 @@ class ParameterRule:
     config_key: str = ""
     mllib: bool = False
     estimator_only: bool = False
+    exclusive: bool = False
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (``"must be at least 1"``), or None."""
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(self.choices)}"
+        if self.type is list:
+            finite = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                         and math.isfinite(v) for v in value) if isinstance(
+                             value, (list, tuple)) else False
+            return None if finite and value else "must be a non-empty list of finite numbers"
+        if self.exclusive and not value > self.minimum:
+            return f"must be > {self.minimum:g}"
         if self.minimum is not None and not value >= self.minimum:  # NaN fails too
             if self.type is int:
                 return f"must be at least {self.minimum:g}"
@@ -80,6 +90,10 @@ class ParameterRule:
         """The allowed values in words, for the table."""
         if self.choices:
             return ", ".join(f"`{c}`" for c in self.choices)
+        if self.type is list:
+            return "finite numbers"
+        if self.minimum is not None and self.exclusive:
+            return f"> {self.minimum:g}"
         if self.minimum is not None:
             return f"≥ {self.minimum:g}"
         return "any"
@@ -125,6 +139,23 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
                   mllib=True),
     ParameterRule("logLikelihoodCol", str, None,
                   "output: log p(x) of each row; unset: not added"),
+    ParameterRule("prior", str, "none",
+                  "`none`: maximum likelihood; `conjugate`: MAP-EM under a normal-inverse-"
+                  "Wishart prior (Fraley & Raftery 2007; docs/bayesian.md)",
+                  choices=PRIORS, config_key="model.prior"),
+    ParameterRule("priorMean", list, None,
+                  "conjugate prior's mean μ_P [D]; unset: the weighted mean of the rows",
+                  config_key="model.prior_mean"),
+    ParameterRule("priorShrinkage", float, 0.01,
+                  "κ: the prior on each mean weighs as much as κ rows", minimum=0,
+                  exclusive=True, config_key="model.prior_shrinkage"),
+    ParameterRule("priorDegreesOfFreedom", float, None,
+                  "ν of the covariances' prior (> D − 1 for `full`, `tied`); unset: D + 2",
+                  minimum=0, exclusive=True, config_key="model.prior_degrees_of_freedom"),
+    ParameterRule("priorScale", list, None,
+                  "Λ: 1 value (× identity), D (diagonal) or D×D (row-major); unset: the rows' "
+                  "unbiased covariance / K^(2/D) (`diag`: its diagonal, `spherical`: its mean "
+                  "diagonal)", config_key="model.prior_scale"),
     ParameterRule("checkpointPath", str, None,
                   "driver-local file of the EM state, rewritten after every iteration; a fit "
                   "that finds its own checkpoint resumes from it", config_key="checkpoint.path",

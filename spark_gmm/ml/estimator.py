@@ -14,6 +14,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult, FitSettings, can_share, fit_mixtures
+from ..fit.prior import PriorSettings
 from .model import GaussianMixtureModel
 from .params import PARAMETERS, GaussianMixtureParams, spark_param
 from .persistence import ParamsWriter
@@ -68,6 +69,11 @@ class GaussianMixture(
         nInit: int = _default("nInit"),
         logLikelihoodCol: str | None = None,
         checkpointPath: str | None = None,
+        prior: str = _default("prior"),
+        priorMean: list[float] | None = None,
+        priorShrinkage: float = _default("priorShrinkage"),
+        priorDegreesOfFreedom: float | None = None,
+        priorScale: list[float] | None = None,
     ) -> None:
         super().__init__()
         self._initial_model: GaussianMixtureModel | None = None
@@ -124,6 +130,21 @@ class GaussianMixture(
     def setCheckpointPath(self, value: str) -> GaussianMixture:
         return self._set(checkpointPath=value)
 
+    def setPrior(self, value: str) -> GaussianMixture:
+        return self._set(prior=value)
+
+    def setPriorMean(self, value: list[float]) -> GaussianMixture:
+        return self._set(priorMean=value)
+
+    def setPriorShrinkage(self, value: float) -> GaussianMixture:
+        return self._set(priorShrinkage=value)
+
+    def setPriorDegreesOfFreedom(self, value: float) -> GaussianMixture:
+        return self._set(priorDegreesOfFreedom=value)
+
+    def setPriorScale(self, value: list[float]) -> GaussianMixture:
+        return self._set(priorScale=value)
+
     def setInitialModel(self, model: GaussianMixtureModel) -> GaussianMixture:
         """Start EM from ``model`` (same k, features and covarianceType) instead of initMode."""
         self._initial_model = model
@@ -151,6 +172,9 @@ class GaussianMixture(
             max_iter=self.getMaxIter(), tol=self.getTol(), reg_covar=self.getRegCovar(),
             init_mode=self.getInitMode(), n_init=self.getNInit(), seed=self.getSeed(),
             depth=self.getAggregationDepth(), checkpoint_path=checkpoint or None,
+            prior=PriorSettings.of(self.getPrior(), self.getPriorMean(),
+                                   self.getPriorShrinkage(), self.getPriorDegreesOfFreedom(),
+                                   self.getPriorScale()),
         )
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:

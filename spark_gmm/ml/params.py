@@ -21,7 +21,7 @@ __all__ = ["INIT_MODES", "PARAMETERS", "GaussianMixtureParams", "parameter_table
            "spark_param"]
 
 _CONVERTERS = {int: TypeConverters.toInt, float: TypeConverters.toFloat,
-               str: TypeConverters.toString}
+               str: TypeConverters.toString, list: TypeConverters.toListFloat}
 
 
 def spark_param(name: str) -> Param:
@@ -52,6 +52,11 @@ class GaussianMixtureParams(
     initMode: Param[str] = spark_param("initMode")
     nInit: Param[int] = spark_param("nInit")
     logLikelihoodCol: Param[str] = spark_param("logLikelihoodCol")
+    prior: Param[str] = spark_param("prior")
+    priorMean: Param[list[float]] = spark_param("priorMean")
+    priorShrinkage: Param[float] = spark_param("priorShrinkage")
+    priorDegreesOfFreedom: Param[float] = spark_param("priorDegreesOfFreedom")
+    priorScale: Param[list[float]] = spark_param("priorScale")
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,6 +86,27 @@ class GaussianMixtureParams(
     def getLogLikelihoodCol(self) -> str:
         """Column name for the per-row log density."""
         return self.getOrDefault(self.logLikelihoodCol)
+
+    def getPrior(self) -> str:
+        """``none`` (maximum likelihood) or ``conjugate`` (MAP-EM)."""
+        return self.getOrDefault(self.prior)
+
+    def getPriorMean(self) -> list[float] | None:
+        """μ_P [D]; None: the weighted mean of the training rows."""
+        return self.getOrDefault(self.priorMean) if self.isDefined(self.priorMean) else None
+
+    def getPriorShrinkage(self) -> float:
+        """κ."""
+        return self.getOrDefault(self.priorShrinkage)
+
+    def getPriorDegreesOfFreedom(self) -> float | None:
+        """ν; None: D + 2."""
+        return (self.getOrDefault(self.priorDegreesOfFreedom)
+                if self.isDefined(self.priorDegreesOfFreedom) else None)
+
+    def getPriorScale(self) -> list[float] | None:
+        """Λ as 1, D or D×D values; None: from the training rows' covariance."""
+        return self.getOrDefault(self.priorScale) if self.isDefined(self.priorScale) else None
 
     def _weight_col_or_none(self) -> str | None:
         if self.isDefined(self.weightCol) and self.getWeightCol():

@@ -18,13 +18,13 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult
-from ..kernels import n_free_parameters
+from ..kernels import log_prior, n_free_parameters
 
 # Keys of saved summaries that are read back; older models saved telemetry too (passes,
 # bytes, seconds), which loading leaves out.
 _PERSISTED = ("logLikelihood", "logLikelihoodHistory", "numIter", "converged", "clusterSizes",
               "weightSum", "numFeatures", "covarianceType", "entropy",
-              "restartLogLikelihoodHistories")
+              "restartLogLikelihoodHistories", "prior", "logPosterior", "logPosteriorHistory")
 
 
 class _Predictions:
@@ -51,7 +51,8 @@ class GaussianMixtureSummary:
     Attributes
     ----------
     logLikelihood : float
-        Total (weighted) log-likelihood of the final model on the training data.
+        Total (weighted) log-likelihood of the final model on the training data (with a
+        prior: at the MAP estimate; BIC, AIC and ICL use it, as mclust does).
     logLikelihoodHistory : list of float
         Total log-likelihood at each EM iteration's E-step.
     numIter : int
@@ -68,6 +69,15 @@ class GaussianMixtureSummary:
     restartLogLikelihoodHistories : list of list of float
         Total log-likelihood at each iteration of every restart (``nInit`` lists, the
         chosen one included); empty for models saved before it was recorded.
+    prior : str
+        ``none`` or ``conjugate`` (MAP-EM); ``none`` for models saved before priors.
+    logPosterior : float or None
+        With a prior: ``logLikelihood`` plus the log prior density of the final means and
+        covariances (normalised; the weights' flat prior and the evidence left out,
+        docs/bayesian.md), the quantity MAP-EM increases; None without.
+    logPosteriorHistory : list of float
+        With a prior: the log posterior at each iteration's E-step parameters, never
+        decreasing with ``regCovar=0``; empty without.
     featuresCol, predictionCol, probabilityCol : str
         The model's column names when it was fitted (loaded: as saved).
     """
@@ -82,6 +92,9 @@ class GaussianMixtureSummary:
     covarianceType: str
     entropy: float | None = None
     restartLogLikelihoodHistories: list[list[float]] = field(default_factory=list)
+    prior: str = "none"
+    logPosterior: float | None = None
+    logPosteriorHistory: list[float] = field(default_factory=list)
     featuresCol: str = "features"
     predictionCol: str = "prediction"
     probabilityCol: str = "probability"
@@ -95,9 +108,11 @@ class GaussianMixtureSummary:
         """The summary of ``result``; ``columns`` are (features, prediction, probability)
         and ``predictions`` makes the training rows transformed by the fitted model."""
         run, final = result.best, result.final
+        prior = run.limits.prior if run.limits is not None else None
         return cls(
             logLikelihood=final.log_likelihood,
-            logLikelihoodHistory=[m * final.weight_sum for m in run.history],
+            logLikelihoodHistory=[m * final.weight_sum
+                                  for m in run.mean_log_likelihoods(final.weight_sum)],
             numIter=run.n_iter,
             converged=run.converged,
             clusterSizes=[int(c) for c in final.assigned],
@@ -107,6 +122,11 @@ class GaussianMixtureSummary:
             entropy=final.entropy,
             restartLogLikelihoodHistories=[[m * final.weight_sum for m in history]
                                            for history in result.restart_histories],
+            prior="none" if prior is None else "conjugate",
+            logPosterior=(None if prior is None
+                          else final.log_likelihood + log_prior(run.params, prior)),
+            logPosteriorHistory=([] if prior is None
+                                 else [m * final.weight_sum for m in run.history]),
             featuresCol=columns[0], predictionCol=columns[1], probabilityCol=columns[2],
             _predictions=_Predictions(predictions),
         )

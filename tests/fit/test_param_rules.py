@@ -30,13 +30,37 @@ def _bad_values(rule) -> list:
     return [rule.minimum - 1e-9, math.nan]
 
 
+def _boundary(rule):
+    # The last choice, the minimum, or just above an excluded minimum.
+    if rule.choices:
+        return rule.choices[-1]
+    return math.nextafter(rule.minimum, math.inf) if rule.exclusive else rule.type(rule.minimum)
+
+
 CHECKED = [rule for rule in PARAMETERS.values() if rule.choices or rule.minimum is not None]
+LISTS = [rule for rule in PARAMETERS.values() if rule.type is list]
 
 
 def test_the_checked_rules_are_the_expected_ones() -> None:
     assert {rule.name for rule in CHECKED} == {"k", "covarianceType", "maxIter", "tol",
                                                "regCovar", "initMode", "nInit",
-                                               "aggregationDepth"}
+                                               "aggregationDepth", "prior", "priorShrinkage",
+                                               "priorDegreesOfFreedom"}
+    assert {rule.name for rule in LISTS} == {"priorMean", "priorScale"}
+
+
+@pytest.mark.parametrize("rule", LISTS, ids=lambda rule: rule.name)
+def test_number_lists_are_checked_in_the_params_and_the_job_config(rule) -> None:
+    section, key = rule.config_key.split(".")
+    for value in ([], [1.0, math.nan], [1.0, math.inf]):
+        with pytest.raises(ValueError, match=rf"^{rule.name} must be a non-empty list of "
+                                             "finite numbers; got "):
+            GaussianMixture()._set(**{rule.name: value})._validate_params()
+    for value in ([], [1.0, math.nan], ["a"], 3.0):
+        with pytest.raises(ConfigError, match=rf"^{section}\.{key} must be a non-empty list"):
+            build_config({**BASE, section: {key: value}})
+    GaussianMixture()._set(**{rule.name: [1, 2.5]})._validate_params()
+    assert getattr(build_config({**BASE, section: {key: [1, 2.5]}}).model, key) == (1.0, 2.5)
 
 
 def test_spark_params_follow_the_declaration() -> None:
@@ -70,8 +94,7 @@ def test_params_validation_names_the_param_the_value_and_what_is_allowed(rule) -
         assert repr(value) in message
         for allowed in rule.choices or (f"{rule.minimum:g}",):
             assert allowed in message
-    boundary = rule.choices[-1] if rule.choices else rule.type(rule.minimum)
-    GaussianMixture()._set(**{rule.name: boundary})._validate_params()
+    GaussianMixture()._set(**{rule.name: _boundary(rule)})._validate_params()
 
 
 @pytest.mark.parametrize("rule", [r for r in CHECKED if r.config_key],
@@ -81,8 +104,7 @@ def test_job_config_validation_follows_the_same_rules(rule) -> None:
     for value in _bad_values(rule):
         with pytest.raises(ConfigError, match=rf"^{section}\.{key} must be .*got "):
             build_config({**BASE, section: {key: value}})
-    boundary = rule.choices[-1] if rule.choices else rule.type(rule.minimum)
-    build_config({**BASE, section: {key: boundary}})
+    build_config({**BASE, section: {key: _boundary(rule)}})
 
 
 def test_job_config_defaults_are_the_estimators() -> None:
@@ -90,7 +112,9 @@ def test_job_config_defaults_are_the_estimators() -> None:
     for rule in PARAMETERS.values():
         if rule.config_key.startswith("model."):
             key = rule.config_key.split(".")[1]
-            assert getattr(config, key) == estimator.getOrDefault(rule.name), key
+            default = (estimator.getOrDefault(rule.name) if estimator.isDefined(rule.name)
+                       else None)
+            assert getattr(config, key) == default, key
 
 
 def test_the_fit_rejects_an_undeclared_init_mode() -> None:

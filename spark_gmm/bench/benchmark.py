@@ -159,9 +159,13 @@ def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
     estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
     estimator.setInitialModel(init)
     # The resident fit keeps the session's setting (a user may have turned them off).
+    # The fit logs its own phases and heartbeats: here only what it is and how long it took.
+    logger.info("%s ...", what)
     with (nullcontext() if resident_tasks
-          else resident_tasks_setting(df.sparkSession, enabled=False)), phase(what, logger):
-        return _timed(lambda: estimator.fit(df.select(features)))
+          else resident_tasks_setting(df.sparkSession, enabled=False)):
+        seconds, model = _timed(lambda: estimator.fit(df.select(features)))
+    logger.info("%s took %.2f s", what, seconds)
+    return seconds, model
 
 
 def _ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel, where: str = "full data"
@@ -328,11 +332,14 @@ def _warm_up(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec,
     sample = df.limit(min(spec.n, 20_000))
     small = BenchmarkSpec(**{**spec.__dict__, "iterations": 2})
     started = time.perf_counter()
-    with phase("benchmark: warm-up, every system once on a 20k-row slice", logger):
-        _, ours = _ours(sample, small, init, "warm-up")
-        mllib = _mllib(sample, small, "warm-up")["_model"] if spec.run_mllib else None
-        scoring_rounds(sample, ours, mllib, os.path.join(spec.work_dir, "warm_up"), "warm-up")
-    return time.perf_counter() - started
+    # Its steps log their own progress: here only its start and its duration.
+    logger.info("benchmark: warm-up, every system once on a 20k-row slice ...")
+    _, ours = _ours(sample, small, init, "warm-up")
+    mllib = _mllib(sample, small, "warm-up")["_model"] if spec.run_mllib else None
+    scoring_rounds(sample, ours, mllib, os.path.join(spec.work_dir, "warm_up"), "warm-up")
+    seconds = time.perf_counter() - started
+    logger.info("benchmark: warm-up took %.2f s", seconds)
+    return seconds
 
 
 def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
@@ -365,8 +372,8 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
         results["sklearn"] = _sklearn(x, spec, init.parameters)
     cores = spark.sparkContext.defaultParallelism
     if spec.rounds:
-        run_mllib = (lambda: {k: v for k, v in _mllib(df, spec).items() if k != "_model"}
-                     ) if spec.run_mllib else None
+        run_mllib = (lambda where: {k: v for k, v in _mllib(df, spec, where).items()
+                                    if k != "_model"}) if spec.run_mllib else None
         rounds = interleaved_rounds(df, spec, init, run_mllib)
         last = rounds.pop("_last_model")
         results["rounds"] = rounds

@@ -49,12 +49,13 @@ def run_connect_benchmark(spark: SparkSession, spec: BenchmarkSpec,
     n = df.count()
     # The first queries of a server compile code and start Python workers: a slice first.
     warm = BenchmarkSpec(**{**asdict(spec), "iterations": 2, "rounds": 1})
-    with phase("benchmark: warm-up on a 20k-row slice", logger):
-        interleaved_rounds(df.limit(min(n, 20_000)), warm, init,
-                           (lambda: _mllib(df.limit(min(n, 20_000)), warm, "warm-up"))
-                           if spec.run_mllib else None)
-    run_mllib = (lambda: {k: v for k, v in _mllib(df, spec).items() if k != "_model"}
-                 ) if spec.run_mllib else None
+    # Its fits log their own progress: here only where the warm-up starts.
+    logger.info("benchmark: warm-up on a 20k-row slice ...")
+    interleaved_rounds(df.limit(min(n, 20_000)), warm, init,
+                       (lambda _: _mllib(df.limit(min(n, 20_000)), warm, "warm-up"))
+                       if spec.run_mllib else None)
+    run_mllib = (lambda where: {k: v for k, v in _mllib(df, spec, where).items()
+                                if k != "_model"}) if spec.run_mllib else None
     rounds = interleaved_rounds(df, spec, init, run_mllib)
     last = rounds.pop("_last_model")
     cores = default_parallelism(spark)

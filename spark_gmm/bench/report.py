@@ -64,6 +64,15 @@ def _times(ratio: float, first: str, second: str, what: str = "") -> str:
     return faster(first, 1.0, second, ratio, what)
 
 
+def _seconds(value: float) -> str:
+    """Seconds to 4 decimals, or 3 significant digits below a millisecond."""
+    return f"{value:.4f}" if value >= 1e-3 else f"{value:.3g}"
+
+
+def _bytes(value: float) -> str:
+    return f"{value / MB:.0f} MB" if value >= MB else f"{value / 1024:.0f} KB"
+
+
 def _median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -177,7 +186,8 @@ def _title(results: dict[str, Any]) -> str:
     return (f"{spec['n']:,} rows × {spec['d']} features, K={spec['k']}, full covariance, "
             f"{spec['iterations']} EM iterations, {spec['partitions']} partitions, Spark "
             f"{results.get('spark_version', '?')}\n"
-            + (f"ours and MLlib: medians of {rounds} interleaved rounds" if rounds
+            + (f"ours and MLlib: medians of {rounds} interleaved rounds" if rounds > 1
+               else "ours and MLlib: 1 interleaved round" if rounds
                else "one timed fit per system (no interleaved rounds)"))
 
 
@@ -211,8 +221,8 @@ def _comparisons(results: dict[str, Any], table: _Columns) -> list[str]:
         lines.append(faster("ours", ours, "scikit-learn", results["sklearn"][
             "seconds_per_iteration"], "per iteration, from the same random-rows start"))
         lines.append("ours and scikit-learn from the same start end at the same mean "
-                     "log-likelihood to a relative "
-                     f"{results['ratios']['log_likelihood_relative_difference_vs_sklearn']:.1e}")
+                     "log-likelihood (relative difference "
+                     f"{results['ratios']['log_likelihood_relative_difference_vs_sklearn']:.1e})")
     if "mllib" in results:
         lines.append("MLlib reports no time per iteration: its figure is (its "
                      f"{table.spec['iterations']}-iteration fit − its 1-iteration fit) / the "
@@ -220,16 +230,15 @@ def _comparisons(results: dict[str, Any], table: _Columns) -> list[str]:
         lines.append("MLlib reports the log-likelihood of its last E-step; its final model "
                      "scored in log space: "
                      f"{results['mllib']['mean_log_likelihood_recomputed']:.6f}")
-    kernel = results.get("kernel_alone")
-    if kernel:
-        lines.append(f"the kernel alone (the same statistics on the same rows in "
-                     f"{kernel['processes']} plain Python processes, no Spark): "
-                     f"{kernel['seconds_per_iteration']:.4f} s per iteration; ours takes "
-                     f"{ours / kernel['seconds_per_iteration']:.2f}× its time")
-    floor = results["floor"]
-    lines.append(f"the GEMM floor (the direct algorithm's FLOPs at numpy's measured GEMM rate "
-                 f"on {floor['cores']} cores): {floor['floor_seconds']:.4f} s per iteration; "
-                 f"ours takes {ours / floor['floor_seconds']:.2f}× its time")
+    kernel, floor = results.get("kernel_alone"), results["floor"]
+    # What ours is measured against: (what it is, its seconds per iteration)
+    bounds = [] if not kernel else [(
+        f"the kernel alone (the same statistics on the same rows in {kernel['processes']} plain "
+        "Python processes, no Spark)", kernel["seconds_per_iteration"])]
+    bounds.append((f"the GEMM floor (the direct algorithm's FLOPs at numpy's measured GEMM rate "
+                   f"on {floor['cores']} cores)", floor["floor_seconds"]))
+    lines += [f"{what}: {_seconds(seconds)} s per iteration; ours takes {ours / seconds:.2f}× "
+              "its time" for what, seconds in bounds]
     return lines
 
 
@@ -253,19 +262,19 @@ def _our_timed_fit(results: dict[str, Any]) -> list[str]:
                      f"{cpu['driver_python']:.2f}")
     heap = ours.get("driver_jvm_heap_peak_bytes")
     lines.append("block files on the executors' disks during our timed fit: "
-                 f"{ours['executor_disk_bytes'] / MB:.0f} MB"
+                 f"{_bytes(ours['executor_disk_bytes'])}"
                  + ("" if heap is None else
-                    f"; driver JVM heap peak (sum of its pools' peaks) {heap / MB:.0f} MB"))
+                    f"; driver JVM heap peak (sum of its pools' peaks) {_bytes(heap)}"))
     memory = results.get("worker_memory")
     if memory:
         if memory.get("driver_jvm_peak_rss_bytes"):
             lines.append("driver JVM peak RSS over the whole run (MLlib's fits included): "
-                         f"{memory['driver_jvm_peak_rss_bytes'] / MB:.0f} MB")
+                         f"{_bytes(memory['driver_jvm_peak_rss_bytes'])}")
         lines.append(f"Python workers ({memory['python_processes']:.0f} processes): peak RSS "
-                     f"{memory['worker_peak_rss_bytes'] / MB:.0f} MB, of which an interpreter "
-                     f"importing what they import takes {memory['imports_rss_bytes'] / MB:.0f}"
-                     f" MB; the largest partition's features are "
-                     f"{memory['largest_partition_feature_bytes'] / MB:.0f} MB (the rest of "
+                     f"{_bytes(memory['worker_peak_rss_bytes'])}, of which an interpreter "
+                     f"importing what they import takes {_bytes(memory['imports_rss_bytes'])}"
+                     "; the largest partition's features are "
+                     f"{_bytes(memory['largest_partition_feature_bytes'])} (the rest of "
                      f"the peak is {memory['peak_beyond_imports_over_feature_bytes']:.2f}× "
                      "them)")
     scaling = results.get("scaling")
@@ -343,6 +352,6 @@ def format_table(results: dict[str, Any], unavailable: Sequence[str] = ()) -> st
 
 def _wrapped(line: str) -> str:
     # A number keeps its unit on its line: the space between them does not break.
-    glued = re.sub(r"(\d) (s|MB|%)\b", "\\1\u00a0\\2", line)
+    glued = re.sub(r"(\d) (s|MB|KB|%)\b", "\\1\u00a0\\2", line)
     return textwrap.fill(glued, WIDTH, initial_indent="  ", subsequent_indent="    ",
                          break_on_hyphens=False).replace("\u00a0", " ")

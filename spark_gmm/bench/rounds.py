@@ -35,10 +35,13 @@ logger = logging.getLogger(__name__)
 def _fit(df: DataFrame, estimator: GaussianMixture, what: str
          ) -> tuple[float, GaussianMixtureModel]:
     features = F.array(*[F.col(c) for c in df.columns]).alias("features")
-    with phase(what, logger):
-        started = time.perf_counter()
-        model = estimator.fit(df.select(features))
-        return time.perf_counter() - started, model
+    # The fit logs its own phases and heartbeats: here only what it is and how long it took.
+    logger.info("%s ...", what)
+    started = time.perf_counter()
+    model = estimator.fit(df.select(features))
+    seconds = time.perf_counter() - started
+    logger.info("%s took %.2f s", what, seconds)
+    return seconds, model
 
 
 def _ours(df: DataFrame, spec: Any, init: GaussianMixtureModel | None, what: str
@@ -57,17 +60,17 @@ def _ours(df: DataFrame, spec: Any, init: GaussianMixtureModel | None, what: str
 
 
 def interleaved_rounds(df: DataFrame, spec: Any, init: GaussianMixtureModel,
-                       mllib: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
+                       mllib: Callable[[str], dict[str, Any]] | None) -> dict[str, Any]:
     """``spec.rounds`` rounds of: ours from ``init`` (random rows), ours from k-means‖,
-    MLlib; per-round values and the medians of the per-round ratios."""
+    MLlib (``mllib(name of the round)``); per-round values and the medians of the per-round
+    ratios."""
     rounds: list[dict[str, Any]] = []
     for index in range(spec.rounds):
         where = f"benchmark: round {index + 1} of {spec.rounds}"
         entry = {"random_rows": _ours(df, spec, init, f"{where}, ours from the random-rows start"),
                  "kmeans": _ours(df, spec, None, f"{where}, ours from the k-means|| start")}
         if mllib is not None:
-            with phase(f"{where}, MLlib", logger):
-                entry["mllib"] = mllib()
+            entry["mllib"] = mllib(f"round {index + 1} of {spec.rounds}")
         rounds.append(entry)
     summary: dict[str, Any] = {"rounds": [
         {start: {k: v for k, v in values.items() if not k.startswith("_")}

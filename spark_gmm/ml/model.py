@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from ..kernels import GaussianParameters, e_step
 from ..kernels.generate import sample_mixture
 from ..runtime.connect import default_parallelism, is_connect
-from ..runtime.ingest import features_array
+from ..runtime.ingest import allow_arrow_udf_over, features_array
 from .params import GaussianMixtureParams
 from .persistence import OverwriteOnConnect, load_model_parts, save_model
 from .sampling import sample_data_frame
@@ -194,6 +194,7 @@ class GaussianMixtureModel(
             return score_features(held, features)
 
         score = arrow_udf(score_batch, SCORE_TYPE)
+        allow_arrow_udf_over(dataset)
         scored = dataset.withColumn(_SCORE_COLUMN, score(
             features_array(dataset, self.getFeaturesCol())))
         result = F.col(_SCORE_COLUMN)

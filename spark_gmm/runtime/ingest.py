@@ -20,7 +20,16 @@ from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import ArrayType, DoubleType, FloatType, NumericType
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    DoubleType,
+    FloatType,
+    MapType,
+    NumericType,
+    StructType,
+    UserDefinedType,
+)
 
 from ..errors import InvalidInputError
 from ..kernels import FeatureMoments
@@ -29,6 +38,43 @@ from .input_checks import Block, InputCounts, RowChecks, input_counts
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
+
+
+# Spark 4.3 feeds Arrow UDFs from columnar scans (Parquet, ORC, file streams) through a
+# row-to-column converter that has no case for user-defined types: any vector column among
+# the rows fails the UDF with UNSUPPORTED_DATATYPE, whichever column the UDF reads.
+COLUMNAR_ARROW_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+
+
+def _has_user_type(data_type: DataType) -> bool:
+    if isinstance(data_type, UserDefinedType):
+        return True
+    if isinstance(data_type, StructType):
+        return any(_has_user_type(field.dataType) for field in data_type.fields)
+    if isinstance(data_type, ArrayType):
+        return _has_user_type(data_type.elementType)
+    if isinstance(data_type, MapType):
+        return _has_user_type(data_type.keyType) or _has_user_type(data_type.valueType)
+    return False
+
+
+def allow_arrow_udf_over(df: DataFrame) -> None:
+    """Make an Arrow UDF over ``df`` runnable when ``df`` holds a vector (or other
+    user-defined type) column: turn off the session's columnar Arrow UDF input, which cannot
+    carry such columns (:data:`COLUMNAR_ARROW_INPUT`). The UDF then reads rows, as before
+    Spark 4.3. Logged once per session when it changes the setting."""
+    if not _has_user_type(df.schema):
+        return
+    conf = df.sparkSession.conf
+    try:  # without a default: conf.get(key, default) returns the default for an unset key
+        enabled = str(conf.get(COLUMNAR_ARROW_INPUT)).lower() == "true"
+    except Exception:  # a Spark before 4.3, which has no such setting
+        return
+    if not enabled:
+        return
+    conf.set(COLUMNAR_ARROW_INPUT, "false")
+    logger.info("set %s = false for this session: its columnar input to Arrow UDFs cannot "
+                "carry the vector columns of this DataFrame", COLUMNAR_ARROW_INPUT)
 
 
 def features_array(df: DataFrame, features_col: str) -> Column:

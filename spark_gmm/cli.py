@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -53,10 +54,21 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_locations(config: Any, command: str, master: str | None,
+                     remote: str | None = None) -> None:
+    # Before the session: a missing input or model is said in a second, not after the JVM's
+    # start-up.
+    from .etl.locations import check_job_locations
+
+    check_job_locations(config, command, master or config.spark.master or None,
+                        remote or config.spark.remote or None)
+
+
 def run_job_command(args: argparse.Namespace) -> int:
     from .etl.config import load_config
 
     config = load_config(args.config, args.set or [])
+    _check_locations(config, args.command, args.master, args.remote)
     spark = _session(config, args.master, args.remote)
     if args.command == "fit":
         from .etl.fit_job import run_fit
@@ -83,14 +95,19 @@ def run_drift_command(args: argparse.Namespace) -> int:
         overrides += [f"model.path={args.model}"] if args.model else []
         overrides += [f"input.path={args.input}"] if args.input else []
         config = load_config(args.config, overrides)
+        _check_locations(config, "drift", args.master)
         spark = _session(config, args.master)
     else:
         if not (args.model and args.input):
             from .errors import ConfigError
 
             raise ConfigError("spark-gmm drift needs --model and --input, or --config")
+        from .etl.locations import check_artifact, check_input, plain_paths_are_local
         from .etl.session import build_session
 
+        local = plain_paths_are_local({}, args.master, None)
+        check_input(args.input, "--input", local)
+        check_artifact(args.model, "--model", local)
         spark = build_session("spark-gmm-drift", args.master)
         config = drift_config(spark, args.model, args.input, args.format, list(args.set or []))
     report = run_drift(spark, config)
@@ -99,19 +116,25 @@ def run_drift_command(args: argparse.Namespace) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
+    from .etl.locations import check_artifact, check_output, plain_paths_are_local
     from .etl.report import run_report
     from .etl.session import build_session
     from .report.page import require_matplotlib
 
     require_matplotlib()  # before the JVM starts: the fix is an install
+    check_artifact(args.artifact, "the ARTIFACT argument",
+                   plain_paths_are_local({}, args.master, None))
+    check_output(os.path.join(args.output, "report.html"), "--output", True)
     spark = build_session("spark-gmm-report", args.master)
-    print(run_report(spark, args.artifact, args.output))
+    print(run_report(spark, args.artifact, args.output, "the ARTIFACT argument"))
     return EXIT_OK
 
 
 def run_package_command(args: argparse.Namespace) -> int:
+    from .etl.locations import check_output
     from .etl.package import build_archive
 
+    check_output(args.output, "--output", True)
     print(build_archive(args.output))
     return EXIT_OK
 
@@ -219,9 +242,13 @@ def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
     description, example, config, exits = _COMMANDS[name]
     epilog = "\n\n".join([f"example:\n  {example}", textwrap.fill(f"config: {config}", 79),
                           textwrap.fill(f"exit codes: {exits}", 79)])
-    return commands.add_parser(name, help=summary, description=textwrap.fill(description, 79),
-                               epilog=epilog,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    command = commands.add_parser(name, help=summary,
+                                  description=textwrap.fill(description, 79), epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("--verbose", action="store_true",
+                         help="log at DEBUG (every EM iteration), and show the trace behind "
+                              "an error's one-line message")
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,9 +342,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "%(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.getLogger("spark_gmm").setLevel(logging.DEBUG)
     try:
         return int(args.handler(args))
     except UserInputError as error:
+        # The trace (Spark's, for a location Spark could not use) only at DEBUG: --verbose.
+        logging.getLogger(__name__).debug("the trace behind the error below", exc_info=True)
         print(f"spark-gmm: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:

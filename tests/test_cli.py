@@ -4,7 +4,12 @@ config and its exit codes; every option has help text; no reST markup reaches a 
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -48,3 +53,188 @@ def test_top_level_help_has_no_markup_and_names_the_exit_codes() -> None:
     text = PARSER.format_help()
     assert "exit codes: 0 success" in " ".join(text.split())
     assert "``" not in text
+
+
+# A location that is not there or not readable is a user error found before Spark starts:
+# exit 2, one line naming the location, its key and the fix, and no session requested.
+_JOB = '''[input]
+path = "{data}"
+features = ["a", "b"]
+[model]
+k = 2
+path = "{model}"
+[output]
+path = "{output}"
+'''
+
+
+class _SessionRequestedError(Exception):
+    pass
+
+
+@pytest.fixture
+def sessions(monkeypatch) -> list[tuple]:
+    """The Spark sessions the command asks for: recorded, never started."""
+    import spark_gmm.etl.session
+
+    calls: list[tuple] = []
+
+    def build_session(*args, **kwargs):
+        calls.append(args)
+        raise _SessionRequestedError("the command asked for a Spark session")
+
+    monkeypatch.setattr(spark_gmm.etl.session, "build_session", build_session)
+    return calls
+
+
+def _job(tmp_path, data="in.parquet", model="model", output="out") -> str:
+    (tmp_path / "in.parquet").write_bytes(b"rows")  # existence is what is checked here
+    (tmp_path / "empty").mkdir()
+    conf = tmp_path / "job.toml"
+    conf.write_text(_JOB.format(data=tmp_path / data if "://" not in data else data,
+                                model=tmp_path / model if "://" not in model else model,
+                                output=tmp_path / output))
+    return str(conf)
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("command, overrides, says", [
+    ("fit", {"data": "nothing.parquet"},
+     "the input '{tmp}/nothing.parquet' does not exist; check input.path (a file, directory "
+     "or glob)"),
+    ("fit", {"data": "part-*.parquet"},
+     "the input '{tmp}/part-*.parquet' does not exist; check input.path (a file, directory "
+     "or glob)"),
+    ("score", {"model": "nope"},
+     "the model artifact '{tmp}/nope' does not exist; check model.path (a directory the fit "
+     "job wrote)"),
+    ("score", {"model": "empty"},
+     "the model artifact '{tmp}/empty' is not one: it has no features.json; check model.path (a "
+     "directory the fit job wrote)"),
+    ("score", {"model": "mock:///models/nope"},  # pyarrow's filesystem layer, in memory
+     "the model artifact 'mock:///models/nope' does not exist; check model.path (a directory "
+     "the fit job wrote)"),
+    ("fit", {"output": "job.toml/labelled"},
+     "cannot write output.path '{tmp}/job.toml/labelled': '{tmp}/job.toml' is a file, not a "
+     "directory; choose another output.path"),
+])
+def test_a_location_that_is_not_there_exits_2_before_spark_starts(
+        tmp_path, capsys, sessions, command, overrides, says) -> None:
+    from spark_gmm.cli import EXIT_BAD_INPUT, main
+
+    conf = _job(tmp_path, **overrides)
+    assert main([command, "--config", conf]) == EXIT_BAD_INPUT
+    assert _one_line(capsys) == "spark-gmm: error: " + says.format(tmp=tmp_path)
+    assert sessions == []
+
+
+def test_the_other_commands_check_their_locations_before_spark_starts(
+        tmp_path, capsys, sessions) -> None:
+    from spark_gmm.cli import EXIT_BAD_INPUT, main
+
+    nothing = tmp_path / "nothing"
+    (tmp_path / "file").write_text("")
+    for args, says in (
+            (["drift", "--model", str(nothing), "--input", str(tmp_path / "file")],
+             f"the model artifact '{nothing}' does not exist; check --model (a directory the "
+             "fit job wrote)"),
+            (["drift", "--model", str(tmp_path), "--input", str(nothing)],
+             f"the input '{nothing}' does not exist; check --input (a file, directory or "
+             "glob)"),
+            (["package", "--output", str(tmp_path / "file" / "a.zip")],
+             f"cannot write --output '{tmp_path}/file/a.zip': '{tmp_path}/file' is a file, "
+             "not a directory; choose another --output")):
+        assert main(args) == EXIT_BAD_INPUT
+        assert _one_line(capsys) == "spark-gmm: error: " + says
+    pytest.importorskip("matplotlib")
+    assert main(["report", str(nothing), "--output", str(tmp_path / "r")]) == EXIT_BAD_INPUT
+    assert _one_line(capsys) == (f"spark-gmm: error: the model artifact '{nothing}' does not "
+                                 "exist; check the ARTIFACT argument (a directory the fit job "
+                                 "wrote)")
+    assert sessions == []
+
+
+def test_a_remote_store_pyarrow_cannot_reach_is_left_to_spark(tmp_path, capsys,
+                                                              sessions) -> None:
+    from spark_gmm.cli import EXIT_FAILURE, main
+
+    # s3a is Hadoop's scheme, unknown to pyarrow: nothing is said before Spark starts.
+    conf = _job(tmp_path, model="s3a://bucket/models/m")
+    assert main(["score", "--config", conf]) == EXIT_FAILURE
+    assert len(sessions) == 1
+    assert "spark-gmm: error" not in capsys.readouterr().err
+
+
+def _without_permission_override() -> list[str]:
+    """The command prefix under which chmod binds this process's children: none for a user,
+    and for root, root without the capabilities that override file permissions."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, where chmod does not bind, and no setpriv to drop "
+                    "CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search"]
+
+
+# The command line in a child process whose Spark session request exits 99.
+_NO_SESSION = ("import sys, spark_gmm.etl.session as s\n"
+               "def refuse(*a, **k): sys.exit(99)\n"
+               "s.build_session = refuse\n"
+               "from spark_gmm.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))\n")
+
+
+def _run(prefix: list[str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-c", _NO_SESSION, *args],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=pathlib.Path(__file__).parents[1])
+
+
+def test_unreadable_input_and_model_and_unwritable_output_exit_2(tmp_path) -> None:
+    prefix = _without_permission_override()
+    conf = _job(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (tmp_path / "in.parquet").chmod(0)
+    model = tmp_path / "model"
+    (model / "model" / "metadata").mkdir(parents=True)
+    (model / "features.json").write_text("{}")
+    (model / "features.json").chmod(0)
+    locked.chmod(0o555)
+    try:
+        if not prefix and os.access(locked, os.W_OK):
+            pytest.skip("chmod does not bind this user")
+        cases = (
+            (["fit"], f"the input '{tmp_path}/in.parquet' is not readable (permission denied); "
+                      "check input.path, or let this user read it"),
+            (["score", "--set", f"input.path={conf}"],
+             f"the model artifact '{model}' is not readable (permission denied); check "
+             "model.path (a directory the fit job wrote)"),
+            (["fit", "--set", f"input.path={conf}", "--set", f"output.path={locked}/out"],
+             f"cannot write output.path '{locked}/out': the directory '{locked}' is not "
+             "writable (permission denied); choose another output.path or let this user "
+             "write its directory"))
+        for args, says in cases:
+            done = _run(prefix, args[0], "--config", conf, *args[1:])
+            assert (done.returncode, done.stderr.strip().splitlines()) == (
+                2, ["spark-gmm: error: " + says]), done.stderr
+    finally:
+        locked.chmod(0o755)
+
+
+def test_the_trace_only_with_verbose(tmp_path) -> None:
+    conf = _job(tmp_path, model="nope")
+    says = (f"spark-gmm: error: the model artifact '{tmp_path}/nope' does not exist; check "
+            "model.path (a directory the fit job wrote)")
+    quiet = _run([], "score", "--config", conf)
+    assert (quiet.returncode, quiet.stderr.strip().splitlines()) == (2, [says])
+    verbose = _run([], "score", "--config", conf, "--verbose")
+    lines = verbose.stderr.strip().splitlines()
+    assert verbose.returncode == 2 and lines[-1] == says
+    assert "Traceback (most recent call last):" in lines and "check_artifact" in verbose.stderr

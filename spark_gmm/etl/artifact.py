@@ -7,31 +7,42 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, cause_in_words, is_missing, is_permission_denied
 from ..ml.model import GaussianMixtureModel
 from .config import JobConfig
-from .io import read_json
+from .io import paths_of, read_json
+from .locations import artifact_problem
 from .prepare import FeatureSchema
 
 
-def read_artifact(spark: SparkSession, path: str) -> tuple[dict[str, Any], FeatureSchema]:
-    """``features.json`` of the artifact at ``path`` and its feature schema.
+def read_artifact(spark: SparkSession, path: str, key: str = "model.path"
+                  ) -> tuple[dict[str, Any], FeatureSchema]:
+    """``features.json`` of the artifact at ``path`` (named by the config key or option
+    ``key``) and its feature schema.
 
     Raises
     ------
     InvalidInputError
-        No readable artifact there.
+        No readable artifact there; the message says why in words.
     """
     try:
         artifact = read_json(spark, os.path.join(path, "features.json"))
         return artifact, FeatureSchema.from_dict(artifact)
     except Exception as error:
-        raise InvalidInputError(f"cannot read a model artifact at {path!r} "
-                                f"({type(error).__name__}); run the fit job first") from error
+        raise artifact_problem(path, key, _why_unreadable(spark, path, error)) from error
 
 
-def read_artifact_schema(spark: SparkSession, path: str, config: JobConfig, purpose: str
-                         ) -> tuple[dict[str, Any], FeatureSchema]:
+def _why_unreadable(spark: SparkSession, path: str, error: BaseException) -> str:
+    if is_permission_denied(error):
+        return "is not readable (permission denied)"
+    if is_missing(error):
+        return ("does not exist" if not paths_of(spark).exists(path)
+                else "is not one: it has no features.json")
+    return f"is not one: its features.json cannot be used ({cause_in_words(error)})"
+
+
+def read_artifact_schema(spark: SparkSession, path: str, config: JobConfig, purpose: str,
+                         key: str = "model.path") -> tuple[dict[str, Any], FeatureSchema]:
     """:func:`read_artifact`, after checking that the config names the same features in the
     same order.
 
@@ -40,7 +51,7 @@ def read_artifact_schema(spark: SparkSession, path: str, config: JobConfig, purp
     InvalidInputError
         No readable artifact there, or other features.
     """
-    artifact, schema = read_artifact(spark, path)
+    artifact, schema = read_artifact(spark, path, key)
     if (schema.columns, schema.vector_column) != (config.input.features,
                                                   config.input.features_column):
         raise InvalidInputError(
@@ -63,7 +74,7 @@ def read_warm_start(spark: SparkSession, config: JobConfig
         Naming what differs.
     """
     path = config.model.warm_start
-    _, schema = read_artifact_schema(spark, path, config, "warm-start")
+    _, schema = read_artifact_schema(spark, path, config, "warm-start", "model.warm_start")
     standardised = bool(schema.mean)
     if standardised != config.preprocess.standardize:
         raise InvalidInputError(

@@ -125,7 +125,7 @@ def run_drift(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     artifact, schema = read_artifact_schema(spark, config.model.path, config, "check drift")
     training = training_statistics(artifact, config.model.path)
     model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
-    prepared, _, counts = prepare_rows(spark, config, schema.n_features)
+    prepared, _, counts = prepare_rows(spark, config, schema.n_features, need_valid_rows=True)
     prepared = apply_standardisation(prepared, schema.mean, schema.scale)
     report = scored_drift(model, valid_rows(prepared), training, config.drift)
     return {"model_id": artifact["model_id"], "invalid_rows": counts.invalid, **report}
@@ -137,7 +137,7 @@ def drift_config(spark: SparkSession, model_path: str, input_path: str, input_fo
     features are the artifact's own."""
     from .config import build_config
 
-    _, schema = read_artifact(spark, model_path)
+    _, schema = read_artifact(spark, model_path, "--model")
     columns = ({"features": list(schema.columns)} if schema.columns
                else {"features_column": schema.vector_column})
     return build_config({"input": {"path": input_path, "format": input_format, **columns},

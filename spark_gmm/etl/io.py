@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from ..errors import InvalidInputError
+from ..errors import (
+    InvalidInputError,
+    cause_in_words,
+    failure_chain,
+    is_permission_denied,
+    spark_condition,
+)
 from ..runtime.connect import is_connect_session, remove_directory
 from .config import InputConfig
+from .locations import INPUT_ABSENT, UNREADABLE, unwritable
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +28,41 @@ logger = logging.getLogger(__name__)
 # Spark's error conditions that mean the configured input is not there or not readable as
 # the format says: a user error (exit code 2), with the fix in words.
 _INPUT_ERRORS = {
-    "PATH_NOT_FOUND": "does not exist; check input.path (a file, directory or glob)",
+    "PATH_NOT_FOUND": INPUT_ABSENT,
     "TABLE_OR_VIEW_NOT_FOUND": "is not a table or view of this session's catalog; check "
                                "input.table",
     "UNABLE_TO_INFER_SCHEMA": "holds no {format} files Spark can read a schema from (empty, "
                               "or another format); check input.path and input.format",
+    # A file of the input that Spark cannot read (at the schema, or at the first pass).
+    "FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER": "has a file that is not a {format} file "
+                                                "({file}); remove it, or check input.format",
+    "FAILED_READ_FILE.PARQUET_COLUMN_DATA_TYPE_MISMATCH":
+        "has files that disagree on a column's type: {file} stores {cause}; rewrite that file "
+        "or leave it out of input.path",
+    "FAILED_READ_FILE.NO_HINT": "has a file Spark cannot read ({file}: {cause}); replace or "
+                                "remove it",
 }
+
+
+def input_error(error: BaseException, config: InputConfig) -> InvalidInputError | None:
+    """The user error that Spark's ``error``, raised reading the configured input, means; or
+    None when it is not one (the job then fails with exit code 1)."""
+    source = config.table if config.format == "table" else config.path
+    if is_permission_denied(error):
+        return InvalidInputError(f"the input {source!r} {UNREADABLE.format(key='input.path')}")
+    condition = spark_condition(error)
+    fix = _INPUT_ERRORS.get(condition)
+    if fix is None:
+        return None
+    chain = " ".join(failure_chain(error))
+    file = re.search(r"reading file (\S+?)\.?\s", chain)
+    mismatch = re.search(r"column \[([^\]]*)\]\. Expected Spark type (\S+), actual Parquet "
+                         r"type (\S+?)\.?\s", chain)
+    cause = (f"column {mismatch.group(1)} as {mismatch.group(3)}, not {mismatch.group(2)}"
+             if mismatch else cause_in_words(error))
+    return InvalidInputError(f"the input {source!r} " + fix.format(
+        key="input.path", format=config.format, file=file.group(1) if file else "a file",
+        cause=cause))
 
 
 def read_input(spark: SparkSession, config: InputConfig) -> DataFrame:
@@ -34,23 +71,20 @@ def read_input(spark: SparkSession, config: InputConfig) -> DataFrame:
     Raises
     ------
     InvalidInputError
-        The path or table is not there, or holds nothing readable in the configured format.
+        The path or table is not there, not readable, or holds nothing readable in the
+        configured format (:func:`input_error`).
     """
-    from pyspark.errors import AnalysisException
-
-    source = config.table if config.format == "table" else config.path
     try:
         if config.format == "table":
             return spark.read.table(config.table)
         if config.format == "csv":
             return spark.read.csv(config.path, header=True, inferSchema=True)
         return spark.read.parquet(config.path)
-    except AnalysisException as error:
-        fix = _INPUT_ERRORS.get(error.getCondition() or "")
-        if fix is None:
+    except Exception as error:
+        mapped = input_error(error, config)
+        if mapped is None:
             raise
-        raise InvalidInputError(
-            f"the input {source!r} {fix.format(format=config.format)}") from error
+        raise mapped from error
 
 
 class HadoopPaths:
@@ -140,7 +174,8 @@ def paths_of(spark: SparkSession) -> HadoopPaths | ConnectPaths:
     return ConnectPaths(spark) if is_connect_session(spark) else HadoopPaths(spark)
 
 
-def atomic_publish(spark: SparkSession, final_path: str, write: Callable[[str], None]) -> None:
+def atomic_publish(spark: SparkSession, final_path: str, write: Callable[[str], None],
+                   key: str = "") -> None:
     """Write to a staging path beside ``final_path``, then swap it in.
 
     ``write(staging)`` produces the complete output. Only when it returns is the previous
@@ -151,7 +186,21 @@ def atomic_publish(spark: SparkSession, final_path: str, write: Callable[[str], 
     On Spark Connect, which offers no rename, the previous output is deleted and ``write``
     writes ``final_path`` itself: a failure part-way leaves a partial output there (the next
     successful run replaces it), and the log says so.
+
+    Raises
+    ------
+    InvalidInputError
+        With ``key`` (the config key naming ``final_path``): Spark may not write there.
     """
+    try:
+        _publish(spark, final_path, write)
+    except Exception as error:
+        if key and is_permission_denied(error):
+            raise unwritable(final_path, key) from error
+        raise
+
+
+def _publish(spark: SparkSession, final_path: str, write: Callable[[str], None]) -> None:
     if is_connect_session(spark):
         logger.info("Spark Connect has no rename: %s is replaced in place, not atomically",
                     final_path)

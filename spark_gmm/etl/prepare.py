@@ -47,8 +47,16 @@ def _value_reason(v: Column) -> Column:
             .when(F.abs(v) == F.lit(_INF), "infinite"))
 
 
-def _column_value(df: DataFrame, name: str) -> tuple[Column, Column]:
-    """(value as double, reason or null) for one named feature column."""
+def _column_value(df: DataFrame, name: str, input_format: str) -> tuple[Column, Column]:
+    """(value as double, reason or null) for one named feature column.
+
+    Raises
+    ------
+    InvalidInputError
+        The column is missing, or not numeric by type (a CSV column of text is read as a
+        string column, and its values that parse as numbers count: see
+        :func:`text_columns_error`).
+    """
     if name not in df.columns:
         raise InvalidInputError(f"feature column {name!r} not found; available columns: "
                                 f"{', '.join(df.columns)}")
@@ -57,13 +65,31 @@ def _column_value(df: DataFrame, name: str) -> tuple[Column, Column]:
     if isinstance(data_type, NumericType):
         value = column.cast("double")
         return value, _value_reason(value)
-    if isinstance(data_type, StringType):
+    if isinstance(data_type, StringType) and input_format == "csv":
         # CSV columns with stray text arrive as strings: unparsable values are invalid rows.
         value = column.try_cast("double")
         return value, (F.when(column.isNotNull() & value.isNull(), "non_numeric")
                        .otherwise(_value_reason(value)))
-    raise InvalidInputError(f"feature column {name!r} has type {data_type.simpleString()}; "
-                            "feature columns must be numeric")
+    if isinstance(data_type, StringType):
+        raise _not_numeric(name, "a string column")
+    raise _not_numeric(name, f"a column of type {data_type.simpleString()}")
+
+
+def _not_numeric(name: str, what: str) -> InvalidInputError:
+    return InvalidInputError(f"column {name!r} is {what}: remove it from input.features or "
+                             "encode it first (features are numeric)")
+
+
+def text_columns_error(df: DataFrame, config: InputConfig, counts: RowCounts
+                       ) -> InvalidInputError | None:
+    """The error for a CSV string column among ``input.features`` in which no row holds a
+    number (a column of text, such as a label), or None."""
+    for name in config.features:
+        if (isinstance(df.schema[name].dataType, StringType)
+                and counts.by_column.get(name) == counts.rows):
+            return _not_numeric(name, f"a string column (no number in any of its "
+                                      f"{counts.rows} rows)")
+    return None
 
 
 def with_features(df: DataFrame, config: InputConfig, n_features: int | None = None
@@ -73,7 +99,7 @@ def with_features(df: DataFrame, config: InputConfig, n_features: int | None = N
     Returns the frame and, per feature column, the expression of its reason (for counts).
     """
     if config.features:
-        parts = {name: _column_value(df, name) for name in config.features}
+        parts = {name: _column_value(df, name, config.format) for name in config.features}
         features = F.array(*[value for value, _ in parts.values()])
         reasons = {name: reason for name, (_, reason) in parts.items()}
     else:
@@ -115,14 +141,31 @@ def count_rows(prepared: DataFrame, reasons: dict[str, Column]) -> RowCounts:
     )
 
 
-def invalid_rows_error(counts: RowCounts) -> InvalidInputError:
+def _by_column_and_reason(counts: RowCounts) -> str:
     columns = ", ".join(f"{name!r}: {n}" for name, n in counts.by_column.items() if n)
     reasons = ", ".join(f"{r}: {n}" for r, n in sorted(counts.by_reason.items()))
+    return f"by column {columns}; by reason {reasons}"
+
+
+def invalid_rows_error(counts: RowCounts) -> InvalidInputError:
+    """The error for invalid rows under ``preprocess.invalid_rows = 'error'``."""
+    if counts.invalid == counts.rows:
+        return InvalidInputError(
+            f"all {counts.rows} rows have invalid features ({_by_column_and_reason(counts)}); "
+            "fix the data or input.features (skipping them would leave no rows)")
     return InvalidInputError(
-        f"{counts.invalid} of {counts.rows} rows have invalid features (by column {columns}; "
-        f"by reason {reasons}). Fix the data, or set preprocess.invalid_rows = 'skip' (not "
-        "fitted, labelled null) or 'quarantine' (written to preprocess.quarantine_path)"
+        f"{counts.invalid} of {counts.rows} rows have invalid features "
+        f"({_by_column_and_reason(counts)}). Fix the data, or set preprocess.invalid_rows = "
+        "'skip' (not fitted, labelled null) or 'quarantine' (written to "
+        "preprocess.quarantine_path)"
     )
+
+
+def no_rows_left_error(counts: RowCounts, policy: str) -> InvalidInputError:
+    """The error for a ``skip`` or ``quarantine`` policy that leaves no valid row."""
+    return InvalidInputError(
+        f"preprocess.invalid_rows = {policy!r} leaves no rows: all {counts.rows} rows have "
+        f"invalid features ({_by_column_and_reason(counts)}); fix the data or input.features")
 
 
 def standardisation(valid: DataFrame) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -13,33 +13,55 @@ from pyspark.sql import functions as F
 from ..errors import InvalidInputError
 from ..ml.model import GaussianMixtureModel
 from .config import JobConfig
-from .io import atomic_publish, read_input
-from .prepare import FEATURES, REASON, RowCounts, count_rows, invalid_rows_error, with_features
+from .io import atomic_publish, input_error, read_input
+from .prepare import (
+    FEATURES,
+    REASON,
+    RowCounts,
+    count_rows,
+    invalid_rows_error,
+    no_rows_left_error,
+    text_columns_error,
+    with_features,
+)
 
 _PROBABILITY = "__spark_gmm_probability"
 LOG_LIKELIHOOD = "log_likelihood"
 
 
-def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None = None
-                 ) -> tuple[DataFrame, list[str], RowCounts]:
+def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None = None,
+                 need_valid_rows: bool = False) -> tuple[DataFrame, list[str], RowCounts]:
     """The input with its features and invalid reason, its own columns, and the counts.
 
     Raises
     ------
     InvalidInputError
-        No rows, duplicated columns, or invalid rows under the ``error`` policy.
+        No rows, duplicated columns, a feature column that is not numeric, invalid rows
+        under the ``error`` policy, or (with ``need_valid_rows``) no valid row left by the
+        ``skip`` or ``quarantine`` policy.
     """
     raw = read_input(spark, config.input)
     if len(set(raw.columns)) != len(raw.columns):
         raise InvalidInputError(f"the input has duplicated column names: {raw.columns}; "
                                 "rename them so each column is unique")
     prepared, reasons = with_features(raw, config.input, n_features)
-    counts = count_rows(prepared, reasons)
+    try:  # the first pass over the rows: where a file Spark cannot read shows
+        counts = count_rows(prepared, reasons)
+    except Exception as error:
+        mapped = input_error(error, config.input)
+        if mapped is None:
+            raise
+        raise mapped from error
     if counts.rows == 0:
         raise InvalidInputError(f"the input {config.input.path or config.input.table!r} has "
                                 "no rows")
+    text_error = text_columns_error(raw, config.input, counts)
+    if text_error is not None:
+        raise text_error
     if counts.invalid and config.preprocess.invalid_rows == "error":
         raise invalid_rows_error(counts)
+    if need_valid_rows and counts.invalid == counts.rows:
+        raise no_rows_left_error(counts, config.preprocess.invalid_rows)
     return prepared, raw.columns, counts
 
 
@@ -90,7 +112,7 @@ def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
     if config.preprocess.invalid_rows == "quarantine" and counts.invalid:
         bad = prepared.where(F.col(REASON).isNotNull()).drop(FEATURES)
         atomic_publish(spark, config.preprocess.quarantine_path,
-                       lambda path: bad.write.parquet(path))
+                       lambda path: bad.write.parquet(path), "preprocess.quarantine_path")
         quarantined = spark.read.parquet(config.preprocess.quarantine_path).count()
 
     def write(path: str) -> None:
@@ -99,7 +121,7 @@ def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
             writer = writer.partitionBy(*config.output.partition_by)
         writer.parquet(path)
 
-    atomic_publish(spark, config.output.path, write)
+    atomic_publish(spark, config.output.path, write, "output.path")
     written = spark.read.parquet(config.output.path)
     labelled_rows = written.count()
     null_predictions = written.where(F.col("prediction").isNull()).count()

@@ -24,7 +24,7 @@ from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
 from pyspark.sql import SparkSession
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, cause_in_words
 from ..kernels import COVARIANCE_TYPES, GaussianParameters, covariance_of
 from ..runtime.connect import is_connect_session, list_files, remove_directory
 from ..version import __version__
@@ -123,7 +123,7 @@ def _metadata(instance: Params, path: str, spark: SparkSession) -> dict[str, Any
         metadata = DefaultParamsReader.loadMetadata(path, spark)
     except Exception as error:
         raise ModelFormatError(
-            f"cannot read model metadata under {path!r} ({type(error).__name__}); is this "
+            f"cannot read model metadata under {path!r} ({cause_in_words(error)}); is this "
             "a directory written by GaussianMixtureModel.save?"
         ) from error
     if metadata.get("class") not in (expected, _LEGACY_CLASS):
@@ -161,7 +161,7 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
                       .collect())
     except Exception as error:
         raise ModelFormatError(
-            f"cannot read the model arrays under {path!r}/data ({type(error).__name__}); "
+            f"cannot read the model arrays under {path!r}/data ({cause_in_words(error)}); "
             "the directory is incomplete or corrupted"
         ) from error
     if [r.component for r in rows] != list(range(k)):

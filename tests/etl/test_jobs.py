@@ -182,9 +182,11 @@ def test_warm_start_continues_the_previous_model(spark, tmp_path) -> None:
     with pytest.raises(InvalidInputError, match=r"has k=3 .* the config has k=4"):
         run_fit(spark, _config(tmp_path / "d", today_data, preprocess={"standardize": True},
                                model={"k": 4, "warm_start": yesterday.model.path}))
-    with pytest.raises(InvalidInputError, match="cannot read a model artifact"):
+    with pytest.raises(InvalidInputError) as missing:
         run_fit(spark, _config(tmp_path / "e", today_data,
                                model={"warm_start": str(tmp_path / "nothing")}))
+    assert str(missing.value) == (f"the model artifact '{tmp_path / 'nothing'}' does not exist; "
+                                  "check model.warm_start (a directory the fit job wrote)")
 
 
 def test_invalid_row_policies(spark, tmp_path, mixture) -> None:

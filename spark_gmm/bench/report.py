@@ -201,13 +201,16 @@ def _comparisons(results: dict[str, Any], table: _Columns) -> list[str]:
     elif table.rounds:
         for start, label in (("random_rows", "random-rows"), ("kmeans", "k-means||")):
             ratio = rounds.get(f"mllib_over_{start}_per_iteration")
-            each = ", ".join(
-                f"{r:.1f}×" for r in rounds[f"mllib_over_{start}_per_iteration_rounds"])
+            measured = rounds[f"mllib_over_{start}_per_iteration_rounds"]
+            each = ("one round" if len(measured) == 1 else "median of the rounds' ratios: "
+                    + ", ".join(f"{r:.1f}×" for r in measured))
+            if len(measured) < len(table.rounds):
+                each += f"; {len(measured)} of {len(table.rounds)} rounds measured"
             lines.append(
                 f"MLlib against ours from the {label} start per iteration: not measured "
                 f"({_mllib_per_iteration_reason(table.rounds[0]['mllib'])})" if ratio is None
                 else _times(ratio, "ours", "MLlib", f"per iteration from the {label} start "
-                            f"(median of the rounds' ratios: {each})"))
+                            f"({each})"))
     else:
         ratio = results["ratios"]["mllib_over_ours_per_iteration"]
         lines.append(

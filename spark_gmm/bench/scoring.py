@@ -16,6 +16,7 @@ from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
 
 logger = logging.getLogger(__name__)
+SHOWN = {"write_only": "writing the rows alone", "ours": "ours", "mllib": "MLlib"}
 
 
 def _timed(function: Callable[[], Any]) -> float:
@@ -45,8 +46,8 @@ def scoring_rounds(df: DataFrame, ours: GaussianMixtureModel, mllib: Any, work_d
         for name, frame in writers.items():
             writer = frame().write.mode("overwrite")
             target = os.path.join(work_dir, f"scored_{name}")
-            with phase(f"benchmark: scoring round {index + 1} of 3, {name.replace('_', ' ')} "
-                       f"({where})", logger):
+            with phase(f"benchmark: scoring round {index + 1} of 3, {SHOWN[name]} ({where})",
+                       logger):
                 samples[name].append(_timed(partial(writer.parquet, target)))
     medians: dict[str, Any] = {f"{name}_seconds": statistics.median(times)
                                for name, times in samples.items()}

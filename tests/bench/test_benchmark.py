@@ -98,7 +98,7 @@ def test_benchmark_runs_and_reports(spark, tmp_path, caplog) -> None:
         "benchmark: every row into the driver's memory",
         "benchmark: warm-up, every system once on a 20k-row slice",
         "benchmark: ours, first fit (warm-up)", "benchmark: MLlib, 1-iteration fit (warm-up)",
-        "benchmark: scoring round 1 of 3, write only (warm-up)",
+        "benchmark: scoring round 1 of 3, writing the rows alone (warm-up)",
         "benchmark: ours, first fit (full data)", "benchmark: ours, timed fit (full data)",
         "benchmark: ours, one Spark job per pass (full data)",
         "benchmark: the Python workers' memory", "benchmark: ours on a 25 % sample",
@@ -110,8 +110,8 @@ def test_benchmark_runs_and_reports(spark, tmp_path, caplog) -> None:
         "benchmark: MLlib, 1-iteration fit (round 1 of 1)",
         "benchmark: MLlib, 5-iteration fit (round 1 of 1)",
         "benchmark: the kernel alone, no Spark", "benchmark: the GEMM floor",
-        "benchmark: scoring round 1 of 3, write only (full data)",
-        "benchmark: scoring round 3 of 3, mllib (full data)"]
+        "benchmark: scoring round 1 of 3, writing the rows alone (full data)",
+        "benchmark: scoring round 3 of 3, MLlib (full data)"]
     positions = [next(i for i, line in enumerate(started) if line.startswith(prefix))
                  for prefix in expected]
     assert positions == sorted(positions), started

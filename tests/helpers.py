@@ -6,9 +6,17 @@ import json
 
 import numpy as np
 from hypothesis import strategies as st
+from scipy import stats as sps
+from scipy.special import logsumexp
 
 from spark_gmm.fit.em import EMRun, run_em
-from spark_gmm.kernels import COVARIANCE_TYPES, GaussianParameters, block_statistics, covariance_of
+from spark_gmm.kernels import (
+    COVARIANCE_TYPES,
+    ConjugatePrior,
+    GaussianParameters,
+    block_statistics,
+    covariance_of,
+)
 
 
 def make_mixture(
@@ -190,3 +198,73 @@ def mixtures(draw):
     }[covariance_type]()
     weights = rng.dirichlet(np.ones(k))
     return x, GaussianParameters.from_covariances(weights, means, cov, covariance_type)
+
+
+# MAP-EM references (docs/bayesian.md), written apart from the library: scipy's densities and
+# the posterior modes summed row by row.
+def prior_scale_of(covariance_type: str, matrix: np.ndarray) -> np.ndarray:
+    # The documented shapes: Λ, its diagonal (λ_j), its mean diagonal (ς²).
+    return {"full": matrix, "tied": matrix, "diag": np.diag(matrix).copy(),
+            "spherical": np.asarray(np.trace(matrix) / matrix.shape[0])}[covariance_type]
+
+
+def map_reference_log_prior(kind: str, means: np.ndarray, dense: np.ndarray,
+                            prior: ConjugatePrior) -> float:
+    """log p(μ, Σ) from scipy: N(μ_k; μ_P, Σ_k/κ) and IW(ν, Λ), or IG(ν/2, λ/2) per
+    variance."""
+    k, d = means.shape
+    total = sum(sps.multivariate_normal(prior.mean, dense[j] / prior.shrinkage).logpdf(means[j])
+                for j in range(k))
+    if kind == "full":
+        total += sum(sps.invwishart(prior.dof, prior.scale).logpdf(dense[j]) for j in range(k))
+    elif kind == "tied":
+        total += sps.invwishart(prior.dof, prior.scale).logpdf(dense[0])
+    elif kind == "diag":
+        for j in range(k):
+            total += sum(sps.invgamma(prior.dof / 2, scale=prior.scale[f] / 2).logpdf(
+                dense[j, f, f]) for f in range(d))
+    else:
+        total += sum(sps.invgamma(prior.dof / 2, scale=float(prior.scale) / 2).logpdf(
+            dense[j, 0, 0]) for j in range(k))
+    return float(total)
+
+
+def map_reference_iteration(kind: str, x: np.ndarray, weights: np.ndarray,
+                            means: np.ndarray, dense: np.ndarray, prior: ConjugatePrior
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One MAP-EM iteration, sums row by row: (weights, means, covariances, log-likelihood
+    of the parameters given)."""
+    n, d = x.shape
+    k = len(weights)
+    log_p = np.column_stack([np.log(weights[j]) + sps.multivariate_normal(
+        means[j], dense[j]).logpdf(x) for j in range(k)])
+    row_ll = logsumexp(log_p, axis=1)
+    resp = np.exp(log_p - row_ll[:, None])
+    nk, sums = np.zeros(k), np.zeros((k, d))
+    for i in range(n):
+        for j in range(k):
+            nk[j] += resp[i, j]
+            sums[j] += resp[i, j] * x[i]
+    xbar = sums / nk[:, None]
+    scatter = np.zeros((k, d, d))
+    for i in range(n):
+        for j in range(k):
+            diff = x[i] - xbar[j]
+            scatter[j] += resp[i, j] * np.outer(diff, diff)
+    kappa, nu, lam = prior.shrinkage, prior.dof, prior.scale
+    for j in range(k):  # B_k = W_k + κN_k/(κ+N_k) (x̄_k − μ_P)(x̄_k − μ_P)ᵀ
+        gap = xbar[j] - prior.mean
+        scatter[j] += kappa * nk[j] / (kappa + nk[j]) * np.outer(gap, gap)
+    new_means = (nk[:, None] * xbar + kappa * prior.mean) / (nk[:, None] + kappa)
+    if kind == "full":
+        cov = np.stack([(lam + scatter[j]) / (nu + nk[j] + d + 2) for j in range(k)])
+    elif kind == "tied":
+        cov = (lam + scatter.sum(axis=0)) / (nu + n + k + d + 1)
+    elif kind == "diag":
+        cov = np.stack([(lam + np.diag(scatter[j])) / (nu + nk[j] + 3) for j in range(k)])
+    else:
+        cov = np.array([(float(lam) + np.trace(scatter[j])) / (nu + (nk[j] + 1) * d + 2)
+                        for j in range(k)])
+    return nk / n, new_means, cov, float(row_ll.sum())
+
+

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats as sps
-from scipy.special import logsumexp
 
 from spark_gmm.fit.em import EMRun, RunLimits, run_em
 from spark_gmm.kernels import (
@@ -17,81 +16,22 @@ from spark_gmm.kernels import (
     log_prior,
     m_step,
 )
-from tests.helpers import dense_covariances, make_mixture, random_parameters
+from tests.helpers import (
+    dense_covariances,
+    make_mixture,
+    map_reference_iteration,
+    map_reference_log_prior,
+    prior_scale_of,
+    random_parameters,
+)
 
 KAPPA, NU = 0.01, 6.0
-
-
-def _prior_scale(covariance_type: str, matrix: np.ndarray) -> np.ndarray:
-    # The documented shapes: Λ, its diagonal (λ_j), its mean diagonal (ς²).
-    return {"full": matrix, "tied": matrix, "diag": np.diag(matrix).copy(),
-            "spherical": np.asarray(np.trace(matrix) / matrix.shape[0])}[covariance_type]
 
 
 def _prior(x: np.ndarray, covariance_type: str, k: int) -> ConjugatePrior:
     d = x.shape[1]
     matrix = np.cov(x.T) / k ** (2.0 / d)
-    return ConjugatePrior(x.mean(axis=0) + 0.3, KAPPA, NU, _prior_scale(covariance_type, matrix))
-
-
-def _reference_log_prior(kind: str, means: np.ndarray, dense: np.ndarray,
-                         prior: ConjugatePrior) -> float:
-    """log p(μ, Σ) from scipy: N(μ_k; μ_P, Σ_k/κ) and IW(ν, Λ), or IG(ν/2, λ/2) per
-    variance."""
-    k, d = means.shape
-    total = sum(sps.multivariate_normal(prior.mean, dense[j] / prior.shrinkage).logpdf(means[j])
-                for j in range(k))
-    if kind == "full":
-        total += sum(sps.invwishart(prior.dof, prior.scale).logpdf(dense[j]) for j in range(k))
-    elif kind == "tied":
-        total += sps.invwishart(prior.dof, prior.scale).logpdf(dense[0])
-    elif kind == "diag":
-        for j in range(k):
-            total += sum(sps.invgamma(prior.dof / 2, scale=prior.scale[f] / 2).logpdf(
-                dense[j, f, f]) for f in range(d))
-    else:
-        total += sum(sps.invgamma(prior.dof / 2, scale=float(prior.scale) / 2).logpdf(
-            dense[j, 0, 0]) for j in range(k))
-    return float(total)
-
-
-def _reference_iteration(kind: str, x: np.ndarray, weights: np.ndarray, means: np.ndarray,
-                         dense: np.ndarray, prior: ConjugatePrior
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """One MAP-EM iteration, sums row by row: (weights, means, covariances, log-likelihood
-    of the parameters given)."""
-    n, d = x.shape
-    k = len(weights)
-    log_p = np.column_stack([np.log(weights[j]) + sps.multivariate_normal(
-        means[j], dense[j]).logpdf(x) for j in range(k)])
-    row_ll = logsumexp(log_p, axis=1)
-    resp = np.exp(log_p - row_ll[:, None])
-    nk, sums = np.zeros(k), np.zeros((k, d))
-    for i in range(n):
-        for j in range(k):
-            nk[j] += resp[i, j]
-            sums[j] += resp[i, j] * x[i]
-    xbar = sums / nk[:, None]
-    scatter = np.zeros((k, d, d))
-    for i in range(n):
-        for j in range(k):
-            diff = x[i] - xbar[j]
-            scatter[j] += resp[i, j] * np.outer(diff, diff)
-    kappa, nu, lam = prior.shrinkage, prior.dof, prior.scale
-    for j in range(k):  # B_k = W_k + κN_k/(κ+N_k) (x̄_k − μ_P)(x̄_k − μ_P)ᵀ
-        gap = xbar[j] - prior.mean
-        scatter[j] += kappa * nk[j] / (kappa + nk[j]) * np.outer(gap, gap)
-    new_means = (nk[:, None] * xbar + kappa * prior.mean) / (nk[:, None] + kappa)
-    if kind == "full":
-        cov = np.stack([(lam + scatter[j]) / (nu + nk[j] + d + 2) for j in range(k)])
-    elif kind == "tied":
-        cov = (lam + scatter.sum(axis=0)) / (nu + n + k + d + 1)
-    elif kind == "diag":
-        cov = np.stack([(lam + np.diag(scatter[j])) / (nu + nk[j] + 3) for j in range(k)])
-    else:
-        cov = np.array([(float(lam) + np.trace(scatter[j])) / (nu + (nk[j] + 1) * d + 2)
-                        for j in range(k)])
-    return nk / n, new_means, cov, float(row_ll.sum())
+    return ConjugatePrior(x.mean(axis=0) + 0.3, KAPPA, NU, prior_scale_of(covariance_type, matrix))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -108,8 +48,8 @@ def test_map_em_equals_the_row_by_row_reference_iteration_by_iteration(
     weights, means, dense = init.weights, init.means, dense_covariances(init)
     expected_history = []
     for _ in range(3):
-        log_prior_then = _reference_log_prior(covariance_type, means, dense, prior)
-        weights, means, cov, ll = _reference_iteration(covariance_type, x, weights, means,
+        log_prior_then = map_reference_log_prior(covariance_type, means, dense, prior)
+        weights, means, cov, ll = map_reference_iteration(covariance_type, x, weights, means,
                                                        dense, prior)
         expected_history.append((ll + log_prior_then) / x.shape[0])
         dense = dense_covariances(GaussianParameters.from_covariances(
@@ -127,8 +67,8 @@ def test_log_prior_equals_scipys_densities(covariance_type: str) -> None:
     rng = np.random.default_rng(9)
     a = rng.normal(size=(4, 4))
     prior = ConjugatePrior(rng.normal(size=4), 0.7, 7.5,
-                           _prior_scale(covariance_type, a @ a.T + np.eye(4)))
-    expected = _reference_log_prior(covariance_type, params.means, dense_covariances(params),
+                           prior_scale_of(covariance_type, a @ a.T + np.eye(4)))
+    expected = map_reference_log_prior(covariance_type, params.means, dense_covariances(params),
                                     prior)
     assert log_prior(params, prior) == pytest.approx(expected, rel=1e-11)
 
@@ -149,7 +89,7 @@ def test_the_m_step_is_the_mode_of_the_log_posterior(covariance_type: str) -> No
         dense = dense_covariances(GaussianParameters.from_covariances(
             np.ones(1), means, cov, covariance_type))
         return (sps.multivariate_normal(means[0], dense[0]).logpdf(x).sum()
-                + _reference_log_prior(covariance_type, means, dense, prior))
+                + map_reference_log_prior(covariance_type, means, dense, prior))
 
     best = log_posterior(mode.means, mode.covariances)
     for step in range(20):

@@ -356,3 +356,23 @@ def test_cli_exit_codes(spark, tmp_path, mixture, capsys) -> None:
         assert main(args) == EXIT_BAD_INPUT
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"spark-gmm: error: the input {str(path)!r} {says}"], err
+
+
+def test_a_map_fit_job_takes_its_prior_in_the_features_units(spark, tmp_path, mixture) -> None:
+    x = mixture[0] * [1.0, 1000.0, 0.001] + [0.0, -5e4, 7.0]
+    data = _write_parquet(tmp_path / "scaled.parquet", x)
+    prior_mean, prior_scale = [1.0, -4e4, 7.5], [2.0, 3e6, 4e-6]
+    config = _config(tmp_path, data, preprocess={"standardize": True},
+                     model={"max_iter": 8, "prior": "conjugate", "prior_mean": prior_mean,
+                            "prior_scale": prior_scale, "reg_covar": 0.0})
+    report = run_fit(spark, config)
+    assert report["prior"] == "conjugate" and np.isfinite(report["log_posterior"])
+    saved = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
+    # The model is fitted on standardised features: (x − m)/s, so μ_P → (μ_P − m)/s and a
+    # diagonal Λ → Λ/s².
+    m, s = x.mean(axis=0), x.std(axis=0, ddof=1)
+    np.testing.assert_allclose(saved.getPriorMean(), (np.array(prior_mean) - m) / s,
+                               rtol=1e-9)
+    np.testing.assert_allclose(saved.getPriorScale(), np.diag(np.array(prior_scale) / s**2)
+                               .ravel(), rtol=1e-9, atol=1e-300)
+    assert saved.summary.logPosterior == pytest.approx(report["log_posterior"])

@@ -40,6 +40,9 @@ def cases() -> dict[str, dict[str, Any]]:
                                  "maxIter": 10, "tol": 0.0}
     found["weighted-regularised"] = {"k": 3, "covarianceType": "diag", "weightCol": "w",
                                      "regCovar": 1e-2, "seed": 4, "maxIter": 10, "tol": 0.0}
+    found["weighted-map"] = {"k": 3, "covarianceType": "full", "weightCol": "w",
+                             "prior": "conjugate", "regCovar": 0.0, "seed": 4, "maxIter": 8,
+                             "tol": 0.0}
     return found
 
 

@@ -109,8 +109,9 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
     ParameterRule("maxIter", int, 100, "EM iterations at most", minimum=1,
                   config_key="model.max_iter", mllib=True),
     ParameterRule("tol", float, 1e-3,
-                  "stop when the mean per-row log-likelihood changes by less (scikit-learn's "
-                  "rule; MLlib compares the total log-likelihood)", minimum=0,
+                  "stop when the mean per-row log-likelihood (with a prior: log posterior) "
+                  "changes by less (scikit-learn's rule; MLlib compares the total "
+                  "log-likelihood)", minimum=0,
                   config_key="model.tol", mllib=True),
     ParameterRule("regCovar", float, 1e-6,
                   "added to every covariance diagonal, keeping it positive definite",

@@ -41,7 +41,10 @@ def _session(config: Any, master: str | None, remote: str | None = None) -> Any:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from .etl.demo import demo_config, run_demo
+    from .etl.locations import check_output, plain_paths_are_local
 
+    check_output(os.path.join(args.output, "labelled"), "--output",
+                 plain_paths_are_local({}, args.master, None))
     spark = _session(demo_config(), args.master)
     report = run_demo(spark, args.output)
     _print_report(report)
@@ -149,6 +152,10 @@ def run_params_command(args: argparse.Namespace) -> int:
 def run_bench_command(args: argparse.Namespace) -> int:
     import dataclasses
 
+    if args.input:
+        from .etl.locations import check_input, plain_paths_are_local
+
+        check_input(args.input, "--input", plain_paths_are_local({}, args.master, args.remote))
     from .bench.benchmark import BenchmarkSpec, missing_optional_modules, run_benchmark
     from .bench.report import format_table
     from .etl.session import build_session

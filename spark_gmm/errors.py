@@ -127,6 +127,8 @@ def cause_in_words(error: BaseException) -> str:
             return "it is not UTF-8 text"
         if isinstance(current, KeyError):
             return f"it lacks the key {current.args[0]!r}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
     if spark_condition(error).endswith("CANNOT_READ_FILE_FOOTER"):
         return "it is not a Parquet file"
     innermost = failure_chain(error)[-1] if failure_chain(error) else str(error)

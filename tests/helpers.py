@@ -268,3 +268,21 @@ def map_reference_iteration(kind: str, x: np.ndarray, weights: np.ndarray,
     return nk / n, new_means, cov, float(row_ll.sum())
 
 
+
+
+def without_permission_override() -> list[str]:
+    """The command prefix under which chmod binds a child process: none for a user, and for
+    root (whom chmod does not bind) root without the capabilities that override file
+    permissions. Skips the test when running as root without setpriv."""
+    import os
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, where chmod does not bind, and no setpriv to drop "
+                    "CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search"]

@@ -7,13 +7,13 @@ import argparse
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from spark_gmm.cli import build_parser
+from tests.helpers import without_permission_override
 
 PARSER = build_parser()
 SUBCOMMANDS = next(a for a in PARSER._actions if isinstance(a, argparse._SubParsersAction))
@@ -146,6 +146,12 @@ def test_the_other_commands_check_their_locations_before_spark_starts(
             (["drift", "--model", str(tmp_path), "--input", str(nothing)],
              f"the input '{nothing}' does not exist; check --input (a file, directory or "
              "glob)"),
+            (["demo", "--output", str(tmp_path / "file" / "demo")],
+             f"cannot write --output '{tmp_path}/file/demo/labelled': '{tmp_path}/file' is a "
+             "file, not a directory; choose another --output"),
+            (["bench", "--input", str(nothing)],
+             f"the input '{nothing}' does not exist; check --input (a file, directory or "
+             "glob)"),
             (["package", "--output", str(tmp_path / "file" / "a.zip")],
              f"cannot write --output '{tmp_path}/file/a.zip': '{tmp_path}/file' is a file, "
              "not a directory; choose another --output")):
@@ -170,18 +176,6 @@ def test_a_remote_store_pyarrow_cannot_reach_is_left_to_spark(tmp_path, capsys,
     assert "spark-gmm: error" not in capsys.readouterr().err
 
 
-def _without_permission_override() -> list[str]:
-    """The command prefix under which chmod binds this process's children: none for a user,
-    and for root, root without the capabilities that override file permissions."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root, where chmod does not bind, and no setpriv to drop "
-                    "CAP_DAC_OVERRIDE")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
-            "--inh-caps=-dac_override,-dac_read_search"]
-
-
 # The command line in a child process whose Spark session request exits 99.
 _NO_SESSION = ("import sys, spark_gmm.etl.session as s\n"
                "def refuse(*a, **k): sys.exit(99)\n"
@@ -197,7 +191,7 @@ def _run(prefix: list[str], *args: str) -> subprocess.CompletedProcess:
 
 
 def test_unreadable_input_and_model_and_unwritable_output_exit_2(tmp_path) -> None:
-    prefix = _without_permission_override()
+    prefix = without_permission_override()
     conf = _job(tmp_path)
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -216,12 +210,18 @@ def test_unreadable_input_and_model_and_unwritable_output_exit_2(tmp_path) -> No
             (["score", "--set", f"input.path={conf}"],
              f"the model artifact '{model}' is not readable (permission denied); check "
              "model.path (a directory the fit job wrote)"),
+            (["fit", "--config", str(tmp_path)],
+             f"config file '{tmp_path}' cannot be read (is a directory); check --config"),
+            (["fit", "--config", str(model / "features.json")],
+             f"config file '{model}/features.json' cannot be read (permission denied); check "
+             "--config"),
             (["fit", "--set", f"input.path={conf}", "--set", f"output.path={locked}/out"],
              f"cannot write output.path '{locked}/out': the directory '{locked}' is not "
              "writable (permission denied); choose another output.path or let this user "
              "write its directory"))
         for args, says in cases:
-            done = _run(prefix, args[0], "--config", conf, *args[1:])
+            config = [] if "--config" in args else ["--config", conf]
+            done = _run(prefix, args[0], *config, *args[1:])
             assert (done.returncode, done.stderr.strip().splitlines()) == (
                 2, ["spark-gmm: error: " + says]), done.stderr
     finally:
@@ -238,3 +238,27 @@ def test_the_trace_only_with_verbose(tmp_path) -> None:
     lines = verbose.stderr.strip().splitlines()
     assert verbose.returncode == 2 and lines[-1] == says
     assert "Traceback (most recent call last):" in lines and "check_artifact" in verbose.stderr
+
+
+def test_paths_without_a_scheme_are_checked_only_where_they_are_local_files(
+        monkeypatch) -> None:
+    from spark_gmm.etl.locations import local_path, plain_paths_are_local
+
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    assert plain_paths_are_local({}, None, None)
+    assert plain_paths_are_local({}, "local[2]", None)
+    assert plain_paths_are_local({}, None, "local[2]")  # a local Connect server
+    assert not plain_paths_are_local({}, "yarn", None)
+    assert not plain_paths_are_local({}, None, "sc://host:15002")
+    assert not plain_paths_are_local({"spark.hadoop.fs.defaultFS": "hdfs://nn:8020"}, None, None)
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4040")  # under spark-submit: its master
+    assert not plain_paths_are_local({}, None, None)
+    assert plain_paths_are_local({}, "local[1]", None)
+    monkeypatch.setenv("HADOOP_CONF_DIR", "/etc/hadoop")
+    assert not plain_paths_are_local({}, "local[1]", None)
+    assert local_path("file:///data/x", False) == "/data/x"
+    assert local_path("file:/data/x", False) == "/data/x"
+    assert local_path("/data/x", True) == "/data/x"
+    assert local_path("/data/x", False) is None
+    assert local_path("s3://bucket/x", True) is None

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin, get_type_hints
 
-from ..errors import ConfigError
+from ..errors import ConfigError, cause_in_words
 from ..fit.param_rules import PARAMETERS, config_rules
 from ..ml.selection import CRITERIA
 
@@ -34,6 +34,10 @@ class InputConfig:
     features_column: str = ""
     weight_column: str = ""
     passthrough: tuple[str, ...] = ()
+    # Score job: label only the files that arrived since the last run (output.checkpoint_path
+    # remembers which), each micro-batch of at most max_files_per_batch files (0: no limit).
+    stream: bool = False
+    max_files_per_batch: int = 0
 
 
 # The [model] keys that may hold several values to choose from.
@@ -102,6 +106,8 @@ class OutputConfig:
     partition_by: tuple[str, ...] = ()
     model_id: str = ""
     outlier_quantile: float = 0.0
+    # With input.stream: where the score job records the files it has labelled.
+    checkpoint_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -276,6 +282,15 @@ def _check(config: JobConfig) -> None:
             "local: the report is HTML written on the driver")
     require(not r.path or is_local(r.path),
             f"report.path must be a local directory; got {r.path!r}")
+    require(not i.stream or i.format in ("parquet", "csv"),
+            f"input.stream reads new files: input.format must be 'parquet' or 'csv'; got "
+            f"{i.format!r}")
+    require(not i.stream or bool(o.checkpoint_path),
+            "input.stream = true needs output.checkpoint_path (where the score job records "
+            "the files it has labelled)")
+    require(i.max_files_per_batch >= 0,
+            f"input.max_files_per_batch must be >= 0 (0: no limit); got "
+            f"{i.max_files_per_batch}")
     require(len(set(i.features)) == len(i.features),
             f"input.features lists a column twice: {list(i.features)}")
 
@@ -321,6 +336,9 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> JobConfig:
             raw = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} not found") from None
+    except OSError as error:  # permission denied, a directory
+        raise ConfigError(f"config file {path!r} cannot be read ({cause_in_words(error)}); "
+                          "check --config") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path!r} is not valid TOML: {error}") from None
     return build_config(raw, overrides)

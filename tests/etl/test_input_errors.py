@@ -8,8 +8,6 @@ line's checks before Spark starts are in tests/test_cli.py.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +21,7 @@ from spark_gmm.errors import InvalidInputError, ModelFormatError
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.fit_job import run_fit
 from spark_gmm.etl.score_job import run_score
+from tests.helpers import without_permission_override
 
 
 def _raw(tmp_path, path: str, **sections) -> dict:
@@ -196,14 +195,8 @@ _PERMISSIONS = textwrap.dedent("""
 
 
 def test_permission_denied_through_spark(tmp_path) -> None:
-    # chmod binds root only without CAP_DAC_OVERRIDE: the jobs run in a child process that
-    # lacks it (setpriv), or as this user when it is not root.
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root, where chmod does not bind, and no setpriv")
-        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
-                  "--inh-caps=-dac_override,-dac_read_search"]
+    # The jobs run in a child process that chmod binds (as root: without CAP_DAC_OVERRIDE).
+    prefix = without_permission_override()
     good = tmp_path / "good.parquet"
     pq.write_table(_rows(), str(good))
     closed_file = tmp_path / "closed.parquet"

@@ -71,6 +71,11 @@ def run_job_command(args: argparse.Namespace) -> int:
     from .etl.config import load_config
 
     config = load_config(args.config, args.set or [])
+    if args.command == "fit" and config.input.stream:
+        from .errors import ConfigError
+
+        raise ConfigError("input.stream labels new files in the score job; a fit reads every "
+                          "row of input.path: set input.stream = false for the fit")
     _check_locations(config, args.command, args.master, args.remote)
     spark = _session(config, args.master, args.remote)
     if args.command == "fit":

@@ -14,6 +14,8 @@ The library reads no environment variable for any of this.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +25,8 @@ from typing import Any
 
 from pyspark import TaskContext, cloudpickle
 
+import spark_gmm.etl.rows as job_rows
+import spark_gmm.etl.stream_score as stream_score
 import spark_gmm.fit.driver as driver
 from spark_gmm.fit.checkpoint import write_checkpoint
 from spark_gmm.runtime.passes import PassRunner, TaskHook
@@ -66,6 +70,41 @@ def pausing_checkpoint_writes(seconds: float) -> Callable[..., None]:
     return partial(write_checkpoint, before_replace=partial(time.sleep, seconds))
 
 
+def _killed() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_after_publishing_batch(setattr: Callable[[Any, str, Any], None], batch: int) -> None:
+    """The streaming score job dies (SIGKILL) right after it has published micro-batch
+    ``batch``'s output, before Spark records the batch as done."""
+    original = stream_score.write_outputs
+
+    def write_then_die(spark: Any, config: Any, *args: Any) -> dict[str, int]:
+        rows = original(spark, config, *args)
+        if config.output.path.rstrip("/").endswith(f"batch={batch}"):
+            _killed()
+        return rows
+
+    setattr(stream_score, "write_outputs", write_then_die)
+
+
+def kill_while_writing_batch(setattr: Callable[[Any, str, Any], None], batch: int) -> None:
+    """The streaming score job dies (SIGKILL) when micro-batch ``batch``'s rows are written
+    to their staging directory but not yet renamed into place."""
+    original = job_rows.atomic_publish
+
+    def publish(spark: Any, final_path: str, write: Callable[[str], None],
+                key: str = "") -> None:
+        def write_then_die(staging: str) -> None:
+            write(staging)
+            _killed()
+
+        dying = key == "output.path" and final_path.rstrip("/").endswith(f"batch={batch}")
+        original(spark, final_path, write_then_die if dying else write, key)
+
+    setattr(job_rows, "atomic_publish", publish)
+
+
 def install(setattr: Callable[[Any, str, Any], None], task_hook: TaskHook | None = None,
             checkpoint_pause: float = 0.0) -> None:
     """Make the fits of this process use ``task_hook`` and pause checkpoint writes;
@@ -104,8 +143,14 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fail-first-attempt", type=int, metavar="PARTITION")
     parser.add_argument("--checkpoint-pause", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--kill-after-publishing-batch", type=int, metavar="BATCH")
+    parser.add_argument("--kill-while-writing-batch", type=int, metavar="BATCH")
     parser.add_argument("job", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.kill_after_publishing_batch is not None:
+        kill_after_publishing_batch(setattr, args.kill_after_publishing_batch)
+    if args.kill_while_writing_batch is not None:
+        kill_while_writing_batch(setattr, args.kill_while_writing_batch)
     job = args.job[1:] if args.job[:1] == ["--"] else args.job
     hook = (FailFirstAttempt(args.fail_first_attempt)
             if args.fail_first_attempt is not None else None)

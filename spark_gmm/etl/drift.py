@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -96,21 +97,55 @@ def drift_checks(rows: int, mean_log_likelihood: float, low_rows: int, counts: l
     return {"rows": rows, **checks, "drifted": any(c["exceeded"] for c in checks.values())}
 
 
-def scored_drift(model: GaussianMixtureModel, valid: DataFrame, training: dict[str, float],
-                 limits: DriftConfig) -> dict[str, Any]:
-    """The checks for prepared, valid rows (the features column of the jobs)."""
+@dataclass
+class DriftSums:
+    """What the checks need of a set of rows, summed so that sets of rows (a streaming
+    run's micro-batches) add up: rows, Σ log-density, rows below the low quantile, and
+    hard assignments per component."""
+
+    rows: int
+    log_likelihood: float
+    low_rows: int
+    counts: list[int]
+
+    def __add__(self, other: DriftSums) -> DriftSums:
+        return DriftSums(self.rows + other.rows, self.log_likelihood + other.log_likelihood,
+                         self.low_rows + other.low_rows,
+                         [a + b for a, b in zip(self.counts, other.counts)])
+
+    def checks(self, model: GaussianMixtureModel, training: dict[str, float],
+               limits: DriftConfig) -> dict[str, Any]:
+        """:func:`drift_checks` of these rows.
+
+        Raises
+        ------
+        InvalidInputError
+            There are no rows.
+        """
+        if not self.rows:
+            raise InvalidInputError("no valid rows to check for drift; check input.path and "
+                                    "the invalid-row counts")
+        return drift_checks(self.rows, self.log_likelihood / self.rows, self.low_rows,
+                            self.counts, model.weights.tolist(), training, limits)
+
+
+def drift_sums(model: GaussianMixtureModel, valid: DataFrame, training: dict[str, float]
+               ) -> DriftSums:
+    """:class:`DriftSums` of prepared, valid rows (the features column of the jobs)."""
     scored = scoring_model(model).transform(valid).select("prediction", LOG_LIKELIHOOD)
     by_component = {int(r["prediction"]): int(r["count"])
                     for r in scored.groupBy("prediction").count().collect()}
-    row = scored.agg(F.count(F.lit(1)).alias("rows"), F.mean(LOG_LIKELIHOOD).alias("mean"),
+    row = scored.agg(F.count(F.lit(1)).alias("rows"), F.sum(LOG_LIKELIHOOD).alias("sum"),
                      F.sum((F.col(LOG_LIKELIHOOD) < training["low"]).cast("long"))
                      .alias("low")).first()
-    if not row["rows"]:
-        raise InvalidInputError("no valid rows to check for drift; check input.path and the "
-                                "invalid-row counts")
-    counts = [by_component.get(j, 0) for j in range(model.getK())]
-    return drift_checks(int(row["rows"]), float(row["mean"]), int(row["low"]), counts,
-                        model.weights.tolist(), training, limits)
+    return DriftSums(int(row["rows"]), float(row["sum"] or 0.0), int(row["low"] or 0),
+                     [by_component.get(j, 0) for j in range(model.getK())])
+
+
+def scored_drift(model: GaussianMixtureModel, valid: DataFrame, training: dict[str, float],
+                 limits: DriftConfig) -> dict[str, Any]:
+    """The checks for prepared, valid rows (the features column of the jobs)."""
+    return drift_sums(model, valid, training).checks(model, training, limits)
 
 
 def run_drift(spark: SparkSession, config: JobConfig) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import re
 import uuid
 from collections.abc import Callable
@@ -210,8 +211,13 @@ def _publish(spark: SparkSession, final_path: str, write: Callable[[str], None])
         return
     paths = HadoopPaths(spark)
     token = uuid.uuid4().hex[:12]
-    staging = f"{final_path.rstrip('/')}._staging-{token}"
-    retired = f"{final_path.rstrip('/')}._previous-{token}"
+    # Beside the output and hidden from readers of the directory holding it: a staging
+    # directory a killed job leaves behind is never read as data. (Spark's file listing
+    # skips names starting with "."; with "_" it skips them only when they hold no "=",
+    # and partition directories do.)
+    parent, name = posixpath.split(final_path.rstrip("/"))
+    staging = posixpath.join(parent, f".{name}._staging-{token}")
+    retired = posixpath.join(parent, f".{name}._previous-{token}")
     try:
         write(staging)
     except BaseException:

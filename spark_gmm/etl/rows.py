@@ -30,8 +30,12 @@ LOG_LIKELIHOOD = "log_likelihood"
 
 
 def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None = None,
-                 need_valid_rows: bool = False) -> tuple[DataFrame, list[str], RowCounts]:
+                 need_valid_rows: bool = False, rows: DataFrame | None = None
+                 ) -> tuple[DataFrame, list[str], RowCounts]:
     """The input with its features and invalid reason, its own columns, and the counts.
+
+    ``rows`` are the rows to prepare when they are not the configured input itself (a
+    micro-batch of it, in the score job's streaming mode).
 
     Raises
     ------
@@ -40,7 +44,7 @@ def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None 
         under the ``error`` policy, or (with ``need_valid_rows``) no valid row left by the
         ``skip`` or ``quarantine`` policy.
     """
-    raw = read_input(spark, config.input)
+    raw = read_input(spark, config.input) if rows is None else rows
     if len(set(raw.columns)) != len(raw.columns):
         raise InvalidInputError(f"the input has duplicated column names: {raw.columns}; "
                                 "rename them so each column is unique")

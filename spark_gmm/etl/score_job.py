@@ -16,13 +16,16 @@ from .config import JobConfig
 from .drift import scored_drift, training_statistics
 from .prepare import apply_standardisation
 from .rows import label, prepare_rows, rows_to_label, scoring_model, valid_rows, write_outputs
+from .stream_score import label_new_files
 
 logger = logging.getLogger(__name__)
 
 
 def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     """Label new rows with a saved model artifact (``model.path``); returns the row counts
-    and, with ``drift.enabled``, the drift checks (:mod:`spark_gmm.etl.drift`).
+    and, with ``drift.enabled``, the drift checks (:mod:`spark_gmm.etl.drift`). With
+    ``input.stream``, only the files added since the last run
+    (:func:`~spark_gmm.etl.stream_score.label_new_files`).
 
     Raises
     ------
@@ -33,6 +36,8 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
         raise InvalidInputError("model.path and output.path must be set for a score job")
     artifact, schema = read_artifact_schema(spark, config.model.path, config, "score")
     model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
+    if config.input.stream:
+        return label_new_files(spark, config, model, artifact, schema)
     with phase(f"reading and checking {config.input.path or config.input.table}", logger):
         prepared, input_columns, counts = prepare_rows(spark, config, schema.n_features)
     if counts.n_features not in (0, schema.n_features):

@@ -346,16 +346,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``spark-gmm`` console script and of ``jobs/*.py``."""
-    from .errors import UserInputError
+def configure_logging(verbose: bool) -> None:
+    """The command line's log: the project's lines at INFO (DEBUG with ``verbose``), and
+    Spark's JVMs started quiet unless ``verbose``."""
+    from .etl.session import show_spark_start_up
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
-    if args.verbose:
+    if verbose:
         logging.getLogger("spark_gmm").setLevel(logging.DEBUG)
+    show_spark_start_up(verbose)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``spark-gmm`` console script and of ``jobs/*.py``."""
+    from .errors import UserInputError
+
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
     try:
         return int(args.handler(args))
     except UserInputError as error:

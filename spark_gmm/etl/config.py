@@ -199,6 +199,8 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         return _k_values(value)
     if key == "model.covariance_type":
         return _names(key, value)
+    if value is None and type(None) in get_args(annotation):  # unset (TOML has no null:
+        return None                                               # a to_dict round trip)
     if key in _NUMBER_LISTS:  # checked by its rule; a tuple of floats
         problem = _NUMBER_LISTS[key].problem(value)
         if problem is not None:

@@ -98,3 +98,15 @@ def test_the_executors_archive_holds_the_package_but_not_the_benchmark(tmp_path)
                    "spark_gmm/data/iris.csv"):
         assert module in names
     assert not [n for n in names if n.startswith("spark_gmm/bench") or n.endswith(".pyc")]
+
+
+def test_prior_keys_parse_and_survive_a_round_trip() -> None:
+    plain = build_config(BASE)
+    assert plain.model.prior == "none" and plain.model.prior_mean is None
+    assert build_config(plain.to_dict()) == plain
+    raw = {**BASE, "model": {"prior": "conjugate", "prior_mean": [1, 2.5],
+                             "prior_degrees_of_freedom": 4, "prior_scale": [2.0]}}
+    config = build_config(raw)
+    assert (config.model.prior_mean, config.model.prior_scale) == ((1.0, 2.5), (2.0,))
+    assert config.model.prior_degrees_of_freedom == 4.0
+    assert build_config(config.to_dict()) == config

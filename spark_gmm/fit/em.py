@@ -165,10 +165,11 @@ def run_em(
             )
             if run.converged or run.n_iter >= limits(run).max_iter:
                 logger.info(
-                    "EM run %d of %d: %s after %d iterations, mean log-likelihood %.8f, "
-                    "%.2f s", number[id(run)], len(runs),
+                    "EM run %d of %d: %s after %d iterations, mean %s %.8f, %.2f s",
+                    number[id(run)], len(runs),
                     "converged" if run.converged else "stopped at maxIter", run.n_iter,
-                    mean_ll, sum(run.iteration_seconds),
+                    "log posterior" if prior is not None else "log-likelihood", mean_ll,
+                    sum(run.iteration_seconds),
                 )
         if time.perf_counter() - last_progress >= PROGRESS_SECONDS:
             last_progress = time.perf_counter()

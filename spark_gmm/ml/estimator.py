@@ -35,8 +35,10 @@ class GaussianMixture(
     """Gaussian mixture fitted by distributed Expectation-Maximization.
 
     Same parameter names, defaults and output columns as MLlib's ``GaussianMixture`` plus
-    ``covarianceType``, ``regCovar``, ``initMode``, ``nInit``, ``logLikelihoodCol`` and an
-    initial model. ``featuresCol`` may hold ml Vectors, ``array<double>`` or ``array<float>``.
+    ``covarianceType``, ``regCovar``, ``initMode``, ``nInit``, ``logLikelihoodCol``, an
+    initial model, and MAP-EM under a conjugate prior (``prior="conjugate"`` and the
+    ``prior*`` hyperparameters, docs/bayesian.md). ``featuresCol`` may hold ml Vectors,
+    ``array<double>`` or ``array<float>``.
 
     Examples
     --------
@@ -200,7 +202,8 @@ class GaussianMixture(
         ``(index, model)``.
 
         Maps that differ only in ``k``, ``covarianceType``, ``regCovar``, ``seed``,
-        ``initMode``, ``nInit``, ``maxIter`` and ``tol`` (and set no ``checkpointPath``)
+        ``initMode``, ``nInit``, ``maxIter``, ``tol`` and the prior's params (and set no
+        ``checkpointPath``)
         are fitted together: the rows are stored once, their initialisations share each
         pass, and every EM pass computes the statistics of all models still running; each
         model equals the one ``fit`` gives for its map. Other maps are fitted one after

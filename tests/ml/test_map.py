@@ -143,3 +143,42 @@ def test_a_map_fit_resumes_from_its_checkpoint(data, tmp_path, monkeypatch, capl
                                whole.summary.logPosteriorHistory, rtol=1e-12)
     np.testing.assert_allclose(resumed.summary.logLikelihoodHistory,
                                whole.summary.logLikelihoodHistory, rtol=1e-12)
+
+
+@pytest.mark.parametrize("init_mode, covariance_type",
+                         [("k-means++", "tied"), ("random", "spherical")])
+def test_every_init_mode_fits_duplicated_rows_with_the_prior(spark, init_mode,
+                                                             covariance_type) -> None:
+    df = to_dataframe(spark, _duplicated_rows(), partitions=2)
+    model = GaussianMixture(k=3, covarianceType=covariance_type, initMode=init_mode, nInit=2,
+                            regCovar=0.0, seed=5, maxIter=15, prior="conjugate").fit(df)
+    dense = model.parameters.covariance.dense(model.covariances, 3, 2)
+    assert all(np.linalg.eigvalsh(c).min() > 0 for c in dense)
+    assert math.isfinite(model.summary.bic)
+    assert len(model.summary.restartLogLikelihoodHistories) == 2  # both restarts ran
+    assert model.summary.numIter == len(model.summary.logPosteriorHistory)
+    assert np.all(np.diff(model.summary.logPosteriorHistory) >= -1e-9)
+
+
+def test_weighted_rows_equal_repeated_rows_under_a_set_prior(spark) -> None:
+    x, *_ = make_mixture(n=150, seed=44, k=2)
+    counts = np.random.default_rng(1).integers(1, 4, size=len(x))
+    p = initial_parameters(x, 2, "diag", seed=3)
+    start = GaussianMixtureModel.fromArrays(p.weights, p.means, p.covariances, "diag")
+    mean, scale = [0.5, -0.5, 1.0], [2.0, 1.0, 3.0]
+    weighted = to_dataframe(spark, x, partitions=2, extra={"w": counts.astype(float)})
+    model = (GaussianMixture(k=2, covarianceType="diag", maxIter=3, tol=0.0, regCovar=0.0,
+                             prior="conjugate", priorMean=mean, priorScale=scale,
+                             priorDegreesOfFreedom=7.0, weightCol="w")
+             .setInitialModel(start).fit(weighted))
+    # The reference on every row repeated as often as its weight.
+    repeated = np.repeat(x, counts, axis=0)
+    prior = ConjugatePrior(np.array(mean), 0.01, 7.0, np.array(scale))
+    weights, means, dense = p.weights, p.means, dense_covariances(p)
+    for _ in range(3):
+        weights, means, cov, _ = map_reference_iteration("diag", repeated, weights, means,
+                                                         dense, prior)
+        dense = np.stack([np.diag(c) for c in cov])
+    np.testing.assert_allclose(model.weights, weights, rtol=1e-9)
+    np.testing.assert_allclose(model.means, means, rtol=1e-9)
+    np.testing.assert_allclose(model.covariances, cov, rtol=1e-9)

@@ -369,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except UserInputError as error:
         # The trace (Spark's, for a location Spark could not use) only at DEBUG: --verbose.
-        logging.getLogger(__name__).debug("the trace behind the error below", exc_info=True)
+        # Named, not __name__: run as python -m spark_gmm.cli, that is __main__.
+        logging.getLogger("spark_gmm.cli").debug("the trace behind the error below",
+                                                 exc_info=True)
         print(f"spark-gmm: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:

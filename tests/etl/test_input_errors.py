@@ -235,3 +235,30 @@ def test_permission_denied_through_spark(tmp_path) -> None:
         "output.path or let this user write its directory",
         f"the model artifact '{model}' is not readable (permission denied); check model.path "
         "(a directory the fit job wrote)"]
+
+
+def test_the_command_line_prints_spark_traces_only_with_verbose(tmp_path) -> None:
+    # A file Spark fails on inside a task: Spark's own logs of the task would print its Java
+    # trace; the command line's quiet log4j configuration leaves them to --verbose.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    pq.write_table(_rows(), str(broken / "part-0.parquet"))
+    (broken / "part-1.parquet").write_bytes(b"PAR1" + b"x" * 100 + b"PAR1")
+    conf = tmp_path / "job.toml"
+    conf.write_text(f'[input]\npath = "{broken}"\nfeatures = ["a", "b"]\n[model]\nk = 2\n'
+                    f'path = "{tmp_path / "model"}"\n[output]\npath = "{tmp_path / "out"}"\n')
+    said = {}
+    for verbose in ([], ["--verbose"]):
+        done = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config",
+                               str(conf), *verbose], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2, done.stderr[-3000:]
+        said[bool(verbose)] = done.stderr.strip().splitlines()
+    quiet, verbose_lines = said[False], said[True]
+    assert quiet[-1].startswith(f"spark-gmm: error: the input '{broken}' has a file Spark "
+                                "cannot read"), quiet
+    assert verbose_lines[-1] == quiet[-1]
+    trace = ("Traceback (most recent call last):", "Caused by:")
+    assert not [line for line in quiet if line.startswith(trace) or line.startswith("\tat ")]
+    assert [line for line in verbose_lines if line.startswith("Traceback")]
+    assert [line for line in verbose_lines if line.startswith("\tat ")]

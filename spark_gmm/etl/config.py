@@ -70,6 +70,8 @@ class ModelConfig:
     prior_shrinkage: float = _default("priorShrinkage")
     prior_degrees_of_freedom: float | None = None
     prior_scale: tuple[float, ...] | None = None
+    # Spread the stored rows over the task slots whatever the input's partitioning.
+    balance_rows: bool = _default("balanceRows")
     path: str = ""
     # A previous model artifact to start EM from (same features, standardisation, k, type).
     warm_start: str = ""

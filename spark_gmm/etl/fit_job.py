@@ -90,7 +90,8 @@ def _estimator_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any
     m = config.model
     return dict(maxIter=m.max_iter, tol=m.tol, regCovar=m.reg_covar, initMode=m.init_mode,
                 nInit=m.n_init, seed=m.seed, aggregationDepth=m.aggregation_depth,
-                featuresCol=FEATURES, weightCol=config.input.weight_column or None,
+                balanceRows=m.balance_rows, featuresCol=FEATURES,
+                weightCol=config.input.weight_column or None,
                 **prior_params(config, schema))
 
 

@@ -17,8 +17,9 @@ from pyspark.sql import DataFrame
 
 from ..errors import InvalidInputError
 from ..kernels import ConjugatePrior, FeatureMoments, GaussianParameters, SufficientStatistics
+from ..runtime.balance import rebalance_partitions, rows_in_words, spread
 from ..runtime.block_store import BlockStore
-from ..runtime.connect import ConnectStore, is_connect, store_on_connect
+from ..runtime.connect import ConnectStore, default_parallelism, is_connect, store_on_connect
 from ..runtime.ingest import (
     check_weight_column,
     feature_moments,
@@ -30,7 +31,7 @@ from ..runtime.input_checks import InputCounts
 from ..runtime.passes import PassRunner
 from ..runtime.progress import PhaseTiming, phase
 from ..runtime.runners import pass_runner
-from ..runtime.scheduler_state import running_fit
+from ..runtime.scheduler_state import executor_hosts, running_fit
 from .checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
 from .em import EMRun, RunLimits, best_run, pass_statistics, run_em
 from .initialization import (
@@ -60,6 +61,7 @@ class FitSettings:
     depth: int
     checkpoint_path: str | None
     prior: PriorSettings | None = None  # None: maximum likelihood
+    balance_rows: bool = True  # spread the stored rows over the task slots (.balance)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class FitTelemetry:
         On Spark Connect, where the passes' time went (``wall``, ``task_fold``,
         ``client_merge``, see :class:`~spark_gmm.runtime.connect.ConnectPassRunner`);
         empty in a classic session.
+    balance : dict
+        How the rows were spread (:mod:`spark_gmm.runtime.balance`): ``partitionRows`` as
+        the input's partitions held them, ``storedPartitionRows`` as stored (after a
+        rebalance, when ``rebalanced``), ``taskRows`` held by each task of the last pass.
     """
 
     resident_passes: int = 0
@@ -87,6 +93,7 @@ class FitTelemetry:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     stored_bytes: int = 0
     pass_seconds: dict[str, float] = field(default_factory=dict)
+    balance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,14 +181,42 @@ def _starts(all_settings: Sequence[FitSettings],
     return starts
 
 
-def _store(dataset: DataFrame, settings: FitSettings) -> BlockStore | ConnectStore:
+def _store(dataset: DataFrame, settings: FitSettings, partitions: int | None = None
+           ) -> BlockStore | ConnectStore:
     # Executor-local files and resident tasks in a classic session; blocks kept on the
-    # server and one query per pass on Spark Connect (no SparkContext there).
+    # server and one query per pass on Spark Connect (no SparkContext there). With
+    # ``partitions``: the rows spread evenly over that many partitions first.
     check_weight_column(dataset, settings.weight_col)
     features = features_array(dataset, settings.features_col)
     if is_connect(dataset):
-        return store_on_connect(dataset, features, settings.weight_col)
-    return store_blocks(dataset, features, settings.weight_col)
+        return store_on_connect(dataset, features, settings.weight_col, partitions,
+                                settings.balance_rows)
+    return store_blocks(dataset, features, settings.weight_col, partitions,
+                        settings.balance_rows)
+
+
+def _rebalanced_store(dataset: DataFrame, store: BlockStore | ConnectStore,
+                      settings: FitSettings) -> BlockStore | ConnectStore | None:
+    # The rows stored again evenly when the first pass found them skewed across hosts
+    # (Connect: across partitions; see runtime/balance.py), or None. Logs what it found.
+    found = store.partition_rows
+    logger.info("the input's %d partitions hold %s rows (the largest %.2fx the mean)",
+                len(found), rows_in_words(found), spread(found))
+    if not settings.balance_rows:
+        return None
+    if isinstance(store, ConnectStore):
+        n_hosts, parallelism = None, default_parallelism(dataset.sparkSession)
+    else:
+        sc = store.handles.context
+        n_hosts, parallelism = executor_hosts(sc), sc.defaultParallelism
+    partitions = rebalance_partitions([store.locations[p] for p in sorted(store.locations)],
+                                      n_hosts, parallelism)
+    if partitions is None:
+        return None
+    logger.info("rebalancing: the rows are stored again in %d even partitions (one more "
+                "read of the input and a shuffle, once)", partitions)
+    store.close()
+    return _store(dataset, settings, partitions)
 
 
 def _validated(store: BlockStore | ConnectStore, settings: FitSettings
@@ -288,6 +323,13 @@ def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
     try:
         with phase("storing and checking the rows", logger) as storing:
             counts, moments = _validated(store, max(all_settings, key=lambda s: s.k))
+            found = store.partition_rows
+            rebalanced = _rebalanced_store(dataset, store, first)
+            if rebalanced is not None:
+                store = rebalanced
+                counts, moments = _validated(store, max(all_settings, key=lambda s: s.k))
+                logger.info("rebalanced: %d partitions of %s rows", store.n_partitions,
+                            rows_in_words(store.partition_rows))
         fingerprints = (_fingerprint(first, initials[0] is not None),
                         _data_fingerprint(dataset, first, counts, moments))
         resumed = read_checkpoint(path, *fingerprints) if path else None
@@ -321,8 +363,12 @@ def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
                        first.max_iter, first.tol, on_iteration=save)
                 bests = [best_run(runs) for runs in starts]
                 finals = statistics([best.params for best in bests], count_assignments=True)
-        logger.info("passes over the data: %d by resident tasks, %d as Spark jobs",
-                    runner.counters.resident_passes, runner.counters.job_passes)
+        logger.info("passes over the data: %d by resident tasks, %d as Spark jobs; the last "
+                    "one's tasks held %s rows", runner.counters.resident_passes,
+                    runner.counters.job_passes, rows_in_words(runner.counters.task_rows))
+        balance = {"partitionRows": found, "storedPartitionRows": store.partition_rows,
+                   "rebalanced": rebalanced is not None,
+                   "taskRows": list(runner.counters.task_rows)}
     finally:
         store.close()
     if path:
@@ -336,7 +382,7 @@ def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
         {"storing": storing.seconds, "initialisation": initialising.seconds,
          "em": iterating.seconds},
         8 * counts.n_rows * (counts.n_features + bool(first.weight_col)),
-        dict(runner.counters.pass_seconds))
+        dict(runner.counters.pass_seconds), balance)
     return [FitResult(best, final, center, counts,
                       [run.mean_log_likelihoods(counts.weight_sum) for run in runs], telemetry)
             for best, final, runs in zip(bests, finals, starts)]

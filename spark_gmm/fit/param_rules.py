@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..kernels import COVARIANCE_TYPES
+from ..kernels.variational import WEIGHT_PRIOR_TYPES
 
 INIT_MODES = ("k-means||", "k-means++", "random")
 PRIORS = ("none", "conjugate")
@@ -33,7 +34,7 @@ class ParameterRule:
     name : str
         The Spark param (camelCase).
     type : type
-        ``int``, ``float``, ``str`` or ``list`` (of numbers).
+        ``int``, ``float``, ``str``, ``bool`` or ``list`` (of numbers).
     default : object
         None when unset by default.
     meaning : str
@@ -90,6 +91,8 @@ class ParameterRule:
         """The allowed values in words, for the table."""
         if self.choices:
             return ", ".join(f"`{c}`" for c in self.choices)
+        if self.type is bool:
+            return "`true`, `false`"
         if self.type is list:
             return "finite numbers"
         if self.minimum is not None and self.exclusive:
@@ -161,6 +164,47 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
                   "driver-local file of the EM state, rewritten after every iteration; a fit "
                   "that finds its own checkpoint resumes from it", config_key="checkpoint.path",
                   estimator_only=True),
+    ParameterRule("balanceRows", bool, True,
+                  "spread the stored rows evenly over the task slots whatever the input's "
+                  "partitioning: tasks take slices of near-equal rows, and rows skewed "
+                  "across hosts (one > 1.5x its share) are stored again evenly, once "
+                  "(docs/performance.md#balance); `false`: one task per input partition",
+                  config_key="model.balance_rows", estimator_only=True),
+)}
+
+
+# The params BayesianGaussianMixture shares with GaussianMixture (their rules above, the
+# meanings of ``maxIter``, ``tol`` and ``nInit`` in its terms), then its priors
+# (scikit-learn's defaults).
+_SHARED_WITH_BAYESIAN = ("k", "covarianceType", "maxIter", "tol", "regCovar", "initMode",
+                         "nInit", "seed", "aggregationDepth", "featuresCol", "weightCol",
+                         "predictionCol", "probabilityCol")
+_BAYESIAN_MEANINGS = {
+    "maxIter": "variational iterations at most",
+    "tol": "stop when the lower bound changes by less (scikit-learn's rule)",
+    "nInit": "initialisations; the highest final lower bound wins; all share each pass over "
+             "the data",
+}
+BAYESIAN_PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
+    *(replace(PARAMETERS[name], config_key="",
+              meaning=_BAYESIAN_MEANINGS.get(name, PARAMETERS[name].meaning))
+      for name in _SHARED_WITH_BAYESIAN),
+    ParameterRule("weightConcentrationPriorType", str, "dirichlet_process",
+                  "prior of the weights: `dirichlet_process` (stick-breaking, prunes "
+                  "components) or `dirichlet_distribution`", choices=WEIGHT_PRIOR_TYPES),
+    ParameterRule("weightConcentrationPrior", float, None,
+                  "α₀: small values leave fewer components active; unset: 1/k", minimum=0,
+                  exclusive=True),
+    ParameterRule("meanPrecisionPrior", float, 1.0,
+                  "β₀: how strongly the means are pulled to `meanPrior`", minimum=0,
+                  exclusive=True),
+    ParameterRule("meanPrior", list, None, "m₀ [D]; unset: the weighted mean of the rows"),
+    ParameterRule("degreesOfFreedomPrior", float, None,
+                  "ν₀ of the precisions' Wishart (> D − 1); unset: D", minimum=0,
+                  exclusive=True),
+    ParameterRule("covariancePrior", list, None,
+                  "Ψ₀: 1 value (× identity), D (diagonal) or D×D (row-major); unset: the rows' "
+                  "unbiased covariance (`diag`: its diagonal, `spherical`: its mean diagonal)"),
 )}
 
 
@@ -178,16 +222,19 @@ def _cell(text: str) -> str:
 def _default(rule: ParameterRule) -> str:
     if rule.default is None:
         return "unset"
+    if rule.type is bool:
+        return f"`{str(rule.default).lower()}`"
     if rule.type is str:
         return f"`{rule.default}`"
     return f"{rule.default:g}" if rule.type is float else str(rule.default)
 
 
-def parameter_table_markdown() -> str:
-    """The README's parameter table (Markdown), one row per :data:`PARAMETERS` entry."""
+def parameter_table_markdown(rules: dict[str, ParameterRule] | None = None) -> str:
+    """The README's parameter table (Markdown), one row per :data:`PARAMETERS` entry (or per
+    entry of ``rules``: :data:`BAYESIAN_PARAMETERS`)."""
     lines = ["| param | type | default | allowed | job config | meaning |",
              "|---|---|---|---|---|---|"]
-    for rule in PARAMETERS.values():
+    for rule in (PARAMETERS if rules is None else rules).values():
         key = f"`{rule.config_key}`" if rule.config_key else ""
         lines.append("| " + " | ".join(_cell(c) for c in (
             f"`{rule.name}`", rule.type.__name__, _default(rule), rule.allowed, key,

@@ -51,6 +51,8 @@ class GaussianMixture(
 
     # The estimator's alone: a model does not carry where its fit kept its checkpoints.
     checkpointPath: Param[str] = spark_param("checkpointPath")
+    # How the fit spreads its rows over the task slots: not a property of the model either.
+    balanceRows: Param[bool] = spark_param("balanceRows")
 
     @keyword_only
     def __init__(
@@ -76,6 +78,7 @@ class GaussianMixture(
         priorShrinkage: float = _default("priorShrinkage"),
         priorDegreesOfFreedom: float | None = None,
         priorScale: list[float] | None = None,
+        balanceRows: bool = _default("balanceRows"),
     ) -> None:
         super().__init__()
         self._initial_model: GaussianMixtureModel | None = None
@@ -147,6 +150,13 @@ class GaussianMixture(
     def setPriorScale(self, value: list[float]) -> GaussianMixture:
         return self._set(priorScale=value)
 
+    def setBalanceRows(self, value: bool) -> GaussianMixture:
+        return self._set(balanceRows=value)
+
+    def getBalanceRows(self) -> bool:
+        """Whether the fit spreads its stored rows evenly over the task slots."""
+        return self.getOrDefault(self.balanceRows)
+
     def setInitialModel(self, model: GaussianMixtureModel) -> GaussianMixture:
         """Start EM from ``model`` (same k, features and covarianceType) instead of initMode."""
         self._initial_model = model
@@ -177,6 +187,7 @@ class GaussianMixture(
             prior=PriorSettings.of(self.getPrior(), self.getPriorMean(),
                                    self.getPriorShrinkage(), self.getPriorDegreesOfFreedom(),
                                    self.getPriorScale()),
+            balance_rows=self.getBalanceRows(),
         )
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:

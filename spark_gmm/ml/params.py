@@ -21,12 +21,14 @@ __all__ = ["INIT_MODES", "PARAMETERS", "GaussianMixtureParams", "parameter_table
            "spark_param"]
 
 _CONVERTERS = {int: TypeConverters.toInt, float: TypeConverters.toFloat,
-               str: TypeConverters.toString, list: TypeConverters.toListFloat}
+               str: TypeConverters.toString, list: TypeConverters.toListFloat,
+               bool: TypeConverters.toBoolean}
 
 
-def spark_param(name: str) -> Param:
-    """The pyspark Param of the declared parameter ``name`` (its meaning as the doc)."""
-    rule: ParameterRule = PARAMETERS[name]
+def spark_param(name: str, rules: dict[str, ParameterRule] = PARAMETERS) -> Param:
+    """The pyspark Param of the declared parameter ``name`` (its meaning as the doc), from
+    :data:`PARAMETERS` or another declaration (``BAYESIAN_PARAMETERS``)."""
+    rule: ParameterRule = rules[name]
     allowed = f" Allowed: {rule.allowed.replace('`', '')}." if rule.allowed != "any" else ""
     return Param(Params._dummy(), rule.name, rule.meaning.replace("`", "") + "." + allowed,
                  typeConverter=_CONVERTERS[rule.type])

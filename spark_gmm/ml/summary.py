@@ -211,6 +211,11 @@ class FitRunRecord:
         the tasks' reading and folding of their blocks summed over tasks (``task_fold``) and
         the client's decoding and merging of the answers (``client_merge``). Empty in a
         classic session.
+    balance : dict
+        How the rows were spread over the tasks (docs/performance.md, "Balance"):
+        ``partitionRows`` (rows per input partition, as the first pass found them),
+        ``storedPartitionRows`` (per stored partition, after a rebalance when
+        ``rebalanced`` is true) and ``taskRows`` (rows each task of the last pass held).
     """
 
     iterationSeconds: list[float] = field(default_factory=list)
@@ -219,6 +224,7 @@ class FitRunRecord:
     phaseSeconds: dict[str, float] = field(default_factory=dict)
     storedBytes: int = 0
     passSeconds: dict[str, float] = field(default_factory=dict)
+    balance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_fit(cls, result: FitResult) -> FitRunRecord:
@@ -230,6 +236,7 @@ class FitRunRecord:
             phaseSeconds=dict(telemetry.phase_seconds),
             storedBytes=telemetry.stored_bytes,
             passSeconds=dict(telemetry.pass_seconds),
+            balance=dict(telemetry.balance),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import mmap
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -41,10 +42,11 @@ from pyspark import RDD, StorageLevel
 from pyspark.sql import Row
 
 from ..kernels import FeatureMoments
+from .balance import Slice, TaskLayout
 from .digest import PartitionDigest
 from .files import AtomicFile
 from .input_checks import Block, RowChecks
-from .row_store import RowStore
+from .row_store import RowStore, remove_partition_files
 from .worker import prepare_python_worker
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class StoredPartition(NamedTuple):
     has_weights: bool
     checks: RowChecks | None = None  # set by the writing task
     moments: FeatureMoments | None = None  # None for a partition without rows
+    host: str = ""  # the name of the machine whose local directory holds the files
 
     @property
     def features_path(self) -> str:
@@ -88,6 +91,7 @@ class StoredPartition(NamedTuple):
             "moments_weight": None if moments is None else moments.weight,
             "moments_mean": None if moments is None else moments.mean.tolist(),
             "moments_scatter": None if moments is None else moments.scatter.tolist(),
+            "host": self.host,
         }
         return pa.RecordBatch.from_pylist([row], schema=HANDLE_SCHEMA)
 
@@ -104,7 +108,13 @@ class StoredPartition(NamedTuple):
         moments = None if values["moments_mean"] is None else FeatureMoments(
             values["moments_weight"], np.array(values["moments_mean"]),
             np.array(values["moments_scatter"]))
-        return cls(*(values[name] for name in _LOCATION_FIELDS), checks=checks, moments=moments)
+        return cls(*(values[name] for name in _LOCATION_FIELDS), checks=checks, moments=moments,
+                   host=values.get("host") or "")
+
+    def location(self) -> StoredPartition:
+        """Where the rows are, without what the writing task counted and measured (what a
+        task that reads them needs)."""
+        return self._replace(checks=None, moments=None)
 
 
 _LOCATION_FIELDS = ("partition", "directory", "n_rows", "n_features", "has_weights")
@@ -114,7 +124,7 @@ HANDLE_SCHEMA = pa.schema(
     + [(f"checks_{f.name}", pa.float64() if f.type in ("float", float) else pa.int64())
        for f in dataclasses.fields(RowChecks)]
     + [("moments_weight", pa.float64()), ("moments_mean", pa.list_(pa.float64())),
-       ("moments_scatter", pa.list_(pa.float64()))]
+       ("moments_scatter", pa.list_(pa.float64())), ("host", pa.string())]
 )
 
 
@@ -136,7 +146,8 @@ def write_partition(store_id: str, partition: int, blocks: Iterator[Block]) -> S
     """
     directory = _local_directory(store_id, partition)
     try:
-        return _write_files(StoredPartition(partition, directory, 0, 0, False), blocks)
+        return _write_files(StoredPartition(partition, directory, 0, 0, False,
+                                            host=socket.gethostname()), blocks)
     except OSError as error:
         raise OSError(
             f"could not store the features of partition {partition} under {directory}: "
@@ -185,18 +196,36 @@ def _map_file(path: str, n_values: int) -> np.ndarray | None:
     return np.frombuffer(mapping, dtype=np.float64)
 
 
-def read_stored_partition(stored: StoredPartition) -> list[Block] | None:
-    """The partition's rows as read-only blocks of up to ``BLOCK_ROWS`` rows, or None when
-    its files are missing or incomplete on this machine."""
-    if stored.n_rows == 0:
+def read_stored_partition(stored: StoredPartition, first: int = 0, stop: int | None = None
+                          ) -> list[Block] | None:
+    """The partition's rows (``[first, stop)`` of them: a slice) as read-only blocks of up
+    to ``BLOCK_ROWS`` rows, or None when its files are missing or incomplete on this
+    machine."""
+    stop = stored.n_rows if stop is None else stop
+    if stop <= first:
         return []
     x = _map_file(stored.features_path, stored.n_rows * stored.n_features)
     w = _map_file(stored.weights_path, stored.n_rows) if stored.has_weights else None
     if x is None or (stored.has_weights and w is None):
         return None
     x = x.reshape(stored.n_rows, stored.n_features)
-    return [(x[start:start + BLOCK_ROWS], None if w is None else w[start:start + BLOCK_ROWS])
-            for start in range(0, stored.n_rows, BLOCK_ROWS)]
+    return [(x[start:min(start + BLOCK_ROWS, stop)],
+             None if w is None else w[start:min(start + BLOCK_ROWS, stop)])
+            for start in range(first, stop, BLOCK_ROWS)]
+
+
+def read_slices(slices: Iterable[Slice], stored: dict[int, StoredPartition]
+                ) -> tuple[list[Block], list[Slice]]:
+    """The blocks of the slices readable here (``stored``: handles by partition), and the rest."""
+    blocks: list[Block] = []
+    missing: list[Slice] = []
+    for piece in slices:
+        readable = read_stored_partition(stored[piece.partition], piece.start, piece.stop)
+        if readable is None:
+            missing.append(piece)
+        else:
+            blocks.extend(readable)
+    return blocks, missing
 
 
 def read_partitions(handles: Iterable[StoredPartition],
@@ -223,8 +252,26 @@ def read_partitions(handles: Iterable[StoredPartition],
     return blocks, missing
 
 
-# The outcome of one task: the partitions it could not read, and what the rest folded to.
-Outcome = tuple[list[int], "T | None"]
+def read_task(handles: Iterable[Any], recorded: dict[int, PartitionDigest],
+              layout: dict[int, tuple[int, tuple[Slice, ...]]] | None,
+              locations: dict[int, StoredPartition], index: int
+              ) -> tuple[int, list[Block], list[int]]:
+    """What the task of RDD partition ``index`` reads: (its task number, its blocks, the
+    partitions it cannot read). Without ``layout``, the partitions of its ``handles`` (see
+    :func:`read_partitions`); with it, its slices (``handles`` then holds the cached handle
+    that placed the task: see :meth:`~.balance.TaskLayout.rdd`)."""
+    if layout is None:
+        return (index, *read_partitions(handles, recorded))
+    for _ in handles:
+        pass
+    task, slices = layout[index]
+    blocks, lost = read_slices(slices, locations)
+    return task, blocks, sorted({piece.partition for piece in lost})
+
+
+# The outcome of one task: the rows it could not read (whole partitions by index, or
+# slices), and what the rest folded to.
+Outcome = tuple[list[Any], "T | None"]
 
 
 def _on_stored(function: PartitionFunction, recorded: dict[int, PartitionDigest], index: int,
@@ -240,13 +287,36 @@ def _on_stored(function: PartitionFunction, recorded: dict[int, PartitionDigest]
     yield [], function(iter(blocks)) if blocks else None
 
 
-def _on_rewritten(function: PartitionFunction, index: int, handles: Iterator[StoredPartition]
+def _on_slices(function: PartitionFunction, layout: dict[int, tuple[int, tuple[Slice, ...]]],
+               stored: dict[int, StoredPartition], index: int, anchors: Iterator[Any]
+               ) -> Iterator[Outcome]:
+    # A task of a sliced layout (see TaskLayout.rdd): its slices, whatever its anchor.
+    for _ in anchors:  # read the anchor's cached handle, which placed the task
+        pass
+    if index not in layout:
+        return
+    prepare_python_worker()
+    blocks, missing = read_slices(layout[index][1], stored)
+    if missing:
+        yield missing, None
+        return
+    yield [], function(iter(blocks)) if blocks else None
+
+
+def _on_rewritten(function: PartitionFunction, ranges: dict[int, list[tuple[int, int]]],
+                  index: int, handles: Iterator[StoredPartition]
                   ) -> Iterator[tuple[list[int], list[StoredPartition], Any]]:
-    # The recomputation: the partition written again from the input, folded, and its
-    # handles sent back so that the driver can compare them with the first pass's.
+    # The recomputation: the partition written again from the input, folded (only the row
+    # ranges in ``ranges``, when the lost rows were slices of it), and its handles sent back
+    # so that the driver can compare them with the first pass's.
     handles = list(handles)
-    for missing, value in _on_stored(function, {}, index, iter(handles)):
-        yield missing, handles, value
+    if index not in ranges:
+        for missing, value in _on_stored(function, {}, index, iter(handles)):
+            yield missing, handles, value
+        return
+    pieces = [Slice(h.partition, start, stop) for h in handles for start, stop in ranges[index]]
+    blocks, lost = read_slices(pieces, {h.partition: h for h in handles})
+    yield ([index] if lost else []), handles, function(iter(blocks)) if blocks else None
 
 
 def _merge_values(merge: Callable[[T, T], T], a: T | None, b: T | None) -> T | None:
@@ -259,20 +329,6 @@ def _merge_outcomes(merge: Callable[[T, T], T], a: Outcome, b: Outcome) -> Outco
     return a[0] + b[0], _merge_values(merge, a[1], b[1])
 
 
-def remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]:
-    removed = 0
-    for stored in handles:
-        for path in (stored.features_path, stored.weights_path):
-            if os.path.exists(path):
-                os.unlink(path)
-                removed += 1
-        try:
-            os.rmdir(stored.directory)  # only once the last partition here is gone
-        except OSError:
-            pass
-    yield removed
-
-
 class BlockStore(RowStore):
     """Feature blocks written once to executor-local files, folded per partition by each pass.
 
@@ -282,11 +338,13 @@ class BlockStore(RowStore):
         One row per partition, from a task that wrote that partition's blocks with
         :func:`write_partition`; not persisted. The store caches it, and computes it again
         for partitions whose files are lost.
+    balanced : bool
+        See :class:`~.row_store.RowStore`.
     """
 
-    def __init__(self, written: RDD) -> None:
+    def __init__(self, written: RDD, balanced: bool = True) -> None:
         super().__init__(written.map(StoredPartition.from_row).persist(
-            StorageLevel.MEMORY_AND_DISK))
+            StorageLevel.MEMORY_AND_DISK), balanced)
         self.written = written
         self.handles: RDD[StoredPartition]
 
@@ -294,27 +352,37 @@ class BlockStore(RowStore):
         return self.handles.collect()
 
     def aggregate(self, function: Callable[[Iterator[Block]], T | None],
-                  merge: Callable[[T, T], T], depth: int) -> T | None:
-        """Fold every partition's blocks with ``function`` and merge the results.
+                  merge: Callable[[T, T], T], depth: int, layout: TaskLayout | None = None
+                  ) -> T | None:
+        """Fold every partition's blocks (with ``layout``: every task's slices) with
+        ``function`` and merge the results.
 
         ``function`` maps an iterator of blocks to one value (None for no rows); ``merge``
         must be associative. Returns None when no partition has any rows.
         """
-        fold = partial(_on_stored, function, self._recorded)
-        missing, value = self.handles.mapPartitionsWithIndex(fold).treeReduce(
-            partial(_merge_outcomes, merge), depth
-        )
-        if missing:
-            self.recomputed_partitions += len(missing)
+        if layout is None:
+            outcomes = self.handles.mapPartitionsWithIndex(
+                partial(_on_stored, function, self._recorded))
+        else:
+            outcomes = layout.rdd(self.handles).mapPartitionsWithIndex(
+                partial(_on_slices, function, layout.by_index(), self.locations))
+        missing, value = outcomes.treeReduce(partial(_merge_outcomes, merge), depth)
+        ranges: dict[int, list[tuple[int, int]]] = {}
+        for piece in missing:
+            if isinstance(piece, Slice):
+                ranges.setdefault(piece.partition, []).append((piece.start, piece.stop))
+        partitions = sorted(set(ranges) | {p for p in missing if not isinstance(p, Slice)})
+        if partitions:
+            self.recomputed_partitions += len(partitions)
             logger.warning("stored blocks of %d of %d partitions were not readable where "
                            "their tasks ran; recomputing those partitions from the input",
-                           len(missing), self.handles.getNumPartitions())
+                           len(partitions), self.handles.getNumPartitions())
             # The same lineage as the cached handles, uncached: each task writes its
-            # partition again where it runs and folds it there.
+            # partition again where it runs and folds it (the lost slices of it) there.
             rewritten = self.written.map(StoredPartition.from_row).mapPartitionsWithIndex(
-                partial(_on_rewritten, function))
+                partial(_on_rewritten, function, ranges))
             for lost, handles, recomputed in self.handles.context.runJob(
-                    rewritten, lambda o: o, sorted(missing)):
+                    rewritten, lambda o: o, partitions):
                 self.check_unchanged((h.partition, PartitionDigest.of(h)) for h in handles)
                 if lost:
                     raise OSError(f"partitions {lost} could not be read back right after "

@@ -42,14 +42,13 @@ from .block_store import (
     HANDLE_SCHEMA,
     StoredPartition,
     read_partitions,
-    remove_partition_files,
 )
 from .digest import PartitionDigest
-from .ingest import measured_blocks, write_blocks
+from .ingest import measured_blocks, selected_rows, write_blocks
 from .input_checks import RowChecks
 from .passes import PassCounters, StatelessRunner, TaskHook
 from .requests import PassRequest, fold_blocks
-from .row_store import RowStore
+from .row_store import RowStore, remove_partition_files
 from .wire import Message, decode, encode
 from .worker import prepare_python_worker
 
@@ -183,14 +182,18 @@ class ConnectStore(RowStore):
     selected : DataFrame
         ``x`` (array<double>) and ``w`` (double or null), as the classic store takes them.
     has_weights : bool
+    balanced : bool
+        Recorded only: a Connect pass is one task per stored partition (the fit balances
+        the partitions themselves, see :mod:`.balance`).
     """
 
-    def __init__(self, selected: DataFrame, has_weights: bool) -> None:
+    def __init__(self, selected: DataFrame, has_weights: bool, balanced: bool = True
+                 ) -> None:
         from pyspark.sql.pandas.types import from_arrow_schema
 
         super().__init__(selected.mapInArrow(
             partial(write_blocks, uuid.uuid4().hex, has_weights),
-            from_arrow_schema(HANDLE_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK))
+            from_arrow_schema(HANDLE_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK), balanced)
         self.selected = selected
         self.has_weights = has_weights
 
@@ -203,11 +206,11 @@ class ConnectStore(RowStore):
         return sum(r.removed for r in removed)
 
 
-def store_on_connect(df: DataFrame, features: Column, weight_col: str | None) -> ConnectStore:
+def store_on_connect(df: DataFrame, features: Column, weight_col: str | None,
+                     partitions: int | None = None, balanced: bool = True) -> ConnectStore:
     """:func:`.ingest.store_blocks` for a Spark Connect DataFrame."""
-    weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
-    selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
-    return ConnectStore(selected, weight_col is not None)
+    return ConnectStore(selected_rows(df, features, weight_col, partitions),
+                        weight_col is not None, balanced)
 
 
 class ConnectPassRunner(StatelessRunner):

@@ -153,21 +153,32 @@ def write_blocks(store_id: str, has_weights: bool, batches: Iterator[pa.RecordBa
     yield stored._replace(checks=checks, moments=merged).to_arrow()
 
 
-def store_blocks(df: DataFrame, features: Column, weight_col: str | None) -> BlockStore:
+def selected_rows(df: DataFrame, features: Column, weight_col: str | None,
+                  partitions: int | None = None) -> DataFrame:
+    """``x`` (the features as ``array<double>``) and ``w`` (the weight, or null) of every
+    row; with ``partitions``, spread evenly over that many partitions (a round-robin
+    shuffle: see :mod:`.balance`)."""
+    weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
+    selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
+    return selected if partitions is None else selected.repartition(partitions)
+
+
+def store_blocks(df: DataFrame, features: Column, weight_col: str | None,
+                 partitions: int | None = None, balanced: bool = True) -> BlockStore:
     """Convert the features once into contiguous float64 rows kept for every EM pass.
 
     The first pass over the store writes each partition's rows straight from the Arrow
     batches of the input (see :mod:`spark_gmm.block_store`) and on the way counts bad rows
     (see :func:`stored_input_counts`) and takes the features' moments (see
-    :func:`feature_moments`). The caller closes the store.
+    :func:`feature_moments`). With ``partitions``, the rows are first spread evenly over
+    that many partitions. ``balanced``: see :class:`~.row_store.RowStore`. The caller
+    closes the store.
     """
-    weight = F.col(f"`{weight_col}`").cast("double") if weight_col else F.lit(None)
-    selected = df.select(features.alias("x"), weight.cast("double").alias("w"))
-    written = selected.mapInArrow(
+    written = selected_rows(df, features, weight_col, partitions).mapInArrow(
         partial(write_blocks, uuid.uuid4().hex, weight_col is not None),
         from_arrow_schema(HANDLE_SCHEMA),
     )
-    return BlockStore(written.rdd)
+    return BlockStore(written.rdd, balanced)
 
 
 def stored_input_counts(partitions: Sequence[StoredPartition], features_col: str,

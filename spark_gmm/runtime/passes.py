@@ -38,13 +38,15 @@ TaskHook = Callable[[str, PassRequest], None]
 @dataclass
 class PassCounters:
     """What a runner did: passes served by resident tasks, passes run as Spark jobs (or
-    Connect queries), the tasks of each resident job it started, in order, and where it
+    Connect queries), the tasks of each resident job it started, in order, the rows each
+    task of its latest pass held (in task order; see :mod:`.balance`), and where it
     measures them, the seconds of its passes by part (Connect: ``wall``, ``task_fold``,
     ``client_merge``)."""
 
     resident_passes: int = 0
     job_passes: int = 0
     resident_jobs: list[int] = field(default_factory=list)
+    task_rows: list[int] = field(default_factory=list)
     pass_seconds: dict[str, float] = field(default_factory=dict)
 
     def add_seconds(self, part: str, seconds: float) -> None:
@@ -125,12 +127,18 @@ class JobPassRunner(StatelessRunner):
 
     def run(self, request: PassRequest) -> list[Any]:
         self.counters.job_passes += 1
+        context = self.store.handles.context
+        # As many tasks as the application has slots, each with near-equal rows, where the
+        # partitions are not as even already.
+        layout = self.store.layout(context.defaultParallelism)
+        self.counters.task_rows = (layout.task_rows if layout is not None
+                                   else self.store.partition_rows)
         # The request travels once per executor (mixtures of full covariances can be large).
-        broadcast = self.store.handles.context.broadcast(request)
+        broadcast = context.broadcast(request)
         try:
             merged = self.store.aggregate(
                 partial(_fold_partition, broadcast, self.center, self.task_hook), merge_all,
-                self.depth)
+                self.depth, layout)
         finally:
             broadcast.destroy()
         assert merged is not None, "validation rejects empty input before any pass"

@@ -5,11 +5,12 @@ the results: on 2 cores in local mode 0.05-0.1 s of wall time and as much JVM CP
 quarter of an iteration at 1M rows and most of it at 250k rows. Spark's
 barrier mode cannot replace it: its ``allGather`` polls with a one-second sleep.
 
-Instead, one job starts one task per free slot (``min(partitions, slots)``, the stored
-partitions coalesced by the executors that hold them). Each task memory-maps its partitions
-once, connects back to a socket on the driver, proves it holds the fit's secret, and then
-answers requests (see :mod:`.wire`) until the driver says stop. The EM loop, its
-M-step, logging and checkpoints stay on the driver.
+Instead, one job starts one task per free slot: the stored partitions coalesced by the
+executors that hold them, or, where that would leave the tasks' rows uneven, slices of
+near-equal rows (:mod:`.balance`). Each task memory-maps its rows once, connects back to a
+socket on the driver, proves it holds the fit's secret, and then answers requests (see
+:mod:`.wire`) until the driver says stop. The EM loop, its M-step, logging and checkpoints
+stay on the driver.
 
 Nothing here changes what is computed, only where: the statistics are merged in task order
 rather than ``treeReduce``'s, so the two ways agree to rounding. The driver gives the resident
@@ -34,11 +35,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from pyspark import InheritableThread, SparkContext, TaskContext
 from pyspark.sql import SparkSession
 
-from .block_store import BlockStore, StoredPartition, read_partitions
+from .balance import Slice, rows_in_words
+from .block_store import BlockStore, StoredPartition, read_task
 from .digest import PartitionDigest
 from .input_checks import Block
 from .requests import PassRequest
@@ -88,6 +91,10 @@ def resident_tasks_setting(spark: SparkSession, enabled: bool) -> Iterator[None]
             spark.conf.set(ENABLED_CONF, previous)
 
 
+def _results(answered: Iterator[int]) -> Iterator[int]:
+    return answered
+
+
 class ResidentUnavailableError(RuntimeError):
     """The resident job cannot serve (more) requests; use one Spark job per pass.
 
@@ -120,11 +127,14 @@ def _tune(sock: socket.socket) -> None:
 
 
 def _serve(address: tuple[str, int], secret: bytes, handler: Handler,
-           recorded: dict[int, PartitionDigest], index: int,
-           handles: Iterator[StoredPartition]) -> Iterator[int]:
-    """The task: map the partitions, connect, answer requests until told to stop."""
+           recorded: dict[int, PartitionDigest],
+           layout: dict[int, tuple[int, tuple[Slice, ...]]] | None,
+           locations: dict[int, StoredPartition], index: int, handles: Iterator[Any]
+           ) -> Iterator[int]:
+    """The task: map the partitions (with ``layout``: this task's slices of them), connect,
+    answer requests until told to stop."""
     prepare_python_worker()
-    blocks, missing = read_partitions(handles, recorded)
+    index, blocks, missing = read_task(handles, recorded, layout, locations, index)
     try:
         sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
     except OSError:
@@ -138,6 +148,7 @@ def _serve(address: tuple[str, int], secret: bytes, handler: Handler,
             answer_challenge(sock, secret)
             sock.settimeout(None)  # the driver may take its time between requests
             send_message(sock, "hello", {"task": index, "missing": missing,
+                                         "rows": sum(len(x) for x, _ in blocks),
                                          "attempt": context.attemptNumber() if context else 0})
         except (OSError, ChannelError):
             yield -1  # the driver gave this job up before it accepted this task
@@ -185,6 +196,7 @@ class ResidentTasks:
         self._connections: dict[int, socket.socket] = {}
         self._lost_at: dict[int, float] = {}
         self._round = 0
+        self._rows: dict[int, int] = {}  # rows per task, as its hello said
         self._request: bytes | None = None
         self._results: dict[int, list[Value]] = {}
         self._job_error: BaseException | None = None
@@ -198,21 +210,29 @@ class ResidentTasks:
         self._listener.setblocking(False)
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._address = (host, self._listener.getsockname()[1])
-        handles = store.handles
-        if handles.getNumPartitions() > n_tasks:
-            # Groups partitions by the executors caching their handles (their files' hosts).
-            handles = handles.coalesce(n_tasks)
-        self._job = handles.mapPartitionsWithIndex(partial(_serve, self._address,
-                                                           self._secret, handler,
-                                                           store.recorded))
-        self.n_tasks = self._job.getNumPartitions()  # coalescing may leave fewer groups
+        layout = store.layout(n_tasks)
+        serve = partial(_serve, self._address, self._secret, handler, store.recorded)
+        self._partitions: list[int] | None = None  # of the job's RDD, to run (None: all)
+        if layout is None:
+            handles = store.handles
+            if handles.getNumPartitions() > n_tasks:
+                # Groups partitions by the executors caching their handles (their files'
+                # hosts).
+                handles = handles.coalesce(n_tasks)
+            self._job = handles.mapPartitionsWithIndex(partial(serve, None, {}))
+            self.n_tasks = self._job.getNumPartitions()  # coalescing may leave fewer groups
+        else:
+            self._job = layout.rdd(store.handles).mapPartitionsWithIndex(
+                partial(serve, layout.by_index(), store.locations))
+            self._partitions = sorted(layout.indices)
+            self.n_tasks = len(layout.tasks)
         self._thread = InheritableThread(target=self._run_job, daemon=True)
 
     def _run_job(self) -> None:
         self._sc.addJobTag(self.tag)
         self._sc.setJobDescription(f"spark-gmm: {self.n_tasks} resident EM tasks")
         try:
-            self._job.collect()
+            self._sc.runJob(self._job, _results, self._partitions)
         except BaseException as error:  # read by the driver thread through _check_job
             self._job_error = error
 
@@ -233,7 +253,13 @@ class ResidentTasks:
                     f"driver within {CONNECT_SECONDS:.0f} s (too few free task slots, or "
                     "the executors cannot reach the driver's address)")
             self._poll()
-        logger.info("%d resident tasks serve the EM passes", self.n_tasks)
+        logger.info("%d resident tasks serve the EM passes (rows per task: %s)", self.n_tasks,
+                    rows_in_words(self.task_rows))
+
+    @property
+    def task_rows(self) -> list[int]:
+        """Rows each task holds, in task order (as the tasks that connected said)."""
+        return [self._rows.get(task, 0) for task in range(self.n_tasks)]
 
     def request(self, request: PassRequest) -> list[list[Value]]:
         """Every task's answer to one pass request, in task order (empty for tasks without
@@ -293,6 +319,7 @@ class ResidentTasks:
                 f"stored partitions {missing} are not readable where their resident task runs "
                 "(or were read again from an input that changed)", cluster_changed=True)
         conn.settimeout(None)
+        self._rows[task] = int(hello.meta.get("rows", 0))
         self._drop(task)  # a newer attempt replaces an older one
         self._connections[task] = conn
         self._lost_at.pop(task, None)

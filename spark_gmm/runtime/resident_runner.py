@@ -62,7 +62,8 @@ class ResidentPassRunner:
         self.task_hook = task_hook
         self.counters = PassCounters()
         self.jobs = JobPassRunner(store, center, depth, task_hook, self.counters)
-        self.sharing = SlotSharing(store.handles.context, store.handles.getNumPartitions())
+        # A job has at most a task per partition, or with balancing per slice (.balance).
+        self.sharing = SlotSharing(store.handles.context, store.max_tasks())
         self._resident: ResidentTasks | None = None
         self._serving = False  # inside the fit's ``with``: resident jobs may run
 
@@ -99,6 +100,7 @@ class ResidentPassRunner:
             self.sharing.failed(reason)
             return None
         self.counters.resident_jobs.append(tasks.n_tasks)
+        self.counters.task_rows = tasks.task_rows
         return tasks
 
     def _stop(self) -> None:

@@ -5,10 +5,12 @@ Spark Connect's :class:`~.connect.ConnectStore` differ only in how they reach th
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .balance import MIN_TASK_ROWS, TaskLayout, plan_layout
 from .digest import PartitionDigest
 
 if TYPE_CHECKING:
@@ -24,14 +26,43 @@ class RowStore(ABC):
     ----------
     handles : RDD or DataFrame
         The handles (persisted by the subclass); the first action on them writes the files.
+    balanced : bool
+        Whether the passes' tasks take slices of near-equal rows (:meth:`layout`) rather
+        than whole partitions.
     """
 
-    def __init__(self, handles: Any) -> None:
+    def __init__(self, handles: Any, balanced: bool = True) -> None:
         self.handles = handles
+        self.balanced = balanced
         self.n_partitions = 0  # known once the first pass ran
         self.recomputed_partitions = 0
         self._written = False
         self._recorded: dict[int, PartitionDigest] = {}
+        # Every partition's location (no counts or moments), by partition: what tasks read.
+        self.locations: dict[int, StoredPartition] = {}
+        self._layouts: dict[int, TaskLayout | None] = {}
+
+    @property
+    def partition_rows(self) -> list[int]:
+        """Rows stored per partition, in partition order (empty before the first pass)."""
+        return [self.locations[p].n_rows for p in sorted(self.locations)]
+
+    def max_tasks(self) -> int:
+        """The most tasks a pass can keep busy: one per partition, or with balancing one
+        per :data:`~.balance.MIN_TASK_ROWS` rows when that is more."""
+        if not self.balanced:
+            return self.n_partitions
+        return max(self.n_partitions, sum(self.partition_rows) // MIN_TASK_ROWS)
+
+    def layout(self, n_tasks: int) -> TaskLayout | None:
+        """The slices ``n_tasks`` tasks of a pass take (:func:`~.balance.plan_layout`), or
+        None when they take whole partitions (balancing off, or as even already)."""
+        if not self.balanced:
+            return None
+        if n_tasks not in self._layouts:
+            self._layouts[n_tasks] = plan_layout(
+                [self.locations[p] for p in sorted(self.locations)], n_tasks)
+        return self._layouts[n_tasks]
 
     @property
     def recorded(self) -> dict[int, PartitionDigest]:
@@ -44,6 +75,7 @@ class RowStore(ABC):
         self._written = True
         self.n_partitions = len(handles)
         self._recorded = {h.partition: PartitionDigest.of(h) for h in handles}
+        self.locations = {h.partition: h.location() for h in handles}
         return handles
 
     def check_unchanged(self, readings: Iterable[tuple[int, PartitionDigest]]) -> None:
@@ -75,3 +107,18 @@ class RowStore(ABC):
     @abstractmethod
     def _remove_files(self) -> int:
         """Remove every partition's files; the number removed."""
+
+
+def remove_partition_files(handles: Iterator[StoredPartition]) -> Iterator[int]:
+    """Delete the files of these partitions (in a task on their host); how many."""
+    removed = 0
+    for stored in handles:
+        for path in (stored.features_path, stored.weights_path):
+            if os.path.exists(path):
+                os.unlink(path)
+                removed += 1
+        try:
+            os.rmdir(stored.directory)  # only once the last partition here is gone
+        except OSError:
+            pass
+    yield removed

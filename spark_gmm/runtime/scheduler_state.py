@@ -70,6 +70,21 @@ def slot_count(sc: SparkContext) -> int:
         return 0
 
 
+def executor_hosts(sc: SparkContext) -> int | None:
+    """Hosts the application's executors run on (1 in local mode; None when Spark does not
+    say). A few py4j calls."""
+    if sc.master.startswith("local"):
+        return 1
+    try:
+        executors = sc._jsc.sc().statusStore().executorList(True)  # type: ignore[union-attr]
+        hosts = {str(executors.apply(i).hostPort()).rsplit(":", 1)[0]
+                 for i in range(executors.size()) if str(executors.apply(i).id()) != "driver"}
+    except Exception:  # a private API: without it, the partitions decide (see .balance)
+        logger.debug("could not read the executors' hosts", exc_info=True)
+        return None
+    return len(hosts) or None
+
+
 def leaving_executors(sc: SparkContext) -> frozenset[str]:
     """Executors still registered that the scheduler gives no new tasks: decommissioning
     (a node an autoscaler takes away, or dynamic allocation's graceful removal) or being

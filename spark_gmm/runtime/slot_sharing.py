@@ -58,7 +58,8 @@ class SlotSharing:
     ----------
     sc : SparkContext
     n_partitions : int
-        The stored partitions: a resident job never has more tasks.
+        The most tasks a resident job may have (the stored partitions, or with balancing
+        the slices they can be cut into: ``store.max_tasks()``).
     """
 
     def __init__(self, sc: SparkContext, n_partitions: int) -> None:

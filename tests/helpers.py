@@ -286,3 +286,43 @@ def without_permission_override() -> list[str]:
                     "CAP_DAC_OVERRIDE")
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
             "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def scipy_responsibilities(x: np.ndarray, params: GaussianParameters) -> np.ndarray:
+    """γ [n, K] of a mixture on rows ``x`` with scipy's normal densities (the reference the
+    variational starts take their responsibilities from)."""
+    dense = dense_covariances(params)
+    log_weighted = np.stack([np.log(w) + sps.multivariate_normal(m, c).logpdf(x)
+                             for w, m, c in zip(params.weights, params.means, dense)], axis=1)
+    return np.exp(log_weighted - logsumexp(log_weighted, axis=1, keepdims=True))
+
+
+def sklearn_bayesian_fit(x: np.ndarray, resp: np.ndarray, covariance_type: str,
+                         weight_type: str, max_iter: int = 100, tol: float = 1e-3,
+                         reg_covar: float = 1e-6, **priors: object):
+    """scikit-learn's BayesianGaussianMixture started from the responsibilities ``resp``
+    [n, K]: its ``_initialize(X, resp)`` (one variational M-step), then its own loop (a warm
+    start, which skips its initialisation). ``priors``: its ``*_prior`` arguments."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture as SkBayesian
+
+    model = SkBayesian(n_components=resp.shape[1], covariance_type=covariance_type,
+                       weight_concentration_prior_type=weight_type, max_iter=max_iter,
+                       tol=tol, reg_covar=reg_covar, warm_start=True, **priors)
+    model._check_parameters(x)
+    model._initialize(x, resp)
+    model.lower_bound_ = -np.inf
+    model.converged_ = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x)
+    return model
+
+
+def relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """max |ours − theirs| / |theirs| over the elements (theirs nowhere 0)."""
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    return float(np.max(np.abs(ours - theirs) / np.abs(theirs)))

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 _PUBLIC = {
+    "BayesianGaussianMixture": "spark_gmm.ml.bayesian",
+    "BayesianGaussianMixtureModel": "spark_gmm.ml.bayesian_model",
+    "BayesianGaussianMixtureSummary": "spark_gmm.ml.bayesian_model",
     "GaussianMixture": "spark_gmm.ml.estimator",
     "GaussianMixtureModel": "spark_gmm.ml.model",
     "GaussianMixtureSummary": "spark_gmm.ml.summary",
@@ -38,6 +41,9 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "BayesianGaussianMixture",
+    "BayesianGaussianMixtureModel",
+    "BayesianGaussianMixtureSummary",
     "CheckpointMismatchError",
     "ConfigError",
     "CovarianceError",
@@ -61,6 +67,8 @@ if TYPE_CHECKING:
         ModelFormatError,
         NonFiniteLikelihoodError,
     )
+    from .ml.bayesian import BayesianGaussianMixture
+    from .ml.bayesian_model import BayesianGaussianMixtureModel, BayesianGaussianMixtureSummary
     from .ml.estimator import GaussianMixture
     from .ml.model import GaussianMixtureModel
     from .ml.selection import ModelSelection, select_model

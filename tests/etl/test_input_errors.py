@@ -8,6 +8,7 @@ line's checks before Spark starts are in tests/test_cli.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -262,3 +263,15 @@ def test_the_command_line_prints_spark_traces_only_with_verbose(tmp_path) -> Non
     assert not [line for line in quiet if line.startswith(trace) or line.startswith("\tat ")]
     assert [line for line in verbose_lines if line.startswith("Traceback")]
     assert [line for line in verbose_lines if line.startswith("\tat ")]
+    # A path that does not exist, found by Spark (a Hadoop configuration directory makes a
+    # path without a scheme Hadoop's to resolve): Spark's warning and its trace stay out too.
+    (tmp_path / "hadoop-conf").mkdir()
+    conf.write_text(conf.read_text().replace(str(broken), str(tmp_path / "nothing")))
+    done = subprocess.run([sys.executable, "-m", "spark_gmm.cli", "fit", "--config", str(conf)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HADOOP_CONF_DIR": str(tmp_path / "hadoop-conf")})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and " INFO spark_gmm.etl.session: starting" in lines[0], lines
+    assert lines[-1] == (f"spark-gmm: error: the input '{tmp_path / 'nothing'}' does not exist; "
+                         "check input.path (a file, directory or glob)")
+    assert [line for line in lines if " spark_gmm." not in line] == lines[-1:], lines

@@ -148,9 +148,10 @@ def run_package_command(args: argparse.Namespace) -> int:
 
 
 def run_params_command(args: argparse.Namespace) -> int:
+    from .fit.param_rules import BAYESIAN_PARAMETERS
     from .ml.params import parameter_table_markdown
 
-    sys.stdout.write(parameter_table_markdown())
+    sys.stdout.write(parameter_table_markdown(BAYESIAN_PARAMETERS if args.bayesian else None))
     return EXIT_OK
 
 
@@ -338,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=run_bench_command)
     params = _command(commands, "params", "print the estimator's parameter table "
                       "(Markdown, as in the README)")
+    params.add_argument("--bayesian", action="store_true",
+                        help="BayesianGaussianMixture's table instead of GaussianMixture's")
     params.set_defaults(handler=run_params_command)
     package = _command(commands, "package", "zip spark_gmm for spark-submit --py-files")
     package.add_argument("--output", default="dist/spark_gmm.zip",

@@ -138,3 +138,35 @@ def test_the_readme_holds_the_generated_table() -> None:
     between = text[text.index(START) + len(START):text.index(END)]
     assert between.strip("\n") == parameter_table_markdown().strip("\n"), (
         "regenerate the README's table with `spark-gmm params`")
+
+
+def test_the_readme_holds_the_generated_bayesian_table() -> None:
+    from spark_gmm.fit.param_rules import BAYESIAN_PARAMETERS
+
+    text = README.read_text()
+    start, end = "<!-- bayesian-parameters:start -->", "<!-- bayesian-parameters:end -->"
+    between = text[text.index(start) + len(start):text.index(end)]
+    assert between.strip("\n") == parameter_table_markdown(BAYESIAN_PARAMETERS).strip("\n"), (
+        "regenerate the README's Bayesian table with `spark-gmm params --bayesian`")
+
+
+def test_the_bayesian_estimator_has_the_declared_params() -> None:
+    import dataclasses
+
+    from spark_gmm import BayesianGaussianMixture, BayesianGaussianMixtureModel
+    from spark_gmm.fit.param_rules import BAYESIAN_PARAMETERS
+
+    for params in (BayesianGaussianMixture(), BayesianGaussianMixtureModel()):
+        assert {p.name for p in params.params} == set(BAYESIAN_PARAMETERS)
+        for rule in BAYESIAN_PARAMETERS.values():
+            if rule.default is None:
+                assert not params.isDefined(rule.name), rule.name
+            else:
+                assert params.getOrDefault(rule.name) == rule.default, rule.name
+    # The shared params keep GaussianMixture's rules; maxIter, tol and nInit speak of the
+    # lower bound.
+    assert BAYESIAN_PARAMETERS["regCovar"] == dataclasses.replace(PARAMETERS["regCovar"],
+                                                                  config_key="")
+    assert "lower bound" in BAYESIAN_PARAMETERS["tol"].meaning
+    with pytest.raises(ValueError, match=r"^weightConcentrationPrior must be > 0; got 0\.0"):
+        BayesianGaussianMixture(weightConcentrationPrior=0.0)._validate_params()

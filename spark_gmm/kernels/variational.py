@@ -257,8 +257,9 @@ def lower_bound(stats: SufficientStatistics, used: GaussianParameters, lse: floa
     precisions = covariance.precisions(used.precisions_cholesky, k, d)
     quadratic = np.sum(precisions * stats.second, axis=tuple(range(1, stats.second.ndim)))
     log_det = np.broadcast_to(covariance.log_det(used.precisions_cholesky, d), (k,))
-    terms = stats.resp_sum * (offsets - 0.5 * d * LOG_2PI + log_det) - 0.5 * quadratic
-    r_log_rho = float(np.sum(terms[stats.resp_sum > 0]))
+    held = stats.resp_sum > 0  # a component of weight 0 (log π = −∞) has no rows
+    r_log_rho = float(np.sum(stats.resp_sum[held] * (offsets[held] - 0.5 * d * LOG_2PI
+                                                     + log_det[held]) - 0.5 * quadratic[held]))
     r_log_r = r_log_rho - (stats.log_likelihood + stats.weight_sum * lse)
     new = posterior.covariance_type
     log_det_new = (np.broadcast_to(covariance_of(new).log_det(posterior.precisions_cholesky, d),

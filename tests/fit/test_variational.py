@@ -5,6 +5,8 @@ weights, and the priors' defaults and errors."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,23 @@ def test_bad_priors_name_the_bayesian_params() -> None:
         assert relative_difference(covariance_of(kind).prior_scale(np.cov(x.T)),
                                    expected) < 1e-14
         assert relative_difference(resolved.scale, expected) < 1e-14
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_components_whose_e_step_weight_underflows_still_equal_sklearn(covariance_type
+                                                                      ) -> None:
+    # α₀ = 1e-3 and K = 20: the trailing sticks' E[log π_k] fall below −745, so the
+    # equivalent mixture's weights are exactly 0 there (scikit-learn keeps them finite).
+    x, *_ = make_mixture(n=600, seed=23, k=3)
+    k = 20
+    start = initial_parameters(x, k, covariance_type, seed=6)
+    model = sklearn_bayesian_fit(x, scipy_responsibilities(x, start), covariance_type,
+                                 "dirichlet_process", max_iter=500,
+                                 weight_concentration_prior=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run, posterior = _local_fit(x, start, _sklearn_prior(model, "dirichlet_process"),
+                                    max_iter=500)
+    assert np.any(posterior.shifted(-x.mean(axis=0)).mixture()[0].weights == 0)
+    assert run.n_iter == model.n_iter_
+    assert max(_compare(run, posterior, model, k).values()) < 1e-8

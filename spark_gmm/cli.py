@@ -170,7 +170,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
                          iterations=args.iterations, seed=args.seed, input_path=args.input,
                          work_dir=args.work_dir, run_mllib=not args.skip_mllib,
                          run_sklearn=not args.skip_sklearn, run_scoring=not args.skip_scoring,
-                         fit_multiple=args.fit_multiple,
+                         fit_multiple=args.fit_multiple, skewed=args.skewed,
                          warm_up=not args.no_warm_up,
                          rounds=args.rounds, init_quality_seeds=args.init_quality_seeds)
     missing = missing_optional_modules(spec)
@@ -200,6 +200,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
         spark = build_session("spark-gmm-benchmark", args.master)
         results = run_benchmark(spark, spec)
         print(format_table(results, unavailable=missing))
+        if "skewed" in results:
+            from .bench.skewed import format_skewed
+
+            print(format_skewed(results["skewed"]))
         print(f"results: {args.work_dir}/benchmark.json")
     if args.output:
         from .bench.machine import result_record, write_result
@@ -325,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--fit-multiple", action="store_true",
                        help="also time fitMultiple (6 and 20 models) against separate fits "
                             "and MLlib")
+    bench.add_argument("--skewed", action="store_true",
+                       help="also fit the rows written as one Parquet row group (read as "
+                            "partitions of [N, 0] rows) against them evenly partitioned, "
+                            "with balanceRows on and off")
     bench.add_argument("--remote", default=None,
                        help="benchmark through Spark Connect (sc://HOST:PORT, or local[N] for a "
                             "local server): ours and MLlib on Connect, the classic figures "

@@ -76,6 +76,7 @@ class BenchmarkSpec:
     probe_processes: bool = True  # CPU and memory readings of local processes (psutil)
     rounds: int = 3  # interleaved rounds of ours (both starts) and MLlib
     init_quality_seeds: int = 0  # ours from k-means|| vs from MLlib's KMeans, per seed
+    skewed: bool = False  # the rows also as one row group, read as partitions of [N, 0]
 
 
 def missing_optional_modules(spec: BenchmarkSpec) -> list[str]:
@@ -153,10 +154,11 @@ def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
             "cores": cores, "floor_seconds": flops / (rate * cores), "sample_seconds": samples}
 
 
-def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel,
-              what: str, resident_tasks: bool = True) -> tuple[float, GaussianMixtureModel]:
+def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel, what: str,
+              resident_tasks: bool = True, **params: Any) -> tuple[float, GaussianMixtureModel]:
     features = F.array(*[F.col(c) for c in df.columns]).alias("features")
-    estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed)
+    estimator = GaussianMixture(k=spec.k, maxIter=spec.iterations, tol=0.0, seed=spec.seed,
+                                **params)
     estimator.setInitialModel(init)
     # The resident fit keeps the session's setting (a user may have turned them off).
     # The fit logs its own phases and heartbeats: here only what it is and how long it took.
@@ -387,11 +389,9 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
     if spec.run_scoring:
         results["scoring"] = scoring_rounds(df, ours_model, mllib_model, spec.work_dir)
-    if spec.fit_multiple:
-        from .multiple import fit_multiple_speedups
-
-        results["fit_multiple"] = fit_multiple_speedups(df, seed=spec.seed,
-                                                        mllib=spec.run_mllib)
+    if spec.fit_multiple or spec.skewed:  # fitMultiple; the rows as one row group
+        from .skewed import optional_measurements
+        results.update(optional_measurements(df, spec, init, path, _fit_ours))
     results["ratios"] = ratios(results)
     os.makedirs(spec.work_dir, exist_ok=True)
     with open(os.path.join(spec.work_dir, "benchmark.json"), "w") as handle:

@@ -31,7 +31,7 @@ from ..runtime.input_checks import InputCounts
 from ..runtime.passes import PassRunner
 from ..runtime.progress import PhaseTiming, phase
 from ..runtime.runners import pass_runner
-from ..runtime.scheduler_state import executor_hosts, running_fit
+from ..runtime.scheduler_state import executor_hosts, running_fit, slot_count
 from .checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
 from .em import EMRun, RunLimits, best_run, pass_statistics, run_em
 from .initialization import (
@@ -208,7 +208,7 @@ def _rebalanced_store(dataset: DataFrame, store: BlockStore | ConnectStore,
         n_hosts, parallelism = None, default_parallelism(dataset.sparkSession)
     else:
         sc = store.handles.context
-        n_hosts, parallelism = executor_hosts(sc), sc.defaultParallelism
+        n_hosts, parallelism = executor_hosts(sc), slot_count(sc) or sc.defaultParallelism
     partitions = rebalance_partitions([store.locations[p] for p in sorted(store.locations)],
                                       n_hosts, parallelism)
     if partitions is None:

@@ -115,7 +115,9 @@ class TaskLayout:
 def plan_layout(partitions: Sequence[StoredPartition], n_tasks: int) -> TaskLayout | None:
     """Slices of near-equal rows for ``n_tasks`` tasks, each task's slices on one host, or
     None when whole partitions serve the tasks about as evenly (see
-    :data:`WHOLE_PARTITIONS_TOLERANCE`) or there are fewer tasks than hosts with rows.
+    :data:`WHOLE_PARTITIONS_TOLERANCE`), when there are fewer tasks than hosts with rows, or
+    too few rows for ``n_tasks`` tasks of :data:`MIN_TASK_ROWS` (ask for fewer: see
+    ``RowStore.max_tasks``).
 
     Parameters
     ----------
@@ -126,8 +128,7 @@ def plan_layout(partitions: Sequence[StoredPartition], n_tasks: int) -> TaskLayo
     """
     stored = [p for p in partitions if p.n_rows > 0]
     total = sum(p.n_rows for p in stored)
-    n_tasks = min(n_tasks, max(1, total // MIN_TASK_ROWS))
-    if not stored or n_tasks < 1:
+    if not stored or n_tasks < 1 or total // MIN_TASK_ROWS < n_tasks:
         return None
     even = total / n_tasks
     if (len(stored) >= n_tasks and _largest_bin([p.n_rows for p in stored], n_tasks)

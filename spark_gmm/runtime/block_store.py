@@ -296,11 +296,9 @@ def _on_slices(function: PartitionFunction, layout: dict[int, tuple[int, tuple[S
     if index not in layout:
         return
     prepare_python_worker()
+    # The slices lost here are recomputed alone (see BlockStore.aggregate): fold the rest.
     blocks, missing = read_slices(layout[index][1], stored)
-    if missing:
-        yield missing, None
-        return
-    yield [], function(iter(blocks)) if blocks else None
+    yield missing, function(iter(blocks)) if blocks else None
 
 
 def _on_rewritten(function: PartitionFunction, ranges: dict[int, list[tuple[int, int]]],
@@ -384,6 +382,7 @@ class BlockStore(RowStore):
             for lost, handles, recomputed in self.handles.context.runJob(
                     rewritten, lambda o: o, partitions):
                 self.check_unchanged((h.partition, PartitionDigest.of(h)) for h in handles)
+                self.locations.update((h.partition, h.location()) for h in handles)  # now here
                 if lost:
                     raise OSError(f"partitions {lost} could not be read back right after "
                                   "being written; check the executors' local directories "

@@ -55,10 +55,12 @@ class RowStore(ABC):
         return max(self.n_partitions, sum(self.partition_rows) // MIN_TASK_ROWS)
 
     def layout(self, n_tasks: int) -> TaskLayout | None:
-        """The slices ``n_tasks`` tasks of a pass take (:func:`~.balance.plan_layout`), or
-        None when they take whole partitions (balancing off, or as even already)."""
+        """The slices the tasks of a pass take (:func:`~.balance.plan_layout`; ``n_tasks``
+        at most, and no more than :meth:`max_tasks`), or None when they take whole
+        partitions (balancing off, or as even already)."""
         if not self.balanced:
             return None
+        n_tasks = min(n_tasks, self.max_tasks())
         if n_tasks not in self._layouts:
             self._layouts[n_tasks] = plan_layout(
                 [self.locations[p] for p in sorted(self.locations)], n_tasks)

@@ -111,9 +111,9 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
         return ParamsWriter(self)
 
     def _settings(self) -> VariationalSettings:
-        weight_col = self.getWeightCol() if self.isDefined(self.weightCol) else None
         fit = FitSettings(
-            features_col=self.getFeaturesCol(), weight_col=weight_col or None, k=self.getK(),
+            features_col=self.getFeaturesCol(), weight_col=self._weight_col_or_none(),
+            k=self.getK(),
             covariance_type=self.getCovarianceType(), max_iter=self.getMaxIter(),
             tol=self.getTol(), reg_covar=self.getRegCovar(), init_mode=self.getInitMode(),
             n_init=self.getNInit(), seed=self.getSeed(), depth=self.getAggregationDepth(),

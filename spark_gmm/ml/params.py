@@ -3,6 +3,8 @@ derived from the one declaration of every parameter (:data:`PARAMETERS`)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (
     HasAggregationDepth,
@@ -17,8 +19,8 @@ from pyspark.ml.param.shared import (
 
 from ..fit.param_rules import INIT_MODES, PARAMETERS, ParameterRule, parameter_table_markdown
 
-__all__ = ["INIT_MODES", "PARAMETERS", "GaussianMixtureParams", "parameter_table_markdown",
-           "spark_param"]
+__all__ = ["INIT_MODES", "PARAMETERS", "GaussianMixtureParams", "MixtureParams",
+           "parameter_table_markdown", "spark_param"]
 
 _CONVERTERS = {int: TypeConverters.toInt, float: TypeConverters.toFloat,
                str: TypeConverters.toString, list: TypeConverters.toListFloat,
@@ -34,7 +36,7 @@ def spark_param(name: str, rules: dict[str, ParameterRule] = PARAMETERS) -> Para
                  typeConverter=_CONVERTERS[rule.type])
 
 
-class GaussianMixtureParams(
+class MixtureParams(
     HasFeaturesCol,
     HasPredictionCol,
     HasProbabilityCol,
@@ -44,25 +46,22 @@ class GaussianMixtureParams(
     HasWeightCol,
     HasAggregationDepth,
 ):
-    """Params of :class:`GaussianMixture` and :class:`GaussianMixtureModel`: MLlib's shared
-    ones from pyspark, the others from :data:`PARAMETERS`; defaults and validation from
-    :data:`PARAMETERS` for all."""
+    """What the params of :class:`GaussianMixtureParams` and of the Bayesian estimator
+    (:mod:`.bayesian_params`) share: MLlib's shared params from pyspark, ``k``,
+    ``covarianceType``, ``regCovar``, ``initMode`` and the getters; the defaults and the
+    validation come from the subclass's declaration, :attr:`_rules`. Each subclass declares
+    ``nInit`` (its meaning differs)."""
 
+    _rules: ClassVar[dict[str, ParameterRule]] = PARAMETERS
     k: Param[int] = spark_param("k")
     covarianceType: Param[str] = spark_param("covarianceType")
     regCovar: Param[float] = spark_param("regCovar")
     initMode: Param[str] = spark_param("initMode")
-    nInit: Param[int] = spark_param("nInit")
-    logLikelihoodCol: Param[str] = spark_param("logLikelihoodCol")
-    prior: Param[str] = spark_param("prior")
-    priorMean: Param[list[float]] = spark_param("priorMean")
-    priorShrinkage: Param[float] = spark_param("priorShrinkage")
-    priorDegreesOfFreedom: Param[float] = spark_param("priorDegreesOfFreedom")
-    priorScale: Param[list[float]] = spark_param("priorScale")
+    nInit: Param[int]
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(**{rule.name: rule.default for rule in PARAMETERS.values()
+        self._setDefault(**{rule.name: rule.default for rule in self._rules.values()
                             if rule.default is not None and self.hasParam(rule.name)})
 
     def getK(self) -> int:
@@ -84,6 +83,31 @@ class GaussianMixtureParams(
     def getNInit(self) -> int:
         """Number of initialisations."""
         return self.getOrDefault(self.nInit)
+
+    def _weight_col_or_none(self) -> str | None:
+        if self.isDefined(self.weightCol) and self.getWeightCol():
+            return self.getWeightCol()
+        return None
+
+    def _validate_params(self) -> None:
+        """Raise ValueError naming the param, its value and its allowed values."""
+        for rule in self._rules.values():
+            if self.hasParam(rule.name) and self.isDefined(rule.name):
+                rule.check(self.getOrDefault(rule.name))
+
+
+class GaussianMixtureParams(MixtureParams):
+    """Params of :class:`GaussianMixture` and :class:`GaussianMixtureModel`: MLlib's shared
+    ones from pyspark, the others from :data:`PARAMETERS`; defaults and validation from
+    :data:`PARAMETERS` for all."""
+
+    nInit: Param[int] = spark_param("nInit")
+    logLikelihoodCol: Param[str] = spark_param("logLikelihoodCol")
+    prior: Param[str] = spark_param("prior")
+    priorMean: Param[list[float]] = spark_param("priorMean")
+    priorShrinkage: Param[float] = spark_param("priorShrinkage")
+    priorDegreesOfFreedom: Param[float] = spark_param("priorDegreesOfFreedom")
+    priorScale: Param[list[float]] = spark_param("priorScale")
 
     def getLogLikelihoodCol(self) -> str:
         """Column name for the per-row log density."""
@@ -110,18 +134,7 @@ class GaussianMixtureParams(
         """Λ as 1, D or D×D values; None: from the training rows' covariance."""
         return self.getOrDefault(self.priorScale) if self.isDefined(self.priorScale) else None
 
-    def _weight_col_or_none(self) -> str | None:
-        if self.isDefined(self.weightCol) and self.getWeightCol():
-            return self.getWeightCol()
-        return None
-
     def _log_likelihood_col_or_none(self) -> str | None:
         if self.isDefined(self.logLikelihoodCol) and self.getLogLikelihoodCol():
             return self.getLogLikelihoodCol()
         return None
-
-    def _validate_params(self) -> None:
-        """Raise ValueError naming the param, its value and its allowed values."""
-        for rule in PARAMETERS.values():
-            if self.hasParam(rule.name) and self.isDefined(rule.name):
-                rule.check(self.getOrDefault(rule.name))

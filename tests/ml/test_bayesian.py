@@ -162,3 +162,23 @@ def test_pipeline_sampling_and_bad_params(data, tmp_path) -> None:
         BayesianGaussianMixture(k=2, degreesOfFreedomPrior=1.5).fit(df)
     with pytest.raises(ValueError, match="weightConcentrationPriorType must be one of"):
         BayesianGaussianMixture(k=2, weightConcentrationPriorType="dirichlet").fit(df)
+
+
+def test_row_weights_equal_repeated_rows_and_restarts_keep_the_best(spark, data) -> None:
+    x, _ = data
+    repeats = np.random.default_rng(8).integers(1, 4, size=x.shape[0])
+    weighted = to_dataframe(spark, x, partitions=3, extra={"w": repeats.astype(float)})
+    repeated = to_dataframe(spark, np.repeat(x, repeats, axis=0), partitions=2)
+    _, start = _start(x, 3, "full", seed=12)
+    # The default covariance prior's n/(n − 1) counts rows, not weight: set it.
+    scale = np.cov(np.repeat(x, repeats, axis=0).T).ravel().tolist()
+    by_weight, by_rows = (
+        BayesianGaussianMixture(k=3, weightCol=column, covariancePrior=scale)
+        .setInitialModel(start).fit(df)
+        for column, df in (("w", weighted), ("", repeated)))
+    assert by_weight.summary.numIter == by_rows.summary.numIter
+    for name in ("weights", "means", "covariances", "weightConcentration"):
+        assert relative_difference(getattr(by_weight, name), getattr(by_rows, name)) < 1e-10
+    restarts = BayesianGaussianMixture(k=3, nInit=3, seed=2, initMode="random").fit(weighted)
+    finals = [history[-1] for history in restarts.summary.restartLowerBounds]
+    assert len(finals) == 3 and restarts.summary.lowerBound == max(finals)

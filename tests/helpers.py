@@ -326,3 +326,33 @@ def relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
     ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     return float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
+
+
+def sklearn_variational_prior(model, weight_type: str):
+    """scikit-learn's resolved priors (after ``_check_parameters``) as a VariationalPrior, in
+    the rows' own coordinates."""
+    from spark_gmm.kernels.variational import VariationalPrior
+
+    return VariationalPrior(weight_type, model.weight_concentration_prior_,
+                            model.mean_precision_prior_, np.array(model.mean_prior_),
+                            float(model.degrees_of_freedom_prior_),
+                            np.asarray(model.covariance_prior_, dtype=float))
+
+
+def sklearn_bayesian_differences(ours: dict[str, np.ndarray], theirs) -> dict[str, float]:
+    """Max relative difference of each fitted array from scikit-learn's: ``ours`` holds
+    ``lowerBounds``, ``weights``, ``means``, ``covariances``, ``weightConcentration``,
+    ``meanPrecision`` and ``degreesOfFreedom`` ([K]; scikit-learn's tied one is a scalar)."""
+    k = len(theirs.weights_)
+    return {
+        "lowerBounds": relative_difference(ours["lowerBounds"],
+                                           np.ravel(np.array(theirs.lower_bounds_))),
+        "weights": relative_difference(ours["weights"], theirs.weights_),
+        "means": relative_difference(ours["means"], theirs.means_),
+        "covariances": relative_difference(ours["covariances"], theirs.covariances_),
+        "weightConcentration": relative_difference(ours["weightConcentration"],
+                                                   np.asarray(theirs.weight_concentration_)),
+        "meanPrecision": relative_difference(ours["meanPrecision"], theirs.mean_precision_),
+        "degreesOfFreedom": relative_difference(
+            ours["degreesOfFreedom"], np.broadcast_to(theirs.degrees_of_freedom_, (k,))),
+    }

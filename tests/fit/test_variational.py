@@ -20,13 +20,15 @@ from spark_gmm.fit.variational import (
     start_runs,
 )
 from spark_gmm.kernels import COVARIANCE_TYPES, ConjugatePrior, block_statistics, covariance_of
-from spark_gmm.kernels.variational import WEIGHT_PRIOR_TYPES, VariationalPrior
+from spark_gmm.kernels.variational import WEIGHT_PRIOR_TYPES
 from tests.helpers import (
     initial_parameters,
     make_mixture,
     relative_difference,
     scipy_responsibilities,
+    sklearn_bayesian_differences,
     sklearn_bayesian_fit,
+    sklearn_variational_prior,
 )
 
 CASES = [(t, w) for t in COVARIANCE_TYPES for w in WEIGHT_PRIOR_TYPES]
@@ -43,26 +45,12 @@ def _local_fit(x, start, prior, weights=None, max_iter=100, tol=1e-3, reg_covar=
     return runs[0], runs[0].posterior.shifted(center)
 
 
-def _sklearn_prior(model, weight_type) -> VariationalPrior:
-    return VariationalPrior(weight_type, model.weight_concentration_prior_,
-                            model.mean_precision_prior_, np.array(model.mean_prior_),
-                            float(model.degrees_of_freedom_prior_),
-                            np.asarray(model.covariance_prior_, dtype=float))
-
-
 def _compare(run, posterior, model, k) -> dict[str, float]:
-    return {
-        "lower bound": relative_difference(run.lower_bounds,
-                                           np.ravel(np.array(model.lower_bounds_))),
-        "weights": relative_difference(posterior.weights, model.weights_),
-        "means": relative_difference(posterior.means, model.means_),
-        "covariances": relative_difference(posterior.covariances, model.covariances_),
-        "weightConcentration": relative_difference(posterior.weight_concentration,
-                                                   np.asarray(model.weight_concentration_)),
-        "meanPrecision": relative_difference(posterior.mean_precision, model.mean_precision_),
-        "degreesOfFreedom": relative_difference(
-            posterior.dof, np.broadcast_to(model.degrees_of_freedom_, (k,))),
-    }
+    return sklearn_bayesian_differences({
+        "lowerBounds": run.lower_bounds, "weights": posterior.weights,
+        "means": posterior.means, "covariances": posterior.covariances,
+        "weightConcentration": posterior.weight_concentration,
+        "meanPrecision": posterior.mean_precision, "degreesOfFreedom": posterior.dof}, model)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +66,8 @@ def test_fit_equals_sklearn_from_the_same_responsibilities(rows, covariance_type
     start = initial_parameters(rows, k, covariance_type, seed=4)
     model = sklearn_bayesian_fit(rows, scipy_responsibilities(rows, start), covariance_type,
                                  weight_type, max_iter=300)
-    run, posterior = _local_fit(rows, start, _sklearn_prior(model, weight_type), max_iter=300)
+    run, posterior = _local_fit(rows, start, sklearn_variational_prior(model, weight_type),
+                                max_iter=300)
     assert run.n_iter == model.n_iter_ and run.converged and model.converged_
     differences = _compare(run, posterior, model, k)
     assert max(differences.values()) < 1e-8, differences
@@ -91,7 +80,7 @@ def test_a_small_dirichlet_process_concentration_prunes_the_surplus_components()
     model = sklearn_bayesian_fit(x, scipy_responsibilities(x, start), "full",
                                  "dirichlet_process", max_iter=500,
                                  weight_concentration_prior=0.01)
-    run, posterior = _local_fit(x, start, _sklearn_prior(model, "dirichlet_process"),
+    run, posterior = _local_fit(x, start, sklearn_variational_prior(model, "dirichlet_process"),
                                 max_iter=500)
     assert run.n_iter == model.n_iter_
     assert max(_compare(run, posterior, model, k).values()) < 1e-8
@@ -107,7 +96,7 @@ def test_row_weights_count_as_repeated_rows(rows) -> None:
     model = sklearn_bayesian_fit(repeated, scipy_responsibilities(repeated, start), "diag",
                                  "dirichlet_process")
     center = rows.mean(axis=0)
-    prior = _sklearn_prior(model, "dirichlet_process")
+    prior = sklearn_variational_prior(model, "dirichlet_process")
 
     def statistics(models):
         return block_statistics(rows, repeats.astype(float), list(models), center)
@@ -178,7 +167,7 @@ def test_components_whose_e_step_weight_underflows_still_equal_sklearn(covarianc
                                  weight_concentration_prior=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run, posterior = _local_fit(x, start, _sklearn_prior(model, "dirichlet_process"),
+        run, posterior = _local_fit(x, start, sklearn_variational_prior(model, "dirichlet_process"),
                                     max_iter=500)
     assert np.any(posterior.shifted(-x.mean(axis=0)).mixture()[0].weights == 0)
     assert run.n_iter == model.n_iter_

@@ -12,7 +12,6 @@ import scipy.special as sp
 from spark_gmm.kernels import COVARIANCE_TYPES, block_statistics
 from spark_gmm.kernels.variational import (
     WEIGHT_PRIOR_TYPES,
-    VariationalPrior,
     betaln,
     digamma,
     gammaln,
@@ -24,6 +23,7 @@ from tests.helpers import (
     make_mixture,
     relative_difference,
     scipy_responsibilities,
+    sklearn_variational_prior,
 )
 
 CASES = [(t, w) for t in COVARIANCE_TYPES for w in WEIGHT_PRIOR_TYPES]
@@ -59,14 +59,6 @@ def _sklearn_model(x, resp, covariance_type, weight_type):
     return model
 
 
-def _prior_of(model, covariance_type, weight_type) -> VariationalPrior:
-    # scikit-learn's resolved priors, in the rows' own coordinates.
-    return VariationalPrior(weight_type, model.weight_concentration_prior_,
-                            model.mean_precision_prior_, model.mean_prior_,
-                            float(model.degrees_of_freedom_prior_),
-                            np.asarray(model.covariance_prior_, dtype=float))
-
-
 @pytest.fixture(scope="module")
 def rows():
     x, *_ = make_mixture(n=300, seed=5, k=3, offset=20.0)
@@ -79,7 +71,7 @@ def test_m_step_from_responsibilities_equals_sklearns_initialize(rows, covarianc
     k = 5
     resp = scipy_responsibilities(rows, initial_parameters(rows, k, covariance_type, seed=3))
     model = _sklearn_model(rows, resp, covariance_type, weight_type)
-    prior = _prior_of(model, covariance_type, weight_type)
+    prior = sklearn_variational_prior(model, weight_type)
     start = initial_parameters(rows, k, covariance_type, seed=3)
     [stats] = block_statistics(rows, None, [start], exact=True)
     posterior = variational_m_step(stats, covariance_type, prior, model.reg_covar)
@@ -101,7 +93,7 @@ def test_e_step_mixture_and_lower_bound_equal_sklearns_iteration(rows, covarianc
     start = initial_parameters(rows, k, covariance_type, seed=8)
     model = _sklearn_model(rows, scipy_responsibilities(rows, start), covariance_type,
                            weight_type)
-    prior = _prior_of(model, covariance_type, weight_type)
+    prior = sklearn_variational_prior(model, weight_type)
     [stats] = block_statistics(rows, None, [start], exact=True)
     posterior = variational_m_step(stats, covariance_type, prior, model.reg_covar)
     mixture, lse = posterior.mixture()

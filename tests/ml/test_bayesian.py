@@ -21,6 +21,7 @@ from tests.helpers import (
     make_mixture,
     relative_difference,
     scipy_responsibilities,
+    sklearn_bayesian_differences,
     sklearn_bayesian_fit,
     to_dataframe,
 )
@@ -41,19 +42,12 @@ def _start(x, k, covariance_type, seed=5):
 
 
 def _differences(model, theirs, k) -> dict[str, float]:
-    summary = model.summary
-    return {
-        "lower bound": relative_difference(summary.lowerBoundHistory,
-                                           np.ravel(np.array(theirs.lower_bounds_))),
-        "weights": relative_difference(model.weights, theirs.weights_),
-        "means": relative_difference(model.means, theirs.means_),
-        "covariances": relative_difference(model.covariances, theirs.covariances_),
-        "weightConcentration": relative_difference(model.weightConcentration,
-                                                   np.asarray(theirs.weight_concentration_)),
-        "meanPrecision": relative_difference(model.meanPrecision, theirs.mean_precision_),
-        "degreesOfFreedom": relative_difference(
-            model.degreesOfFreedom, np.broadcast_to(theirs.degrees_of_freedom_, (k,))),
-    }
+    return sklearn_bayesian_differences({
+        "lowerBounds": model.summary.lowerBoundHistory, "weights": model.weights,
+        "means": model.means, "covariances": model.covariances,
+        "weightConcentration": model.weightConcentration,
+        "meanPrecision": model.meanPrecision, "degreesOfFreedom": model.degreesOfFreedom},
+        theirs)
 
 
 @pytest.mark.parametrize(("covariance_type", "weight_type"), CASES)

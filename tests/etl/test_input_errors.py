@@ -258,7 +258,8 @@ def test_the_command_line_prints_spark_traces_only_with_verbose(tmp_path) -> Non
     quiet, verbose_lines = said[False], said[True]
     assert quiet[-1].startswith(f"spark-gmm: error: the input '{broken}' has a file Spark "
                                 "cannot read"), quiet
-    assert verbose_lines[-1] == quiet[-1]
+    # Spark's own lines may still arrive after it with --verbose (a cancelled task's log).
+    assert quiet[-1] in verbose_lines
     trace = ("Traceback (most recent call last):", "Caused by:")
     assert not [line for line in quiet if line.startswith(trace) or line.startswith("\tat ")]
     assert [line for line in verbose_lines if line.startswith("Traceback")]

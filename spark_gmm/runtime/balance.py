@@ -58,13 +58,16 @@ class Slice(NamedTuple):
         return self.stop - self.start
 
 
-def _apportion(weights: Sequence[int], n: int) -> list[int]:
-    # n seats over the weights, at least one each, each next seat to the largest weight per
-    # seat (D'Hondt): the largest share any one seat holds is as small as it can be.
+def _apportion(weights: Sequence[int], n: int, cap: int) -> list[int]:
+    # Up to n seats over the weights, at least one and at most ``cap`` each, each next seat
+    # to the largest weight per seat (D'Hondt): the largest share any one seat holds is as
+    # small as it can be.
     seats = [1] * len(weights)
     for _ in range(n - len(weights)):
-        best = max(range(len(weights)), key=lambda i: (weights[i] / seats[i], -i))
-        seats[best] += 1
+        open_ = [i for i in range(len(weights)) if seats[i] < cap]
+        if not open_:
+            break
+        seats[max(open_, key=lambda i: (weights[i] / seats[i], -i))] += 1
     return seats
 
 
@@ -112,12 +115,14 @@ class TaskLayout:
         return handles.cartesian(width)
 
 
-def plan_layout(partitions: Sequence[StoredPartition], n_tasks: int) -> TaskLayout | None:
-    """Slices of near-equal rows for ``n_tasks`` tasks, each task's slices on one host, or
-    None when whole partitions serve the tasks about as evenly (see
-    :data:`WHOLE_PARTITIONS_TOLERANCE`), when there are fewer tasks than hosts with rows, or
-    too few rows for ``n_tasks`` tasks of :data:`MIN_TASK_ROWS` (ask for fewer: see
-    ``RowStore.max_tasks``).
+def plan_layout(partitions: Sequence[StoredPartition], n_tasks: int, n_hosts: int = 1
+                ) -> TaskLayout | None:
+    """Slices of near-equal rows for ``n_tasks`` tasks (fewer when a host would get more
+    than its ``ceil(n_tasks / n_hosts)``: its tasks would wait for slots, then run where its
+    files are not), each task's slices on one host; or None when whole partitions serve the
+    tasks about as evenly (see :data:`WHOLE_PARTITIONS_TOLERANCE`), when there are fewer
+    tasks than hosts with rows, or too few rows for ``n_tasks`` tasks of
+    :data:`MIN_TASK_ROWS` (ask for fewer: see ``RowStore.max_tasks``).
 
     Parameters
     ----------
@@ -125,6 +130,8 @@ def plan_layout(partitions: Sequence[StoredPartition], n_tasks: int) -> TaskLayo
         Every stored partition, in partition order (``store.stored_partitions()``).
     n_tasks : int
         The tasks the pass may have.
+    n_hosts : int
+        The hosts the application has executors on (taken to have as many slots each).
     """
     stored = [p for p in partitions if p.n_rows > 0]
     total = sum(p.n_rows for p in stored)
@@ -139,7 +146,8 @@ def plan_layout(partitions: Sequence[StoredPartition], n_tasks: int) -> TaskLayo
         hosts.setdefault(p.host, []).append(p)
     if len(hosts) > n_tasks:
         return None
-    seats = _apportion([sum(p.n_rows for p in on) for on in hosts.values()], n_tasks)
+    seats = _apportion([sum(p.n_rows for p in on) for on in hosts.values()], n_tasks,
+                       -(-n_tasks // max(n_hosts, len(hosts))))
     tasks: list[tuple[Slice, ...]] = []
     for on, n in zip(hosts.values(), seats):
         tasks.extend(_cut(on, n))

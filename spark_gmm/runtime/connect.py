@@ -240,6 +240,7 @@ class ConnectPassRunner(StatelessRunner):
     def run(self, request: PassRequest) -> list[Any]:
         self.counters.job_passes += 1
         store = self.store
+        self.counters.task_rows = store.partition_rows  # a task per stored partition
         message = encode("pass", {}, [request])
         center = tuple(float(c) for c in self.center)
         answers = store.handles.mapInArrow(

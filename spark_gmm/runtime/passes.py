@@ -29,7 +29,7 @@ from ..kernels import merge_all
 from .block_store import BlockStore
 from .input_checks import Block
 from .requests import PassRequest, fold_blocks
-from .scheduler_state import slot_count
+from .scheduler_state import executor_hosts, slot_count
 
 # Called in a task before it folds its blocks for a pass: (the runner's name, "job",
 # "resident" or "connect"; the request). Must be picklable.
@@ -131,7 +131,8 @@ class JobPassRunner(StatelessRunner):
         context = self.store.handles.context
         # As many tasks as the application has slots, each with near-equal rows, where the
         # partitions are not as even already.
-        layout = self.store.layout(slot_count(context) or context.defaultParallelism)
+        layout = self.store.layout(slot_count(context) or context.defaultParallelism,
+                                   executor_hosts(context) or 1)
         self.counters.task_rows = (layout.task_rows if layout is not None
                                    else self.store.partition_rows)
         # The request travels once per executor (mixtures of full covariances can be large).

@@ -45,7 +45,7 @@ from .block_store import BlockStore, StoredPartition, read_task
 from .digest import PartitionDigest
 from .input_checks import Block
 from .requests import PassRequest
-from .scheduler_state import slot_count
+from .scheduler_state import executor_hosts, slot_count
 from .wire import (
     ChannelError,
     Value,
@@ -210,7 +210,8 @@ class ResidentTasks:
         self._listener.setblocking(False)
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._address = (host, self._listener.getsockname()[1])
-        layout = store.layout(n_tasks)
+        self.asked = n_tasks  # the layout or coalescing may make fewer
+        layout = store.layout(n_tasks, executor_hosts(self._sc) or 1)
         serve = partial(_serve, self._address, self._secret, handler, store.recorded)
         self._partitions: list[int] | None = None  # of the job's RDD, to run (None: all)
         if layout is None:

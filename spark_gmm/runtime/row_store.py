@@ -40,7 +40,7 @@ class RowStore(ABC):
         self._recorded: dict[int, PartitionDigest] = {}
         # Every partition's location (no counts or moments), by partition: what tasks read.
         self.locations: dict[int, StoredPartition] = {}
-        self._layouts: dict[int, TaskLayout | None] = {}
+        self._layouts: dict[tuple[int, int], TaskLayout | None] = {}
 
     @property
     def partition_rows(self) -> list[int]:
@@ -54,17 +54,18 @@ class RowStore(ABC):
             return self.n_partitions
         return max(self.n_partitions, sum(self.partition_rows) // MIN_TASK_ROWS)
 
-    def layout(self, n_tasks: int) -> TaskLayout | None:
+    def layout(self, n_tasks: int, n_hosts: int = 1) -> TaskLayout | None:
         """The slices the tasks of a pass take (:func:`~.balance.plan_layout`; ``n_tasks``
         at most, and no more than :meth:`max_tasks`), or None when they take whole
-        partitions (balancing off, or as even already)."""
+        partitions (balancing off, or as even already). ``n_hosts``: the hosts of the
+        application's executors."""
         if not self.balanced:
             return None
-        n_tasks = min(n_tasks, self.max_tasks())
-        if n_tasks not in self._layouts:
-            self._layouts[n_tasks] = plan_layout(
-                [self.locations[p] for p in sorted(self.locations)], n_tasks)
-        return self._layouts[n_tasks]
+        key = (min(n_tasks, self.max_tasks()), n_hosts)
+        if key not in self._layouts:
+            self._layouts[key] = plan_layout(
+                [self.locations[p] for p in sorted(self.locations)], *key)
+        return self._layouts[key]
 
     @property
     def recorded(self) -> dict[int, PartitionDigest]:

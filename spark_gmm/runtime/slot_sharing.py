@@ -145,7 +145,8 @@ class SlotSharing:
             logger.info("%s: this fit's resident job shrinks from %d tasks to its share of %d",
                         "another fit began" if other_fits() else "executors left the application",
                         resident.n_tasks, share)
-        elif not idle or target <= (resident.n_tasks if resident is not None else 0):
+        elif not idle or target <= (resident.asked if resident is not None else 0):
+            # (a job asked for as many as the target, and made fewer, would make as few)
             return KEEP
         elif resident is not None:
             logger.info("task slots are free: the resident job grows from %d to %d tasks",

@@ -53,6 +53,19 @@ def test_uneven_partitions_share_their_rows_out_evenly() -> None:
     assert layout.width == 1 and layout.indices == (0, 1)
 
 
+def test_no_host_gets_more_tasks_than_its_share_of_the_slots() -> None:
+    # 8 tasks on 2 hosts of (taken to be) 4 slots each: 700k rows on one host, 300k on the
+    # other; more than 4 tasks on the first would wait for its slots, then run on the other,
+    # where its files are not
+    layout = plan_layout(_stored([700_000, 300_000], ["a", "b"]), 8, 2)
+    assert layout.task_rows == [175_000] * 4 + [75_000] * 4
+    # every row on one of two hosts (too few to store again): its 4 slots share them
+    layout = plan_layout(_stored([1_000_000, 0], ["a", "b"]), 8, 2)
+    assert layout.task_rows == [250_000] * 4 and layout.width == 4
+    # on one host, all 8 tasks
+    assert plan_layout(_stored([1_000_000, 0]), 8).task_rows == [125_000] * 8
+
+
 def test_whole_partitions_serve_when_they_are_as_even() -> None:
     assert plan_layout(_stored([5000] * 16), 2) is None  # 8 and 8
     assert plan_layout(_stored([5000] * 5), 2) is not None  # 3 and 2: 1.2x even

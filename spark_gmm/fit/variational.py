@@ -32,7 +32,7 @@ from ..runtime.input_checks import InputCounts
 from ..runtime.progress import phase
 from ..runtime.runners import pass_runner
 from ..runtime.scheduler_state import running_fit
-from .driver import FitSettings, _store, _validated
+from .driver import FitSettings, _rebalanced_store, _store, _validated
 from .em import pass_statistics
 from .initialization import InitialisationInput, from_initial_model, initial_mixtures
 from .prior import PriorSettings, resolve_priors
@@ -166,7 +166,8 @@ class VariationalResult:
 
 def fit_variational(dataset: DataFrame, settings: VariationalSettings,
                     initial: GaussianParameters | None = None) -> VariationalResult:
-    """Fit a Bayesian mixture to ``dataset``: store the rows as EM does, resolve the priors,
+    """Fit a Bayesian mixture to ``dataset``: store the rows as EM does (again, evenly, when
+    they are skewed and ``settings.fit.balance_rows``), resolve the priors,
     start from ``initial``'s responsibilities (original coordinates) or from
     ``settings.fit.init_mode``'s mixtures' (``n_init`` restarts sharing each pass), and
     iterate (:func:`run_variational`); the restart with the highest final lower bound wins.
@@ -182,6 +183,10 @@ def fit_variational(dataset: DataFrame, settings: VariationalSettings,
         try:
             with phase("storing and checking the rows", logger):
                 counts, moments = _validated(store, fit)
+                rebalanced = _rebalanced_store(dataset, store, fit)  # skewed: stored again
+                if rebalanced is not None:
+                    store = rebalanced
+                    counts, moments = _validated(store, fit)
             center = moments.mean
             runner = pass_runner(store, center, fit.depth, (1, fit.n_init * fit.k))
             statistics = pass_statistics(runner)

@@ -176,3 +176,26 @@ def test_row_weights_equal_repeated_rows_and_restarts_keep_the_best(spark, data)
     restarts = BayesianGaussianMixture(k=3, nInit=3, seed=2, initMode="random").fit(weighted)
     finals = [history[-1] for history in restarts.summary.restartLowerBounds]
     assert len(finals) == 3 and restarts.summary.lowerBound == max(finals)
+
+
+def test_rows_skewed_across_hosts_are_stored_again_evenly(spark, data, monkeypatch,
+                                                          caplog) -> None:
+    import logging
+
+    from spark_gmm.fit import driver
+    from spark_gmm.runtime import balance
+
+    x, df = data
+    _, start = _start(x, 3, "full", seed=12)
+    evenly = BayesianGaussianMixture(k=3).setInitialModel(start).fit(df)
+    # As if on two hosts, with the threshold lowered to these few rows: one partition holds
+    # every row.
+    monkeypatch.setattr(driver, "executor_hosts", lambda sc: 2)
+    monkeypatch.setattr(balance, "MIN_REBALANCE_ROWS", 100)
+    with caplog.at_level(logging.INFO, logger="spark_gmm"):
+        skewed = (BayesianGaussianMixture(k=3).setInitialModel(start)
+                  .fit(to_dataframe(spark, x, partitions=1)))
+    assert "rebalancing: the rows are stored again" in caplog.text
+    assert relative_difference(skewed.covariances, evenly.covariances) < 1e-12
+    assert relative_difference(skewed.summary.lowerBoundHistory,
+                               evenly.summary.lowerBoundHistory) < 1e-12

@@ -45,12 +45,15 @@ def _diagnostics(tmp_path, name: str) -> dict:
 
 def _fit_job(tmp_path, data: str, name: str, resident_tasks: bool
              ) -> subprocess.CompletedProcess:
-    # up to 4 attempts per task
+    # up to 4 attempts per task. The 3 partitions of 1,000 rows are served by 2 tasks of
+    # 1,500 rows each (runtime/balance.py), placed at partitions 0 and 2 of their job's RDD:
+    # the second task of every pass fails on its first attempt. --verbose: Spark's own log
+    # (its lost tasks, with their errors) reaches stderr.
     values = _config(tmp_path, data, name, "local[2,4]", resident_tasks)
     conf = write_job_config(str(tmp_path / f"{name}.toml"), values)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    job = subprocess.run([*entry_command("--fail-first-attempt", "1"), "fit", "--config", conf],
-                         env=env, capture_output=True, text=True, timeout=600)
+    job = subprocess.run([*entry_command("--fail-first-attempt", "2"), "fit", "--config", conf,
+                          "--verbose"], env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, job.stderr[-3000:]
     return job
 
@@ -63,7 +66,7 @@ def test_failed_statistics_task_is_retried_without_double_counting(
     with resident_tasks_setting(spark, resident_tasks):
         run_fit(spark, build_config(_config(tmp_path, data, "clean")))
     faulty_job = _fit_job(tmp_path, data, "faulty", resident_tasks)
-    failures = faulty_job.stderr.count("injected test fault in partition 1")
+    failures = faulty_job.stderr.count("injected test fault in partition 2")
     if resident_tasks:
         # the resident task 1 died on its first request (the initial sample); its second
         # attempt connected again and served every pass: the sample, 5 iterations, the final
@@ -72,7 +75,7 @@ def test_failed_statistics_task_is_retried_without_double_counting(
         assert _diagnostics(tmp_path, "faulty")["em_passes"] == {"resident_tasks": 7,
                                                                  "spark_jobs": 0}
     else:
-        # every pass (the sample, 5 iterations, the final) lost its partition-1 task once
+        # every pass (the sample, 5 iterations, the final) lost its second task once
         assert failures >= 7
         assert _diagnostics(tmp_path, "faulty")["em_passes"] == {"resident_tasks": 0,
                                                                  "spark_jobs": 7}

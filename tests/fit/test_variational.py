@@ -45,7 +45,7 @@ def _local_fit(x, start, prior, weights=None, max_iter=100, tol=1e-3, reg_covar=
     return runs[0], runs[0].posterior.shifted(center)
 
 
-def _compare(run, posterior, model, k) -> dict[str, float]:
+def _compare(run, posterior, model) -> dict[str, float]:
     return sklearn_bayesian_differences({
         "lowerBounds": run.lower_bounds, "weights": posterior.weights,
         "means": posterior.means, "covariances": posterior.covariances,
@@ -69,7 +69,7 @@ def test_fit_equals_sklearn_from_the_same_responsibilities(rows, covariance_type
     run, posterior = _local_fit(rows, start, sklearn_variational_prior(model, weight_type),
                                 max_iter=300)
     assert run.n_iter == model.n_iter_ and run.converged and model.converged_
-    differences = _compare(run, posterior, model, k)
+    differences = _compare(run, posterior, model)
     assert max(differences.values()) < 1e-8, differences
 
 
@@ -83,7 +83,7 @@ def test_a_small_dirichlet_process_concentration_prunes_the_surplus_components()
     run, posterior = _local_fit(x, start, sklearn_variational_prior(model, "dirichlet_process"),
                                 max_iter=500)
     assert run.n_iter == model.n_iter_
-    assert max(_compare(run, posterior, model, k).values()) < 1e-8
+    assert max(_compare(run, posterior, model).values()) < 1e-8
     # Components without rows keep a weight of about 1/N (1/600 here).
     assert np.sum(model.weights_ > 0.01) == np.sum(posterior.weights > 0.01) == 3
     assert np.all(np.sort(model.weights_)[:5] < 0.002)
@@ -104,7 +104,7 @@ def test_row_weights_count_as_repeated_rows(rows) -> None:
     runs = start_runs([start.shifted(-center)], statistics, prior.shifted(-center), 1e-6)
     run_variational(runs, statistics, prior.shifted(-center), 1e-6, 100, 1e-3)
     assert runs[0].n_iter == model.n_iter_
-    assert max(_compare(runs[0], runs[0].posterior.shifted(center), model, 4).values()) < 1e-8
+    assert max(_compare(runs[0], runs[0].posterior.shifted(center), model).values()) < 1e-8
 
 
 def _settings(**priors) -> VariationalSettings:
@@ -171,4 +171,4 @@ def test_components_whose_e_step_weight_underflows_still_equal_sklearn(covarianc
                                     max_iter=500)
     assert np.any(posterior.shifted(-x.mean(axis=0)).mixture()[0].weights == 0)
     assert run.n_iter == model.n_iter_
-    assert max(_compare(run, posterior, model, k).values()) < 1e-8
+    assert max(_compare(run, posterior, model).values()) < 1e-8

@@ -41,7 +41,7 @@ def _start(x, k, covariance_type, seed=5):
                                               covariance_type)
 
 
-def _differences(model, theirs, k) -> dict[str, float]:
+def _differences(model, theirs) -> dict[str, float]:
     return sklearn_bayesian_differences({
         "lowerBounds": model.summary.lowerBoundHistory, "weights": model.weights,
         "means": model.means, "covariances": model.covariances,
@@ -63,7 +63,7 @@ def test_fit_equals_sklearn_from_the_initial_models_responsibilities(
              .setInitialModel(start).fit(df))
     summary = model.summary
     assert summary.numIter == theirs.n_iter_ and summary.converged == theirs.converged_
-    differences = _differences(model, theirs, k)
+    differences = _differences(model, theirs)
     assert max(differences.values()) < 1e-8, differences
     assert summary.lowerBound == summary.lowerBoundHistory[-1]
 
@@ -78,7 +78,7 @@ def test_surplus_components_are_pruned_as_in_sklearn(spark) -> None:
                                   weight_concentration_prior=0.01)
     model = (BayesianGaussianMixture(k=k, maxIter=500, weightConcentrationPrior=0.01)
              .setInitialModel(start).fit(df))
-    assert max(_differences(model, theirs, k).values()) < 1e-8
+    assert max(_differences(model, theirs).values()) < 1e-8
     assert model.summary.effectiveComponents == np.sum(theirs.weights_ > 0.01) == 3
     # From k-means|| too: the same three components survive.
     drawn = BayesianGaussianMixture(k=k, maxIter=500, weightConcentrationPrior=0.01,

@@ -247,7 +247,7 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "spark-gmm bench --n 1000000 --d 10 --k 8 --master 'local[2]' "
               "--output result.json",
               "none: the options below", "0 success; 1 failure"),
-    "params": ("Print the estimator's parameter table (Markdown), as in the README.",
+    "params": ("Print the estimator's parameter table (Markdown), as in docs/parameters.md.",
                "spark-gmm params", "none", "0 success"),
     "package": ("Zip the spark_gmm package for spark-submit --py-files.",
                 "spark-gmm package --output dist/spark_gmm.zip", "none",
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "versions), these parameters and every round's numbers")
     bench.set_defaults(handler=run_bench_command)
     params = _command(commands, "params", "print the estimator's parameter table "
-                      "(Markdown, as in the README)")
+                      "(Markdown, as in docs/parameters.md)")
     params.add_argument("--bayesian", action="store_true",
                         help="BayesianGaussianMixture's table instead of GaussianMixture's")
     params.set_defaults(handler=run_params_command)

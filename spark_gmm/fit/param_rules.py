@@ -4,8 +4,8 @@ meaning, and where a job config sets it.
 The rest is derived from :data:`PARAMETERS`: the pyspark Params of the estimator and the
 model and their validation (:mod:`spark_gmm.ml.params`), the validation of the fit job's
 TOML config (:mod:`spark_gmm.etl.config`), the model-selection grid's checks and the
-README's parameter table (:func:`parameter_table_markdown`). A new parameter is one more
-:class:`ParameterRule` here (and its getter and setter on the Spark classes).
+parameter table in docs/parameters.md (:func:`parameter_table_markdown`). A new parameter
+is one more :class:`ParameterRule` here (and its getter and setter on the Spark classes).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ParameterRule:
     default : object
         None when unset by default.
     meaning : str
-        One line for the README table and the param's doc.
+        One line for the docs' table and the param's doc.
     minimum : float or None
         Smallest allowed value of a number (excluded when ``exclusive``).
     choices : tuple of str
@@ -230,8 +230,8 @@ def _default(rule: ParameterRule) -> str:
 
 
 def parameter_table_markdown(rules: dict[str, ParameterRule] | None = None) -> str:
-    """The README's parameter table (Markdown), one row per :data:`PARAMETERS` entry (or per
-    entry of ``rules``: :data:`BAYESIAN_PARAMETERS`)."""
+    """The parameter table of docs/parameters.md (Markdown), one row per
+    :data:`PARAMETERS` entry (or per entry of ``rules``: :data:`BAYESIAN_PARAMETERS`)."""
     lines = ["| param | type | default | allowed | job config | meaning |",
              "|---|---|---|---|---|---|"]
     for rule in (PARAMETERS if rules is None else rules).values():

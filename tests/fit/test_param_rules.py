@@ -1,5 +1,5 @@
 """Each parameter is declared once (spark_gmm.fit.param_rules.PARAMETERS): the Spark params,
-their validation, the job config's validation and the README table all follow it."""
+their validation, the job config's validation and the table in docs/parameters.md all follow it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from spark_gmm.etl.config import ModelConfig, build_config
 from spark_gmm.fit.initialization import initial_mixtures_together
 from spark_gmm.ml.params import PARAMETERS, parameter_table_markdown
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PARAMETER_DOCS = Path(__file__).resolve().parents[2] / "docs" / "parameters.md"
 START, END = "<!-- parameters:start -->", "<!-- parameters:end -->"
 BASE = {"input": {"path": "x", "features": ["a"]}}
 
@@ -133,21 +133,21 @@ def test_the_table_has_a_row_per_parameter_and_the_cli_prints_it(capsys) -> None
     assert capsys.readouterr().out == table
 
 
-def test_the_readme_holds_the_generated_table() -> None:
-    text = README.read_text()
+def test_the_docs_hold_the_generated_table() -> None:
+    text = PARAMETER_DOCS.read_text()
     between = text[text.index(START) + len(START):text.index(END)]
     assert between.strip("\n") == parameter_table_markdown().strip("\n"), (
-        "regenerate the README's table with `spark-gmm params`")
+        "regenerate docs/parameters.md's table with `spark-gmm params`")
 
 
-def test_the_readme_holds_the_generated_bayesian_table() -> None:
+def test_the_docs_hold_the_generated_bayesian_table() -> None:
     from spark_gmm.fit.param_rules import BAYESIAN_PARAMETERS
 
-    text = README.read_text()
+    text = PARAMETER_DOCS.read_text()
     start, end = "<!-- bayesian-parameters:start -->", "<!-- bayesian-parameters:end -->"
     between = text[text.index(start) + len(start):text.index(end)]
     assert between.strip("\n") == parameter_table_markdown(BAYESIAN_PARAMETERS).strip("\n"), (
-        "regenerate the README's Bayesian table with `spark-gmm params --bayesian`")
+        "regenerate docs/parameters.md's Bayesian table with `spark-gmm params --bayesian`")
 
 
 def test_the_bayesian_estimator_has_the_declared_params() -> None:

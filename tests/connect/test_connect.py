@@ -252,3 +252,27 @@ def test_answers_merged_on_the_server_give_the_same_model(df, monkeypatch) -> No
     np.testing.assert_allclose(on_the_server.summary.logLikelihoodHistory,
                                on_the_client.summary.logLikelihoodHistory, rtol=1e-12)
     np.testing.assert_allclose(on_the_server.means, on_the_client.means, rtol=1e-10)
+
+
+def test_rows_in_one_partition_are_stored_again_evenly(df, monkeypatch, caplog) -> None:
+    # A Connect pass is one task per stored partition: the partitions themselves are
+    # balanced (the 100,000-row floor lowered to these rows).
+    from pyspark.sql import functions as F
+
+    from spark_gmm.runtime import balance
+
+    params = {"k": 3, "seed": 9, "maxIter": 5, "tol": 0.0, "initMode": "random"}
+    evenly = GaussianMixture(**params).fit(df)
+    assert not evenly.runRecord.balance["rebalanced"]
+    skewed = df.repartition(2, F.lit(0)).cache()  # every row in one of two partitions
+    monkeypatch.setattr(balance, "MIN_REBALANCE_ROWS", 1000)
+    with caplog.at_level(logging.INFO, logger="spark_gmm"):
+        model = GaussianMixture(**params).fit(skewed)
+    record = model.runRecord.balance
+    assert sorted(record["partitionRows"]) == [0, 1200] and record["rebalanced"]
+    assert record["storedPartitionRows"] == record["taskRows"] == [600, 600]
+    assert "rebalancing: the rows are stored again in 2 even partitions" in caplog.text
+    np.testing.assert_allclose(model.summary.logLikelihoodHistory,
+                               evenly.summary.logLikelihoodHistory, rtol=1e-12)
+    np.testing.assert_allclose(model.means, evenly.means, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.covariances, evenly.covariances, rtol=1e-12, atol=1e-12)

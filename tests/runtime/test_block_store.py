@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
@@ -276,7 +278,9 @@ def test_a_changed_input_is_exit_code_1_in_the_jobs(monkeypatch, capsys, tmp_pat
 
     monkeypatch.setattr(fit_job, "run_fit", changed)
     monkeypatch.setattr("spark_gmm.cli._session", lambda *args, **kwargs: None)
+    data = tmp_path / "in.parquet"  # there, so the checks before Spark starts pass
+    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "c": [3.0]}), str(data))
     config = write_job_config(str(tmp_path / "job.toml"),
-                              job_sections(tmp_path, str(tmp_path / "in"), {"k": 2}))
+                              job_sections(tmp_path, str(data), {"k": 2}))
     assert main(["fit", "--config", config]) == EXIT_FAILURE
     assert "InputChangedError: partition 0 of the input changed" in capsys.readouterr().err

@@ -26,7 +26,6 @@ from typing import Any
 from pyspark import TaskContext, cloudpickle
 
 import spark_gmm.etl.rows as job_rows
-import spark_gmm.etl.stream_score as stream_score
 import spark_gmm.fit.driver as driver
 from spark_gmm.fit.checkpoint import write_checkpoint
 from spark_gmm.runtime.passes import PassRunner, TaskHook
@@ -77,7 +76,7 @@ def _killed() -> None:
 def kill_after_publishing_batch(setattr: Callable[[Any, str, Any], None], batch: int) -> None:
     """The streaming score job dies (SIGKILL) right after it has published micro-batch
     ``batch``'s output, before Spark records the batch as done."""
-    original = stream_score.write_outputs
+    original = job_rows.write_outputs
 
     def write_then_die(spark: Any, config: Any, *args: Any) -> dict[str, int]:
         rows = original(spark, config, *args)
@@ -85,7 +84,7 @@ def kill_after_publishing_batch(setattr: Callable[[Any, str, Any], None], batch:
             _killed()
         return rows
 
-    setattr(stream_score, "write_outputs", write_then_die)
+    setattr(job_rows, "write_outputs", write_then_die)
 
 
 def kill_while_writing_batch(setattr: Callable[[Any, str, Any], None], batch: int) -> None:

@@ -6,24 +6,32 @@ policy is ``skip``) or quarantined, and the jobs check that on what they wrote.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import InvalidInputError
 from ..ml.model import GaussianMixtureModel
+from ..runtime.progress import phase
 from .config import JobConfig
 from .io import atomic_publish, input_error, read_input
 from .prepare import (
     FEATURES,
     REASON,
+    FeatureSchema,
     RowCounts,
+    apply_standardisation,
     count_rows,
     invalid_rows_error,
     no_rows_left_error,
     text_columns_error,
     with_features,
 )
+
+logger = logging.getLogger(__name__)
 
 _PROBABILITY = "__spark_gmm_probability"
 LOG_LIKELIHOOD = "log_likelihood"
@@ -137,3 +145,31 @@ def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
     return {"rows_read": counts.rows, "rows_labelled": labelled_rows,
             "rows_quarantined": quarantined, "rows_skipped": counts.invalid - quarantined,
             "rows_with_null_prediction": null_predictions}
+
+
+def score_rows(spark: SparkSession, config: JobConfig, model: GaussianMixtureModel,
+               artifact: dict[str, Any], schema: FeatureSchema,
+               rows: DataFrame | None = None) -> tuple[DataFrame, RowCounts, dict[str, int]]:
+    """The score job's work on its rows (the configured input, or ``rows``): check them
+    against the artifact's features, standardise them as the training rows were, label and
+    publish them. Returns the prepared rows (for the drift checks), their counts and what
+    :func:`write_outputs` wrote.
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`prepare_rows`, or rows with another number of features than the model's.
+    """
+    source = config.input.path or config.input.table
+    with phase(f"reading and checking {source}", logger):
+        prepared, input_columns, counts = prepare_rows(spark, config, schema.n_features,
+                                                       rows=rows)
+    if counts.n_features not in (0, schema.n_features):
+        raise InvalidInputError(f"the input has {counts.n_features} features; the model "
+                                f"expects {schema.n_features}")
+    prepared = apply_standardisation(prepared, schema.mean, schema.scale)
+    labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
+                     artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"))
+    with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
+        written = write_outputs(spark, config, prepared, labelled, counts)
+    return prepared, counts, written

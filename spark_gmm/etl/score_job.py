@@ -14,8 +14,7 @@ from ..runtime.progress import phase
 from .artifact import read_artifact_schema
 from .config import JobConfig
 from .drift import scored_drift, training_statistics
-from .prepare import apply_standardisation
-from .rows import label, prepare_rows, rows_to_label, scoring_model, valid_rows, write_outputs
+from .rows import score_rows, valid_rows
 from .stream_score import label_new_files
 
 logger = logging.getLogger(__name__)
@@ -38,16 +37,7 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
     if config.input.stream:
         return label_new_files(spark, config, model, artifact, schema)
-    with phase(f"reading and checking {config.input.path or config.input.table}", logger):
-        prepared, input_columns, counts = prepare_rows(spark, config, schema.n_features)
-    if counts.n_features not in (0, schema.n_features):
-        raise InvalidInputError(f"the input has {counts.n_features} features; the model "
-                                f"expects {schema.n_features}")
-    prepared = apply_standardisation(prepared, schema.mean, schema.scale)
-    labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
-                     artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"))
-    with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
-        rows = write_outputs(spark, config, prepared, labelled, counts)
+    prepared, counts, rows = score_rows(spark, config, model, artifact, schema)
     report = {"model_id": artifact["model_id"], "invalid_rows": {
         "total": counts.invalid, "by_reason": counts.by_reason}, **rows}
     if config.drift.enabled:

@@ -24,8 +24,8 @@ from ..ml.model import GaussianMixtureModel
 from .config import JobConfig
 from .drift import DriftSums, drift_sums, training_statistics
 from .io import read_input
-from .prepare import FeatureSchema, apply_standardisation
-from .rows import label, prepare_rows, rows_to_label, scoring_model, valid_rows, write_outputs
+from .prepare import FeatureSchema
+from .rows import score_rows, valid_rows
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +91,8 @@ def label_new_files(spark: SparkSession, config: JobConfig, model: GaussianMixtu
     def label_batch(frame: DataFrame, batch_id: int) -> None:
         try:
             this = batch_config(config, batch_id)
-            session = frame.sparkSession
-            prepared, input_columns, counts = prepare_rows(
-                session, this, schema.n_features, rows=frame)
-            prepared = apply_standardisation(prepared, schema.mean, schema.scale)
-            labelled = label(scoring_model(model), rows_to_label(this, prepared),
-                             input_columns, artifact["model_id"],
-                             artifact.get("outlier_log_likelihood_threshold"))
-            rows = write_outputs(session, this, prepared, labelled, counts)
+            prepared, counts, rows = score_rows(frame.sparkSession, this, model, artifact,
+                                                schema, rows=frame)
             totals.add(batch_id, rows, counts.by_reason)
             if training is not None:
                 sums = drift_sums(model, valid_rows(prepared), training)

@@ -10,7 +10,6 @@ from pyspark.ml import Estimator
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
-from ..fit.driver import FitSettings
 from ..fit.variational import VariationalSettings, fit_variational
 from .bayesian_model import BayesianGaussianMixtureModel, BayesianGaussianMixtureSummary
 from .bayesian_params import BayesianGaussianMixtureParams
@@ -111,13 +110,7 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
         return ParamsWriter(self)
 
     def _settings(self) -> VariationalSettings:
-        fit = FitSettings(
-            features_col=self.getFeaturesCol(), weight_col=self._weight_col_or_none(),
-            k=self.getK(),
-            covariance_type=self.getCovarianceType(), max_iter=self.getMaxIter(),
-            tol=self.getTol(), reg_covar=self.getRegCovar(), init_mode=self.getInitMode(),
-            n_init=self.getNInit(), seed=self.getSeed(), depth=self.getAggregationDepth(),
-            checkpoint_path=None)
+        fit = self._fit_settings()
 
         def numbers(values: list[float] | None) -> tuple[float, ...] | None:
             return None if values is None else tuple(float(v) for v in values)

@@ -178,12 +178,8 @@ class GaussianMixture(
     def _settings(self) -> FitSettings:
         checkpoint = (self.getCheckpointPath() if self.isDefined(self.checkpointPath)
                       else None)
-        return FitSettings(
-            features_col=self.getFeaturesCol(), weight_col=self._weight_col_or_none(),
-            k=self.getK(), covariance_type=self.getCovarianceType(),
-            max_iter=self.getMaxIter(), tol=self.getTol(), reg_covar=self.getRegCovar(),
-            init_mode=self.getInitMode(), n_init=self.getNInit(), seed=self.getSeed(),
-            depth=self.getAggregationDepth(), checkpoint_path=checkpoint or None,
+        return self._fit_settings(
+            checkpoint_path=checkpoint or None,
             prior=PriorSettings.of(self.getPrior(), self.getPriorMean(),
                                    self.getPriorShrinkage(), self.getPriorDegreesOfFreedom(),
                                    self.getPriorScale()),

@@ -3,7 +3,7 @@ derived from the one declaration of every parameter (:data:`PARAMETERS`)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (
@@ -17,6 +17,7 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
+from ..fit.driver import FitSettings
 from ..fit.param_rules import INIT_MODES, PARAMETERS, ParameterRule, parameter_table_markdown
 
 __all__ = ["INIT_MODES", "PARAMETERS", "GaussianMixtureParams", "MixtureParams",
@@ -88,6 +89,17 @@ class MixtureParams(
         if self.isDefined(self.weightCol) and self.getWeightCol():
             return self.getWeightCol()
         return None
+
+    def _fit_settings(self, checkpoint_path: str | None = None, **specific: Any
+                      ) -> FitSettings:
+        """The fit's settings from the params every mixture estimator has; ``specific``
+        adds the estimator's own (:class:`~spark_gmm.fit.driver.FitSettings` fields)."""
+        return FitSettings(
+            features_col=self.getFeaturesCol(), weight_col=self._weight_col_or_none(),
+            k=self.getK(), covariance_type=self.getCovarianceType(),
+            max_iter=self.getMaxIter(), tol=self.getTol(), reg_covar=self.getRegCovar(),
+            init_mode=self.getInitMode(), n_init=self.getNInit(), seed=self.getSeed(),
+            depth=self.getAggregationDepth(), checkpoint_path=checkpoint_path, **specific)
 
     def _validate_params(self) -> None:
         """Raise ValueError naming the param, its value and its allowed values."""

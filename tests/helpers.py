@@ -356,3 +356,68 @@ def sklearn_bayesian_differences(ours: dict[str, np.ndarray], theirs) -> dict[st
         "degreesOfFreedom": relative_difference(
             ours["degreesOfFreedom"], np.broadcast_to(theirs.degrees_of_freedom_, (k,))),
     }
+
+
+def with_missing(x: np.ndarray, share: float, most: int, seed: int) -> np.ndarray:
+    """A copy of ``x`` in which a ``share`` of the rows (at random) lose 1 to ``most`` of their
+    features (NaN, at random; every row keeps at least one)."""
+    rng = np.random.default_rng(seed)
+    out = np.array(x, dtype=np.float64)
+    d = x.shape[1]
+    for i in np.flatnonzero(rng.uniform(size=x.shape[0]) < share):
+        out[i, rng.choice(d, size=rng.integers(1, min(most, d - 1) + 1), replace=False)] = np.nan
+    return out
+
+
+def missing_reference_estep(x: np.ndarray, params: GaussianParameters):
+    """Row by row, with scipy on each row's observed features: the observed-data
+    log-likelihood [n], the responsibilities [n, K], the completed rows x̂_nk (missing entries
+    E[x_m | x_o, k]) [n, K, D] and the conditional covariances in the missing block, zero
+    elsewhere [n, K, D, D]."""
+    dense = dense_covariances(params)
+    n, (k, d) = x.shape[0], params.means.shape
+    log_likelihood, resp = np.empty(n), np.empty((n, k))
+    completed, conditional = np.empty((n, k, d)), np.zeros((n, k, d, d))
+    for i, row in enumerate(x):
+        o = ~np.isnan(row)
+        m = ~o
+        logs = np.array([np.log(params.weights[j]) + sps.multivariate_normal(
+            params.means[j][o], dense[j][np.ix_(o, o)]).logpdf(row[o]) for j in range(k)])
+        log_likelihood[i] = logsumexp(logs)
+        resp[i] = np.exp(logs - log_likelihood[i])
+        for j in range(k):
+            s = dense[j]
+            gain = s[np.ix_(m, o)] @ np.linalg.inv(s[np.ix_(o, o)])
+            completed[i, j] = row
+            completed[i, j, m] = params.means[j][m] + gain @ (row[o] - params.means[j][o])
+            conditional[i, j][np.ix_(m, m)] = s[np.ix_(m, m)] - gain @ s[np.ix_(o, m)]
+    return log_likelihood, resp, completed, conditional
+
+
+def missing_reference_em(x: np.ndarray, weights: np.ndarray | None, init: GaussianParameters,
+                         iterations: int, reg_covar: float):
+    """EM with missing features, row by row (textbook form): ``iterations`` E- and M-steps
+    from ``init``, then one more E-step. Returns the final parameters (weights, means,
+    dense covariances) and the observed-data log-likelihood sum of the last E-step."""
+    w = np.ones(x.shape[0]) if weights is None else weights
+    params = init
+    kind, k, d = init.covariance_type, init.n_components, init.n_features
+    for _ in range(iterations):
+        _, resp, completed, conditional = missing_reference_estep(x, params)
+        wr = resp * w[:, None]
+        nk = wr.sum(axis=0)
+        means = np.einsum("nk,nkd->kd", wr, completed) / nk[:, None]
+        diff = completed - means[None]
+        scatter = (np.einsum("nk,nkd,nke->kde", wr, diff, diff)
+                   + np.einsum("nk,nkde->kde", wr, conditional))
+        if kind == "full":
+            cov = scatter / nk[:, None, None] + reg_covar * np.eye(d)
+        elif kind == "tied":
+            cov = scatter.sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
+        elif kind == "diag":
+            cov = np.diagonal(scatter, axis1=1, axis2=2) / nk[:, None] + reg_covar
+        else:
+            cov = (np.diagonal(scatter, axis1=1, axis2=2) / nk[:, None] + reg_covar).mean(1)
+        params = GaussianParameters.from_covariances(nk / nk.sum(), means, cov, kind)
+    log_likelihood = missing_reference_estep(x, params)[0]
+    return params, float(w @ log_likelihood), k

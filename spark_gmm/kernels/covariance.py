@@ -75,6 +75,9 @@ class CovarianceType(ABC):
     def second_moment_shape(self, k: int, d: int) -> tuple[int, ...]:  # [K, D, D] or [K, D]
         return (k, d, d) if self.quadratic_features else (k, d)
 
+    def second_of_dense(self, dense: FloatArray) -> FloatArray:  # [K, D, D] -> that shape
+        return dense if self.quadratic_features else np.diagonal(dense, axis1=1, axis2=2).copy()
+
     @abstractmethod  # second moments about s_k moved to s_k + δ_k: second − N_k δ_k δ_kᵀ
     def centred_scatter(self, second: FloatArray, nk: FloatArray, delta: FloatArray
                         ) -> FloatArray: ...

@@ -30,6 +30,7 @@ from .covariance import FloatArray
 from .exact import log_responsibilities
 from .flush import exp_flushed_in_place
 from .kmeans import centre_scores, nearest_centre, nearest_one_hot
+from .marginal import incomplete_rows, marginal_e_step
 from .parameters import GaussianParameters
 from .split import SplitMixture, split_chunks
 
@@ -59,10 +60,11 @@ class Responsibilities(NamedTuple):
 
     Attributes
     ----------
-    resp : ndarray of shape (K, n)
-        γ_kn, each column summing to 1 (one-hot for hard assignments).
+    resp : ndarray of shape (K, n), or (K + 1, n) with a noise component (its row last)
+        γ_kn, each column summing to 1 (one-hot for hard assignments, which ignore the
+        noise component: K rows).
     log_likelihood : ndarray of shape (n,)
-        log Σ_k π_k N(x_n | μ_k, Σ_k); zeros for hard assignments.
+        log Σ_k π_k N(x_n | μ_k, Σ_k) (+ π_0 / V); zeros for hard assignments.
     best : ndarray of shape (n,) or None
         argmax_k γ_kn when asked for, else None.
     """
@@ -171,8 +173,10 @@ def e_step(x: FloatArray, params: GaussianParameters, exact: bool = False
            ) -> tuple[FloatArray, FloatArray, NDArray[np.intp]]:
     """Log-likelihood, responsibilities and most likely component of every row.
 
-    Rows are centred at the mixture's mean Σ π_k μ_k; the packed two-GEMM kernel serves
-    every component close enough to it, the exact kernel the rest.
+    Rows are centred at the Gaussians' mean Σ π_k μ_k / Σ π_k; the packed two-GEMM kernel
+    serves every component close enough to it, the exact kernel the rest. A noise component
+    is the last column of the responsibilities, and its index K the most likely component
+    of the rows it takes.
 
     Parameters
     ----------
@@ -181,18 +185,24 @@ def e_step(x: FloatArray, params: GaussianParameters, exact: bool = False
     exact : bool
         Take the exact kernel for every component.
 
+    Rows holding NaN (missing features) take the marginal E-step of their observed
+    features (:func:`~.marginal.marginal_e_step`).
+
     Returns
     -------
     log_likelihood : ndarray of shape (n,)
-    resp : ndarray of shape (n, K)
+    resp : ndarray of shape (n, K), or (n, K + 1) with a noise component
         Responsibilities; each row sums to 1.
     best : ndarray of shape (n,)
         argmax_k of the responsibilities.
     """
-    center = params.weights @ params.means
+    incomplete = incomplete_rows(x)
+    if incomplete is not None:
+        return _e_step_incomplete(x, params, incomplete, exact)
+    center = params.gaussian_center
     [(_, route)] = e_step_routes([params.shifted(-center)], exact)
     n = x.shape[0]
-    resp = np.empty((n, params.n_components))
+    resp = np.empty((n, params.n_components + params.has_noise))
     log_likelihood = np.empty(n)
     best = np.empty(n, dtype=np.intp)
     for chunk, [result] in route.chunks(x, center, find_best=True, hard_assignment=False):
@@ -200,3 +210,14 @@ def e_step(x: FloatArray, params: GaussianParameters, exact: bool = False
         log_likelihood[chunk.rows] = result.log_likelihood
         best[chunk.rows] = result.best
     return log_likelihood, resp, best
+
+
+def _e_step_incomplete(x: FloatArray, params: GaussianParameters, incomplete: NDArray[np.bool_],
+                       exact: bool) -> tuple[FloatArray, FloatArray, NDArray[np.intp]]:
+    # Complete rows as any others; rows with NaN from their observed features' marginals.
+    log_likelihood = np.empty(x.shape[0])
+    resp = np.empty((x.shape[0], params.n_components + params.has_noise))
+    complete = ~incomplete
+    log_likelihood[complete], resp[complete], _ = e_step(x[complete], params, exact)
+    log_likelihood[incomplete], resp[incomplete], _ = marginal_e_step(x[incomplete], params)
+    return log_likelihood, resp, np.argmax(resp, axis=1)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .covariance import FloatArray
 from .estep import Chunk, PackedRoute, Responsibilities, e_step_routes
+from .marginal import incomplete_rows, marginal_sums
 from .packed import n_packed_features, unpack_moments
 from .parameters import GaussianParameters
 from .split import SplitMixture
@@ -33,12 +34,14 @@ class SufficientStatistics:
     log_likelihood : float                  Σ w log p(x_n)
     weight_sum : float                      Σ w
     row_count : int
-    assigned : ndarray of shape (K,) or None
+    assigned : ndarray of shape (K,) (K + 1 with a noise component, its rows last) or None
         Rows whose argmax responsibility is k; None when the pass did not count them
         (EM iterations do not need them, and finding each row's argmax costs ~15 %).
     entropy : float or None
         Σ w H(γ_n), H(γ_n) = −Σ_k γ_nk log γ_nk: how soft the assignments are (ICL adds
         twice it to BIC). Taken with ``assigned``, None otherwise.
+    noise_resp_sum : float or None
+        Σ w γ_n0, the noise component's share of the rows; None without a noise component.
     """
 
     shift: FloatArray
@@ -50,6 +53,7 @@ class SufficientStatistics:
     row_count: int
     assigned: np.ndarray | None
     entropy: float | None = None
+    noise_resp_sum: float | None = None
 
     @classmethod
     def zeros(cls, params: GaussianParameters, count_assignments: bool = False
@@ -57,6 +61,7 @@ class SufficientStatistics:
         """The neutral element of :meth:`merge` for ``params``."""
         n_components, n_features = params.means.shape
         second_shape = params.covariance.second_moment_shape(n_components, n_features)
+        n_assigned = n_components + params.has_noise
         return cls(
             shift=params.means,
             resp_sum=np.zeros(n_components),
@@ -65,8 +70,9 @@ class SufficientStatistics:
             log_likelihood=0.0,
             weight_sum=0.0,
             row_count=0,
-            assigned=np.zeros(n_components, dtype=np.int64) if count_assignments else None,
+            assigned=np.zeros(n_assigned, dtype=np.int64) if count_assignments else None,
             entropy=0.0 if count_assignments else None,
+            noise_resp_sum=0.0 if params.has_noise else None,
         )
 
     def merge(self, other: SufficientStatistics) -> SufficientStatistics:
@@ -76,6 +82,9 @@ class SufficientStatistics:
         if (self.assigned is None) != (other.assigned is None):
             raise ValueError("cannot merge statistics that counted assignments with ones that "
                              "did not")
+        if (self.noise_resp_sum is None) != (other.noise_resp_sum is None):
+            raise ValueError("cannot merge statistics with a noise component with ones "
+                             "without")
         return SufficientStatistics(
             shift=self.shift,
             resp_sum=self.resp_sum + other.resp_sum,
@@ -87,6 +96,8 @@ class SufficientStatistics:
             assigned=None if self.assigned is None else self.assigned + other.assigned,
             entropy=None if self.entropy is None or other.entropy is None
             else self.entropy + other.entropy,
+            noise_resp_sum=None if self.noise_resp_sum is None or other.noise_resp_sum is None
+            else self.noise_resp_sum + other.noise_resp_sum,
         )
 
     @property
@@ -125,6 +136,7 @@ class _Accumulator:
         self.total = SufficientStatistics.zeros(model, count_assignments)
         self.log_likelihood = 0.0
         self.entropy = 0.0 if count_assignments else None
+        self.noise_resp_sum = 0.0 if model.has_noise else None
         # All K rows even when some are far (their packed sums unused): see SplitMixture.
         self.sums = None if split is None else np.zeros(
             (model.n_components, n_packed_features(model.covariance_type, model.n_features)))
@@ -143,6 +155,9 @@ class _Accumulator:
         else:
             self.log_likelihood += float(weights @ result.log_likelihood)
             resp *= weights
+        if resp.shape[0] > self.model.n_components:  # the noise row, last
+            self.noise_resp_sum += float(resp[-1].sum())
+            resp = resp[:-1]
         if chunk.phi is None:  # exact route: every component's centred moments
             self._add_moments(self.total, chunk.centred, resp, self.model)
             return
@@ -173,7 +188,7 @@ class _Accumulator:
                     self.far.resp_sum, self.far.first, self.far.second)
         return dataclasses.replace(total, log_likelihood=self.log_likelihood,
                                    weight_sum=weight_sum, row_count=n_rows,
-                                   entropy=self.entropy)
+                                   entropy=self.entropy, noise_resp_sum=self.noise_resp_sum)
 
 
 def block_statistics(
@@ -212,12 +227,21 @@ def block_statistics(
     exact : bool
         Every mixture on the exact centred kernel (the reference for the packed one).
 
+    Rows holding NaN (missing features, ``missingFeatures="marginalize"``) add their
+    expected statistics given their observed features (:mod:`.marginal`); with
+    ``hard_assignment`` (initialisation) they count as rows whose missing entries are
+    ``center``, the data mean (0 when ``center`` is None).
+
     Returns
     -------
     list of SufficientStatistics, one per model.
     """
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
+    incomplete = incomplete_rows(x)
+    if incomplete is not None:
+        return _with_incomplete_rows(x, weights, models, center, incomplete, hard_assignment,
+                                     count_assignments, exact)
     weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
     totals: list[SufficientStatistics | None] = [None] * len(models)
     for indices, route in e_step_routes(models, exact):
@@ -231,3 +255,29 @@ def block_statistics(
         for i, accumulator in zip(indices, accumulators):
             totals[i] = accumulator.result(int(x.shape[0]), weight_sum)
     return totals  # type: ignore[return-value]
+
+
+def _with_incomplete_rows(
+    x: FloatArray, weights: FloatArray | None, models: Sequence[GaussianParameters],
+    center: FloatArray | None, incomplete: np.ndarray, hard_assignment: bool,
+    count_assignments: bool, exact: bool,
+) -> list[SufficientStatistics]:
+    # Complete rows take the packed/exact routes; the others add their marginal sums.
+    if hard_assignment:
+        filled = np.where(np.isnan(x), 0.0 if center is None else center, x)
+        return block_statistics(filled, weights, models, center, True, count_assignments,
+                                exact)
+    complete = ~incomplete
+    totals = block_statistics(x[complete], None if weights is None else weights[complete],
+                              models, center, False, count_assignments, exact)
+    rows = x[incomplete] if center is None else x[incomplete] - center
+    row_weights = None if weights is None else weights[incomplete]
+    weight_sum = float(rows.shape[0]) if row_weights is None else float(row_weights.sum())
+    merged = []
+    for total, model in zip(totals, models):
+        sums = marginal_sums(rows, row_weights, model, count_assignments)
+        merged.append(total.merge(SufficientStatistics(
+            shift=model.means, resp_sum=sums.resp_sum, first=sums.first, second=sums.second,
+            log_likelihood=sums.log_likelihood, weight_sum=weight_sum,
+            row_count=int(rows.shape[0]), assigned=sums.assigned, entropy=sums.entropy)))
+    return merged

@@ -152,7 +152,8 @@ def run_em(
                 run.log_priors.append(log_prior(run.params, prior))
                 mean_ll += run.log_priors[-1] / stats.weight_sum
             run.params, collapsed = m_step(stats, run.params.covariance_type,
-                                           limits(run).reg_covar, prior)
+                                           limits(run).reg_covar, prior,
+                                           run.params.noise_log_volume)
             run.collapsed_events += len(collapsed)
             change = mean_ll - run.history[-1] if run.history else math.inf
             run.history.append(mean_ll)

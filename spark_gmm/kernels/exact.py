@@ -32,8 +32,16 @@ def log_gaussian_density(x: FloatArray, params: GaussianParameters) -> FloatArra
 
 
 def weighted_log_density(x: FloatArray, params: GaussianParameters) -> FloatArray:
-    """log π_k + log N(x_n | μ_k, Σ_k), shape (n, K); -inf where π_k = 0."""
-    return log_gaussian_density(x, params) + params.log_weights
+    """log π_k + log N(x_n | μ_k, Σ_k), shape (n, K); -inf where π_k = 0.
+
+    With a noise component, a last column log π_0 − log V: shape (n, K + 1).
+    """
+    if params.noise_log_volume is None:
+        return log_gaussian_density(x, params) + params.log_weights
+    densities = np.empty((x.shape[0], params.n_components + 1))
+    densities[:, :-1] = log_gaussian_density(x, params)
+    densities[:, -1] = -params.noise_log_volume
+    return densities + params.log_weights_with_noise
 
 
 def log_sum_exp(values: FloatArray) -> FloatArray:
@@ -57,8 +65,8 @@ def log_responsibilities(
     Returns
     -------
     log_likelihood : ndarray of shape (n,)
-        log Σ_k π_k N(x_n | μ_k, Σ_k).
-    log_resp : ndarray of shape (n, K)
+        log Σ_k π_k N(x_n | μ_k, Σ_k) (+ π_0 / V with a noise component).
+    log_resp : ndarray of shape (n, K), or (n, K + 1) with the noise component last
         log γ_nk; each row's exponentials sum to 1.
     """
     weighted = weighted_log_density(x, params)

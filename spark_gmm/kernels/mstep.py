@@ -56,7 +56,7 @@ def reseed_collapsed(
 
 def m_step(
     stats: SufficientStatistics, covariance_type: str, reg_covar: float,
-    prior: ConjugatePrior | None = None,
+    prior: ConjugatePrior | None = None, noise_log_volume: float | None = None,
 ) -> tuple[GaussianParameters, list[int]]:
     """New parameters from statistics computed with the previous parameters.
 
@@ -71,6 +71,9 @@ def m_step(
     weights keep the update above. A component of no weight keeps the prior's mode and is
     not re-seeded (re-seeding would lower the log posterior).
 
+    With a noise component (statistics with ``noise_resp_sum``), π_0 = N_0 / N and
+    π_k = N_k / N, N = N_0 + Σ_k N_k; its volume stays ``noise_log_volume``.
+
     Parameters
     ----------
     stats : SufficientStatistics
@@ -80,6 +83,8 @@ def m_step(
         Non-negative value added to the covariance diagonal.
     prior : ConjugatePrior or None
         In the coordinates of ``stats`` (the means its shift is in).
+    noise_log_volume : float or None
+        log V of the noise component; required when ``stats`` have one.
 
     Returns
     -------
@@ -102,7 +107,14 @@ def m_step(
             scatter[collapsed] = 0.0
         if prior is None:
             covariances = covariance.estimate(scatter, nk, reg_covar)
-    weights = nk / nk.sum()
+    noise = stats.noise_resp_sum
+    if noise is None:
+        weights = nk / nk.sum()
+    else:
+        if noise_log_volume is None:
+            raise ValueError("statistics with a noise component need its log volume")
+        total = nk.sum() + noise
+        weights, noise_weight = nk / total, noise / total
     means = stats.shift + delta
     if prior is not None:
         # x̄_k − μ_P, and the prior's pull on the scatter: W_k + c_k g_k g_kᵀ, as
@@ -116,7 +128,13 @@ def m_step(
     if collapsed:
         weights = weights.copy()
         reseed_collapsed(weights, means, covariances, covariance_type, collapsed)
-    params = GaussianParameters.from_covariances(weights, means, covariances, covariance_type)
+    if noise is None:
+        params = GaussianParameters.from_covariances(weights, means, covariances,
+                                                     covariance_type)
+    else:
+        params = GaussianParameters.from_covariances(weights, means, covariances,
+                                                     covariance_type, noise_weight,
+                                                     noise_log_volume)
     return params, collapsed
 
 

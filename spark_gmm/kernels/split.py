@@ -70,15 +70,22 @@ class SplitMixture:
 
     def log_responsibilities(self, phi: FloatArray, centred: FloatArray, find_best: bool
                              ) -> tuple[FloatArray, FloatArray, NDArray[np.intp] | None]:
-        """Responsibilities (K, n), log-likelihood (n,) and argmax (or None) of a chunk.
+        """Responsibilities (K, n), log-likelihood (n,) and argmax (or None) of a chunk;
+        with a noise component its responsibilities are a last row, (K + 1, n).
 
         ``phi`` (M, n) are the chunk's packed features and ``centred`` (n, D) its rows in the
         same coordinates, used only by the far components.
         """
-        scores = self.density @ phi
+        params = self.params
+        if params.noise_log_volume is None:
+            scores = self.density @ phi
+        else:  # the noise component's log density −log V, last
+            scores = np.empty((params.n_components + 1, phi.shape[1]))
+            np.matmul(self.density, phi, out=scores[:-1])
+            scores[-1] = -params.noise_log_volume
         if self.far_params is not None:
             scores[self.far] = log_gaussian_density(centred, self.far_params).T
-        return normalised_responsibilities(scores, self.params.log_weights, find_best)
+        return normalised_responsibilities(scores, params.log_weights_with_noise, find_best)
 
 
 def split_chunks(x: FloatArray, split: SplitMixture | list[SplitMixture],

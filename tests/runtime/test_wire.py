@@ -218,6 +218,8 @@ def _requests() -> list:
 
     centres = centre_arrays([np.eye(3)[:2], np.ones((1, 3))])
     return [StatisticsRequest((_mixture("full"), _mixture("diag")), True, True),
+            # a noise component's weight and log volume travel with its mixture
+            StatisticsRequest((_mixture("tied").with_noise(0.15, 2.5),), False, True),
             SampleRequest((4, 9), 17, True),
             CandidatesRequest(centres, (3, 5), (4.0, 2.0)),
             ClusterSumsRequest(centres)]

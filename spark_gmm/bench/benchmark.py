@@ -46,6 +46,7 @@ from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
 from ..runtime.resident import resident_tasks_setting
+from .optional import optional_measurements
 from .report import ratios
 from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
 from .rows import all_rows, hard_start, streamed_mean
@@ -77,6 +78,9 @@ class BenchmarkSpec:
     rounds: int = 3  # interleaved rounds of ours (both starts) and MLlib
     init_quality_seeds: int = 0  # ours from k-means|| vs from MLlib's KMeans, per seed
     skewed: bool = False  # the rows also as one row group, read as partitions of [N, 0]
+    bayesian: bool = False  # MAP-EM, VB and scikit-learn's VB against EM per iteration
+    missing: bool = False  # an iteration with 30 % of rows missing 1-2 features, vs complete
+    noise: bool = False  # an iteration with a noise component, vs plain
 
 
 def missing_optional_modules(spec: BenchmarkSpec) -> list[str]:
@@ -239,7 +243,7 @@ def _worker_memory(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec
     """
     if not spec.probe_processes:
         return None
-    from .probes import imports_peak_rss_bytes, largest_peak_rss, python_descendants
+    from .probes import imports_peak_rss_bytes, largest_peak_rss, peak_rss_bytes, python_descendants
 
     d = len(df.columns)
     jvm = _local_jvm_pid(spark)
@@ -251,8 +255,6 @@ def _worker_memory(spark: SparkSession, df: DataFrame, spec: BenchmarkSpec
     largest = df.groupBy(F.spark_partition_id()).count().agg(F.max("count")).first()[0]
     feature_bytes = float(largest * d * 8)
     imports = imports_peak_rss_bytes(WORKER_MODULES)
-    from .probes import peak_rss_bytes
-
     return {"worker_peak_rss_bytes": float(peak), "python_processes": float(len(workers)),
             # The JVM's own high-water mark over the whole run, MLlib's fits included.
             "driver_jvm_peak_rss_bytes": float(peak_rss_bytes(jvm) or 0) if jvm else None,
@@ -389,9 +391,7 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
     if spec.run_scoring:
         results["scoring"] = scoring_rounds(df, ours_model, mllib_model, spec.work_dir)
-    if spec.fit_multiple or spec.skewed:  # fitMultiple; the rows as one row group
-        from .skewed import optional_measurements
-        results.update(optional_measurements(df, spec, init, path, _fit_ours))
+    results.update(optional_measurements(df, spec, init, path, _fit_ours, x))
     results["ratios"] = ratios(results)
     os.makedirs(spec.work_dir, exist_ok=True)
     with open(os.path.join(spec.work_dir, "benchmark.json"), "w") as handle:

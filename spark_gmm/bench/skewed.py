@@ -1,8 +1,7 @@
 """The benchmark's rows as one Parquet row group (``spark-gmm bench --skewed``): an input
 that Spark reads as partitions of [N, 0] rows (a pandas/pyarrow file often has one row group),
 fitted in interleaved rounds against the same rows evenly partitioned, with the fit's row
-balance on and off (``balanceRows``). Also where the benchmark's optional measurements
-(``--fit-multiple``, ``--skewed``) are dispatched from.
+balance on and off (``balanceRows``).
 """
 
 from __future__ import annotations
@@ -91,17 +90,3 @@ def format_skewed(skewed: dict[str, Any]) -> str:
         f"{skewed['skewed_unbalanced_seconds_per_iteration']:.4g} s "
         f"({skewed['unbalanced_over_even']:.2f}x)"])
 
-
-def optional_measurements(df: DataFrame, spec: Any, init: GaussianMixtureModel, source: str,
-                          fit: Fit) -> dict[str, Any]:
-    """The measurements ``spec`` asks for beyond the usual: ``fit_multiple``, ``skewed``
-    (``source``: the benchmark's Parquet rows; ``fit``: its fit of ours)."""
-    results: dict[str, Any] = {}
-    if spec.fit_multiple:
-        from .multiple import fit_multiple_speedups
-
-        results["fit_multiple"] = fit_multiple_speedups(df, seed=spec.seed,
-                                                        mllib=spec.run_mllib)
-    if spec.skewed:
-        results["skewed"] = skew_comparison(df, spec, init, source, fit)
-    return results

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from ..runtime.input_checks import InputCounts
 from ..runtime.progress import phase
 from ..runtime.runners import pass_runner
 from ..runtime.scheduler_state import running_fit
-from .driver import FitSettings, _rebalanced_store, _store, _validated
+from .driver import FitSettings, FitTelemetry, _rebalanced_store, _store, _validated
 from .em import pass_statistics
 from .initialization import InitialisationInput, from_initial_model, initial_mixtures
 from .prior import PriorSettings, resolve_priors
@@ -74,11 +75,13 @@ class VariationalSettings:
 
 @dataclass
 class VariationalRun:
-    """One restart: its posterior and the lower bound after each iteration."""
+    """One restart: its posterior, the lower bound after each iteration and each
+    iteration's wall time (its pass, M-step and lower bound; shared by the runs of a pass)."""
 
     posterior: VariationalParameters
     lower_bounds: list[float] = field(default_factory=list)
     converged: bool = False
+    iteration_seconds: list[float] = field(default_factory=list)
 
     @property
     def n_iter(self) -> int:
@@ -97,6 +100,7 @@ def run_variational(runs: Sequence[VariationalRun], statistics: StatisticsFuncti
         The lower bound is not finite.
     """
     while active := [r for r in runs if not r.converged and r.n_iter < max_iter]:
+        started = time.perf_counter()
         used = [r.posterior.mixture() for r in active]
         for run, (mixture, lse), stats in zip(active, used, statistics([m for m, _ in used])):
             run.posterior = variational_m_step(stats, mixture.covariance_type, prior, reg_covar)
@@ -107,6 +111,7 @@ def run_variational(runs: Sequence[VariationalRun], statistics: StatisticsFuncti
                     "features for extreme values, standardise them, or increase regCovar")
             previous = run.lower_bounds[-1] if run.lower_bounds else -math.inf
             run.lower_bounds.append(bound)
+            run.iteration_seconds.append(time.perf_counter() - started)
             run.converged = abs(bound - previous) < tol
             logger.debug("VB iteration %d: lower bound %.10g, change %.3e", run.n_iter, bound,
                          bound - previous)
@@ -150,13 +155,16 @@ def resolve_variational_prior(settings: VariationalSettings, moments_mean: np.nd
 
 @dataclass(frozen=True)
 class VariationalResult:
-    """A Bayesian fit: the best restart (centred at ``center``), its prior, the rows."""
+    """A Bayesian fit: the best restart (centred at ``center``), its prior, the rows, and
+    how the fit ran (``telemetry``: phases ``storing``, ``initialisation``, ``em`` — the
+    variational iterations)."""
 
     best: VariationalRun
     prior: VariationalPrior
     center: np.ndarray
     counts: InputCounts
     restart_lower_bounds: list[list[float]]
+    telemetry: FitTelemetry = field(default_factory=FitTelemetry)
 
     @property
     def posterior(self) -> VariationalParameters:
@@ -181,8 +189,9 @@ def fit_variational(dataset: DataFrame, settings: VariationalSettings,
     with running_fit():
         store = _store(dataset, fit)
         try:
-            with phase("storing and checking the rows", logger):
+            with phase("storing and checking the rows", logger) as storing:
                 counts, moments = _validated(store, fit)
+                found = store.partition_rows
                 rebalanced = _rebalanced_store(dataset, store, fit)  # skewed: stored again
                 if rebalanced is not None:
                     store = rebalanced
@@ -196,7 +205,7 @@ def fit_variational(dataset: DataFrame, settings: VariationalSettings,
                     settings, moments.mean, lambda p: resolve_priors(
                         [p], [1], [fit.covariance_type], moments, counts.n_rows, center,
                         statistics)[0], d)
-                with phase("initialisation", logger):
+                with phase("initialisation", logger) as initialising:
                     if initial is not None:
                         starts = [from_initial_model(initial, fit.k, d, fit.covariance_type,
                                                      center)]
@@ -205,13 +214,22 @@ def fit_variational(dataset: DataFrame, settings: VariationalSettings,
                             center, moments.variance, runner, fit.k, fit.covariance_type,
                             fit.reg_covar, fit.seed % (2**31), fit.n_init), fit.init_mode)
                     runs = start_runs(starts, statistics, prior, fit.reg_covar)
-                with phase("variational iterations", logger):
+                with phase("variational iterations", logger) as iterating:
                     run_variational(runs, statistics, prior, fit.reg_covar, fit.max_iter,
                                     fit.tol)
+            counters = runner.counters
+            telemetry = FitTelemetry(
+                counters.resident_passes, counters.job_passes,
+                {"storing": storing.seconds, "initialisation": initialising.seconds,
+                 "em": iterating.seconds},
+                8 * counts.n_rows * (counts.n_features + bool(fit.weight_col)),
+                dict(counters.pass_seconds),
+                {"partitionRows": found, "storedPartitionRows": store.partition_rows,
+                 "rebalanced": rebalanced is not None, "taskRows": list(counters.task_rows)})
         finally:
             store.close()
     best = max(runs, key=lambda r: r.lower_bounds[-1] if r.lower_bounds else -math.inf)
     logger.info("variational fit: %d components, lower bound %.8g after %d iterations "
                 "(converged: %s)", fit.k, best.lower_bounds[-1], best.n_iter, best.converged)
     return VariationalResult(best, prior.shifted(center), center, counts,
-                             [list(r.lower_bounds) for r in runs])
+                             [list(r.lower_bounds) for r in runs], telemetry)

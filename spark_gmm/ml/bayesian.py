@@ -16,6 +16,7 @@ from .bayesian_params import BayesianGaussianMixtureParams
 from .bayesian_params import bayesian_default as _d
 from .model import GaussianMixtureModel
 from .persistence import ParamsWriter
+from .summary import FitRunRecord
 
 
 def _setter(name: str) -> Any:
@@ -53,7 +54,8 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
     def __init__(
         self, *, featuresCol: str = _d("featuresCol"),
         predictionCol: str = _d("predictionCol"),
-        probabilityCol: str = _d("probabilityCol"), k: int = _d("k"),
+        probabilityCol: str = _d("probabilityCol"), logLikelihoodCol: str | None = None,
+        k: int = _d("k"),
         covarianceType: str = _d("covarianceType"), tol: float = _d("tol"),
         maxIter: int = _d("maxIter"), seed: int | None = None,
         aggregationDepth: int = _d("aggregationDepth"), weightCol: str | None = None,
@@ -84,6 +86,7 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
     setFeaturesCol = _setter("featuresCol")
     setPredictionCol = _setter("predictionCol")
     setProbabilityCol = _setter("probabilityCol")
+    setLogLikelihoodCol = _setter("logLikelihoodCol")
     setRegCovar = _setter("regCovar")
     setInitMode = _setter("initMode")
     setNInit = _setter("nInit")
@@ -125,6 +128,7 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
         initial = self._initial_model.parameters if self._initial_model is not None else None
         result = fit_variational(dataset, self._settings(), initial)
         model = BayesianGaussianMixtureModel(result.posterior, result.prior,
-                                             BayesianGaussianMixtureSummary.from_fit(result))
+                                             BayesianGaussianMixtureSummary.from_fit(result),
+                                             FitRunRecord.from_fit(result))
         self._copyValues(model)
         return model

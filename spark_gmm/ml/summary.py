@@ -18,13 +18,15 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult
+from ..fit.variational import VariationalResult
 from ..kernels import log_prior, n_free_parameters
 
 # Keys of saved summaries that are read back; older models saved telemetry too (passes,
 # bytes, seconds), which loading leaves out.
 _PERSISTED = ("logLikelihood", "logLikelihoodHistory", "numIter", "converged", "clusterSizes",
               "weightSum", "numFeatures", "covarianceType", "entropy",
-              "restartLogLikelihoodHistories", "prior", "logPosterior", "logPosteriorHistory")
+              "restartLogLikelihoodHistories", "prior", "logPosterior", "logPosteriorHistory",
+              "noiseSize")
 
 
 class _Predictions:
@@ -58,7 +60,7 @@ class GaussianMixtureSummary:
     numIter : int
     converged : bool
     clusterSizes : list of int
-        Training rows per component (argmax responsibility).
+        Training rows per component (argmax responsibility; the Gaussians only).
     weightSum : float
         Σ w (the row count when unweighted).
     numFeatures : int
@@ -78,6 +80,9 @@ class GaussianMixtureSummary:
     logPosteriorHistory : list of float
         With a prior: the log posterior at each iteration's E-step parameters, never
         decreasing with ``regCovar=0``; empty without.
+    noiseSize : int or None
+        With a noise component: the training rows whose most likely component is the
+        noise (prediction −1); None without one.
     featuresCol, predictionCol, probabilityCol : str
         The model's column names when it was fitted (loaded: as saved).
     """
@@ -95,6 +100,7 @@ class GaussianMixtureSummary:
     prior: str = "none"
     logPosterior: float | None = None
     logPosteriorHistory: list[float] = field(default_factory=list)
+    noiseSize: int | None = None
     featuresCol: str = "features"
     predictionCol: str = "prediction"
     probabilityCol: str = "probability"
@@ -109,13 +115,15 @@ class GaussianMixtureSummary:
         and ``predictions`` makes the training rows transformed by the fitted model."""
         run, final = result.best, result.final
         prior = run.limits.prior if run.limits is not None else None
+        sizes = [int(c) for c in final.assigned]
+        noise_size = sizes.pop() if run.params.has_noise else None
         return cls(
             logLikelihood=final.log_likelihood,
             logLikelihoodHistory=[m * final.weight_sum
                                   for m in run.mean_log_likelihoods(final.weight_sum)],
             numIter=run.n_iter,
             converged=run.converged,
-            clusterSizes=[int(c) for c in final.assigned],
+            clusterSizes=sizes,
             weightSum=final.weight_sum,
             numFeatures=result.counts.n_features,
             covarianceType=run.params.covariance_type,
@@ -127,6 +135,7 @@ class GaussianMixtureSummary:
                           else final.log_likelihood + log_prior(run.params, prior)),
             logPosteriorHistory=([] if prior is None
                                  else [m * final.weight_sum for m in run.history]),
+            noiseSize=noise_size,
             featuresCol=columns[0], predictionCol=columns[1], probabilityCol=columns[2],
             _predictions=_Predictions(predictions),
         )
@@ -166,7 +175,8 @@ class GaussianMixtureSummary:
 
     @property
     def numParameters(self) -> int:
-        return n_free_parameters(self.covarianceType, self.k, self.numFeatures)
+        return n_free_parameters(self.covarianceType, self.k, self.numFeatures,
+                                 noise=self.noiseSize is not None)
 
     @property
     def bic(self) -> float:
@@ -191,7 +201,9 @@ class GaussianMixtureSummary:
 
 @dataclass(frozen=True)
 class FitRunRecord:
-    """How the fit ran: a fitted model's ``runRecord``, not saved with the model.
+    """How the fit ran: a fitted model's ``runRecord``, not saved with the model (of a
+    ``BayesianGaussianMixture`` too: its iterations are the variational ones, its ``em``
+    phase their seconds).
 
     Attributes
     ----------
@@ -227,7 +239,7 @@ class FitRunRecord:
     balance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fit(cls, result: FitResult) -> FitRunRecord:
+    def from_fit(cls, result: FitResult | VariationalResult) -> FitRunRecord:
         telemetry = result.telemetry
         return cls(
             iterationSeconds=list(result.best.iteration_seconds),

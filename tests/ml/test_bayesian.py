@@ -199,3 +199,26 @@ def test_rows_skewed_across_hosts_are_stored_again_evenly(spark, data, monkeypat
     assert relative_difference(skewed.covariances, evenly.covariances) < 1e-12
     assert relative_difference(skewed.summary.lowerBoundHistory,
                                evenly.summary.lowerBoundHistory) < 1e-12
+
+
+def test_the_run_record_times_each_iteration_and_counts_the_passes(data, tmp_path) -> None:
+    x, df = data
+    _, start = _start(x, 3, "diag", seed=4)
+    model = (BayesianGaussianMixture(k=3, covarianceType="diag", maxIter=4, tol=0.0)
+             .setInitialModel(start).fit(df))
+    record = model.runRecord
+    assert model.summary.numIter == 4 and len(record.iterationSeconds) == 4
+    assert min(record.iterationSeconds) > 0
+    assert set(record.phaseSeconds) == {"storing", "initialisation", "em"}
+    assert sum(record.iterationSeconds) <= record.phaseSeconds["em"]
+    # diag: the prior comes from the storing pass's moments; then one pass for the initial
+    # model's responsibilities and one per iteration
+    assert record.residentPasses + record.jobPasses == 1 + 4
+    assert record.storedBytes == 8 * x.shape[0] * x.shape[1]
+    assert sum(record.balance["partitionRows"]) == x.shape[0]
+    assert not record.balance["rebalanced"]
+    model.save(str(tmp_path / "model"))
+    loaded = BayesianGaussianMixtureModel.load(str(tmp_path / "model"))
+    assert not loaded.hasRunRecord
+    with pytest.raises(RuntimeError, match="not saved with it"):
+        _ = loaded.runRecord

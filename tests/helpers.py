@@ -421,3 +421,46 @@ def missing_reference_em(x: np.ndarray, weights: np.ndarray | None, init: Gaussi
         params = GaussianParameters.from_covariances(nk / nk.sum(), means, cov, kind)
     log_likelihood = missing_reference_estep(x, params)[0]
     return params, float(w @ log_likelihood), k
+
+
+def noise_reference_em(x: np.ndarray, w: np.ndarray, params: GaussianParameters,
+                       iterations: int, reg_covar: float = 1e-6
+                       ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float]:
+    """EM with a uniform component of density 1/V, every sum written row by row: (weights,
+    noise weight, means, dense covariances, log-likelihood of the last E-step)."""
+    kind, n, d = params.covariance_type, x.shape[0], x.shape[1]
+    weights, noise = params.weights.copy(), params.noise_weight
+    means, dense = params.means.copy(), dense_covariances(params)
+    log_volume = params.noise_log_volume
+    k = len(weights)
+    for _ in range(iterations):
+        log_p = np.column_stack(
+            [np.log(weights[j]) + sps.multivariate_normal(means[j], dense[j]).logpdf(x)
+             for j in range(k)] + [np.full(n, np.log(noise) - log_volume)])
+        row_ll = logsumexp(log_p, axis=1)
+        log_likelihood = float(w @ row_ll)
+        resp = np.exp(log_p - row_ll[:, None])
+        nk, sums, total = np.zeros(k + 1), np.zeros((k, d)), 0.0
+        for i in range(n):
+            total += w[i]
+            for j in range(k + 1):
+                nk[j] += w[i] * resp[i, j]
+            for j in range(k):
+                sums[j] += w[i] * resp[i, j] * x[i]
+        means = sums / nk[:k, None]
+        scatter = np.zeros((k, d, d))
+        for i in range(n):
+            for j in range(k):
+                diff = x[i] - means[j]
+                scatter[j] += w[i] * resp[i, j] * np.outer(diff, diff)
+        full = scatter / nk[:k, None, None]
+        if kind == "full":
+            dense = full + reg_covar * np.eye(d)
+        elif kind == "tied":
+            dense = np.stack([scatter.sum(axis=0) / nk[:k].sum() + reg_covar * np.eye(d)] * k)
+        elif kind == "diag":
+            dense = np.stack([np.diag(np.diag(c)) + reg_covar * np.eye(d) for c in full])
+        else:
+            dense = np.stack([np.eye(d) * (np.trace(c) / d + reg_covar) for c in full])
+        weights, noise = nk[:k] / total, nk[k] / total
+    return weights, noise, means, dense, log_likelihood

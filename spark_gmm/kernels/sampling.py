@@ -64,8 +64,10 @@ class KeyedRows:
     distinct: bool
 
     @classmethod
-    def of(cls, x: FloatArray, seed: int, size: int, distinct: bool) -> KeyedRows:
-        return cls._smallest(x, row_keys(x, seed), size, distinct)
+    def of(cls, x: FloatArray, seed: int, size: int, distinct: bool,
+           keyed: FloatArray | None = None) -> KeyedRows:
+        # Keys from ``keyed`` (the rows as stored, when ``x`` was derived from them).
+        return cls._smallest(x, row_keys(x if keyed is None else keyed, seed), size, distinct)
 
     @classmethod
     def _smallest(cls, rows: FloatArray, keys: np.ndarray, size: int, distinct: bool

@@ -45,7 +45,7 @@ from ..kernels import FeatureMoments
 from .balance import Slice, TaskLayout
 from .digest import PartitionDigest
 from .files import AtomicFile
-from .input_checks import Block, RowChecks
+from .input_checks import Block, RowChecks, check_fields
 from .row_store import RowStore, remove_partition_files
 from .worker import prepare_python_worker
 
@@ -89,8 +89,8 @@ class StoredPartition(NamedTuple):
             **{name: getattr(self, name) for name in _LOCATION_FIELDS},
             **{f"checks_{name}": value for name, value in dataclasses.asdict(self.checks).items()},
             "moments_weight": None if moments is None else moments.weight,
-            "moments_mean": None if moments is None else moments.mean.tolist(),
-            "moments_scatter": None if moments is None else moments.scatter.tolist(),
+            **{f"moments_{name}": None if getattr(moments, name, None) is None
+               else getattr(moments, name).tolist() for name in _MOMENT_ARRAYS},
             "host": self.host,
         }
         return pa.RecordBatch.from_pylist([row], schema=HANDLE_SCHEMA)
@@ -105,26 +105,26 @@ class StoredPartition(NamedTuple):
         """The handle from its fields (a Spark Row's, or an Arrow batch's ``to_pylist``)."""
         checks = RowChecks(**{f.name: values[f"checks_{f.name}"]
                               for f in dataclasses.fields(RowChecks)})
-        moments = None if values["moments_mean"] is None else FeatureMoments(
-            values["moments_weight"], np.array(values["moments_mean"]),
-            np.array(values["moments_scatter"]))
+        arrays = [values.get(f"moments_{name}") for name in _MOMENT_ARRAYS]
+        moments = None if arrays[0] is None else FeatureMoments(
+            values["moments_weight"], *(None if a is None else np.array(a) for a in arrays))
         return cls(*(values[name] for name in _LOCATION_FIELDS), checks=checks, moments=moments,
                    host=values.get("host") or "")
 
     def location(self) -> StoredPartition:
-        """Where the rows are, without what the writing task counted and measured (what a
-        task that reads them needs)."""
+        """Where the rows are, without the writing task's counts and moments (what readers
+        need)."""
         return self._replace(checks=None, moments=None)
 
 
 _LOCATION_FIELDS = ("partition", "directory", "n_rows", "n_features", "has_weights")
+_MOMENT_ARRAYS = ("mean", "scatter", "minimum", "maximum", "observed")  # in field order
 HANDLE_SCHEMA = pa.schema(
     [("partition", pa.int64()), ("directory", pa.string()), ("n_rows", pa.int64()),
      ("n_features", pa.int64()), ("has_weights", pa.bool_())]
-    + [(f"checks_{f.name}", pa.float64() if f.type in ("float", float) else pa.int64())
-       for f in dataclasses.fields(RowChecks)]
-    + [("moments_weight", pa.float64()), ("moments_mean", pa.list_(pa.float64())),
-       ("moments_scatter", pa.list_(pa.float64())), ("host", pa.string())]
+    + [(f"checks_{name}", arrow_type) for name, arrow_type in check_fields()]
+    + [("moments_weight", pa.float64())] + [(f"moments_{name}", pa.list_(pa.float64()))
+                                           for name in _MOMENT_ARRAYS] + [("host", pa.string())]
 )
 
 

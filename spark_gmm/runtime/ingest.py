@@ -182,8 +182,9 @@ def store_blocks(df: DataFrame, features: Column, weight_col: str | None,
 
 
 def stored_input_counts(partitions: Sequence[StoredPartition], features_col: str,
-                        weight_col: str | None) -> InputCounts:
-    """Validate the input from what the writing pass counted (``store.stored_partitions()``).
+                        weight_col: str | None, marginalize: bool = False) -> InputCounts:
+    """Validate the input from what the writing pass counted (``store.stored_partitions()``);
+    with ``marginalize``, NaN and null elements are missing features.
 
     Raises
     ------
@@ -191,7 +192,7 @@ def stored_input_counts(partitions: Sequence[StoredPartition], features_col: str
         See :func:`.input_checks.input_counts`; raised before any EM work.
     """
     checks = reduce(RowChecks.merge, (p.checks for p in partitions if p.checks), RowChecks())
-    return input_counts(checks, features_col, weight_col)
+    return input_counts(checks, features_col, weight_col, marginalize)
 
 
 def feature_moments(partitions: Sequence[StoredPartition]) -> FeatureMoments:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..kernels import GaussianParameters, block_statistics, merge_all
 from ..kernels.kmeans import ClusterSums
+from ..kernels.marginal import incomplete_rows
 from ..kernels.sampling import Candidates, KeyedRows
 from .input_checks import Block
 
@@ -99,7 +100,8 @@ class SampleRequest:
     distinct: bool
 
     def fold(self, block: Block, center: np.ndarray) -> list[Any]:
-        return [KeyedRows.of(block[0], seed, self.size, self.distinct) for seed in self.seeds]
+        x, keyed = mean_imputed(block[0], center)
+        return [KeyedRows.of(x, seed, self.size, self.distinct, keyed) for seed in self.seeds]
 
     def answer_bytes(self, n_features: int) -> int:
         # up to ``size`` rows and their keys per seed
@@ -117,8 +119,9 @@ class CandidatesRequest:
     oversampling: tuple[float, ...]
 
     def fold(self, block: Block, center: np.ndarray) -> list[Any]:
-        centred = block[0] - center  # once per block, whatever the number of centre sets
-        return [Candidates.of(centred, block[0], block[1], centres, seed, oversampling)
+        x, keyed = mean_imputed(block[0], center)
+        centred = x - center  # once per block, whatever the number of centre sets
+        return [Candidates.of(centred, keyed, block[1], centres, seed, oversampling)
                 for centres, seed, oversampling in zip(self.centres, self.seeds,
                                                        self.oversampling)]
 
@@ -134,11 +137,23 @@ class ClusterSumsRequest:
     centres: tuple[np.ndarray, ...]
 
     def fold(self, block: Block, center: np.ndarray) -> list[Any]:
-        centred = block[0] - center
+        centred = mean_imputed(block[0], center)[0] - center
         return [ClusterSums.of(centred, block[1], centres) for centres in self.centres]
 
     def answer_bytes(self, n_features: int) -> int:
         return 0  # K weights and K centres' sums per centre set: small
+
+
+def mean_imputed(x: np.ndarray, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` with its missing features (NaN) at ``center``, the data mean (what the
+    initialisation passes see of rows with missing features), and the rows their sampling
+    keys come from: missing features at 0, so that the keys do not depend on the centre
+    (whose last bits depend on the partitioning). ``x`` itself twice when nothing is
+    missing."""
+    if incomplete_rows(x) is None:
+        return x, x
+    missing = np.isnan(x)
+    return np.where(missing, center, x), np.where(missing, 0.0, x)
 
 
 def centre_arrays(centres: Iterable[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -134,3 +134,44 @@ def test_the_sql_rule_gives_the_arrow_rule_s_reasons(spark, n_features) -> None:
         expected = [None if reason == "wrong_length" and len(HOSTILE[i]) else reason
                     for i, reason in enumerate(expected)]
     assert [sql[i] for i in range(len(HOSTILE))] == expected
+
+
+def test_marginalize_counts_missing_features_and_keeps_inf_and_empty_rows_invalid() -> None:
+    # HOSTILE plus rows missing one or both features (NaN, null element, both).
+    rows = [*HOSTILE, [NAN, None], [None, 3.0], [NAN, INF]]
+    arrow = FeatureRows.of(pa.array(rows, type=pa.list_(pa.float64())))
+    assert arrow.reasons(2, marginalize=True) == [
+        None, None, "null", None, "wrong_length", "non_finite", "wrong_length", "non_finite",
+        None, "non_finite", None, "non_finite"]
+    checks, _ = _count([_batch([r for r in rows if r is not None])])
+    assert (checks.infinite_rows, checks.unobserved_rows) == (3, 1)
+    assert checks.incomplete_by_missing == [3]  # [1, NaN], [None, 1], [None, 3]
+    with pytest.raises(InvalidInputError, match=r"no observed value in 4 of 11 rows \(3 with"):
+        input_counts(checks, "features", None, marginalize=True)
+    clean, _ = _count([_batch([[1.0, NAN], [NAN, 2.0], [3.0, 4.0]]),
+                       _batch([[5.0, 6.0, NAN]])])
+    assert clean.incomplete_by_missing == [3]
+    wide = RowChecks(rows=4, bad_rows=2, min_length=3, max_length=3,
+                     incomplete_by_missing=[1, 1])
+    assert input_counts(wide, "f", None, marginalize=True).incomplete_by_missing == (1, 1)
+    assert wide.merge(clean).incomplete_by_missing == [4, 1]
+    with pytest.raises(InvalidInputError, match="NaN, infinite or null values in 2 of 4"):
+        input_counts(wide, "f", None)
+
+
+@pytest.mark.parametrize("n_features", [2, None])
+def test_the_sql_rule_under_marginalize_gives_the_arrow_rule_s_reasons(spark, n_features
+                                                                         ) -> None:
+    from pyspark.sql import functions as F
+
+    from spark_gmm.runtime.input_checks import invalid_reason_column
+
+    rows = [*HOSTILE, [NAN, None], [None, 3.0], [NAN, INF]]
+    df = spark.createDataFrame([(i, r) for i, r in enumerate(rows)], "id int, x array<double>")
+    sql = {r.id: r.reason for r in df.select(
+        "id", invalid_reason_column(F.col("x"), n_features, True).alias("reason")).collect()}
+    expected = FeatureRows.of(pa.array(rows, type=pa.list_(pa.float64()))).reasons(2, True)
+    if n_features is None:
+        expected = [None if reason == "wrong_length" and len(rows[i]) else reason
+                    for i, reason in enumerate(expected)]
+    assert [sql[i] for i in range(len(rows))] == expected

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pyspark.ml.util import DefaultParamsReader
 from pyspark.sql import SparkSession
 
 from ..errors import InvalidInputError, cause_in_words, is_missing, is_permission_denied
+from ..ml.bayesian_model import BayesianGaussianMixtureModel
 from ..ml.model import GaussianMixtureModel
 from .config import JobConfig
+from .estimators import FittedModel
 from .io import paths_of, read_json
 from .locations import artifact_problem
 from .prepare import FeatureSchema
@@ -63,6 +66,33 @@ def read_artifact_schema(spark: SparkSession, path: str, config: JobConfig, purp
     return artifact, schema
 
 
+def load_model(spark: SparkSession, path: str) -> FittedModel:
+    """The model of the artifact at ``path``: a ``BayesianGaussianMixtureModel`` when its
+    saved metadata names that class, else a ``GaussianMixtureModel`` (whose reader checks
+    the class and the format).
+
+    Raises
+    ------
+    ModelFormatError
+        The saved model is missing or damaged.
+    """
+    model_path = os.path.join(path, "model")
+    bayesian = BayesianGaussianMixtureModel
+    if _saved_class(spark, model_path) == f"{bayesian.__module__}.{bayesian.__name__}":
+        return bayesian.load(model_path)
+    return GaussianMixtureModel.load(model_path)
+
+
+def _saved_class(spark: SparkSession, model_path: str) -> str | None:
+    """The class named in the saved model's metadata; None when there is no readable
+    metadata (``GaussianMixtureModel.load`` then says what is wrong, as it always has)."""
+    try:
+        metadata = DefaultParamsReader.loadMetadata(model_path, spark)
+    except Exception:
+        return None
+    return str(metadata.get("class"))
+
+
 def read_warm_start(spark: SparkSession, config: JobConfig
                     ) -> tuple[GaussianMixtureModel, FeatureSchema]:
     """The previous model that ``model.warm_start`` names, after checking that it can start
@@ -82,7 +112,11 @@ def read_warm_start(spark: SparkSession, config: JobConfig
             f"standardisation but preprocess.standardize = "
             f"{str(config.preprocess.standardize).lower()}; set it to "
             f"{str(standardised).lower()} to warm-start from it")
-    previous = GaussianMixtureModel.load(os.path.join(path, "model"))
+    previous = load_model(spark, path)
+    if not isinstance(previous, GaussianMixtureModel):
+        raise InvalidInputError(
+            f"the model at {path!r} is a BayesianGaussianMixtureModel; model.warm_start "
+            "continues a GaussianMixture model (model.estimator = 'mixture')")
     k, covariance_type = config.model.k_values[0], config.model.covariance_types[0]
     if (previous.getK(), previous.getCovarianceType()) != (k, covariance_type):
         raise InvalidInputError(

@@ -16,7 +16,6 @@ The fit job records what the checks need in the artifact's ``features.json``
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +23,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import InvalidInputError
-from ..ml.model import GaussianMixtureModel
-from .artifact import read_artifact, read_artifact_schema
+from .artifact import load_model, read_artifact, read_artifact_schema
 from .config import DriftConfig, JobConfig
+from .estimators import FittedModel
 from .prepare import apply_standardisation
 from .rows import LOG_LIKELIHOOD, prepare_rows, scoring_model, valid_rows
 
@@ -113,7 +112,7 @@ class DriftSums:
                          self.low_rows + other.low_rows,
                          [a + b for a, b in zip(self.counts, other.counts)])
 
-    def checks(self, model: GaussianMixtureModel, training: dict[str, float],
+    def checks(self, model: FittedModel, training: dict[str, float],
                limits: DriftConfig) -> dict[str, Any]:
         """:func:`drift_checks` of these rows.
 
@@ -129,7 +128,7 @@ class DriftSums:
                             self.counts, model.weights.tolist(), training, limits)
 
 
-def drift_sums(model: GaussianMixtureModel, valid: DataFrame, training: dict[str, float]
+def drift_sums(model: FittedModel, valid: DataFrame, training: dict[str, float]
                ) -> DriftSums:
     """:class:`DriftSums` of prepared, valid rows (the features column of the jobs)."""
     scored = scoring_model(model).transform(valid).select("prediction", LOG_LIKELIHOOD)
@@ -142,7 +141,7 @@ def drift_sums(model: GaussianMixtureModel, valid: DataFrame, training: dict[str
                      [by_component.get(j, 0) for j in range(model.getK())])
 
 
-def scored_drift(model: GaussianMixtureModel, valid: DataFrame, training: dict[str, float],
+def scored_drift(model: FittedModel, valid: DataFrame, training: dict[str, float],
                  limits: DriftConfig) -> dict[str, Any]:
     """The checks for prepared, valid rows (the features column of the jobs)."""
     return drift_sums(model, valid, training).checks(model, training, limits)
@@ -159,7 +158,7 @@ def run_drift(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     """
     artifact, schema = read_artifact_schema(spark, config.model.path, config, "check drift")
     training = training_statistics(artifact, config.model.path)
-    model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
+    model = load_model(spark, config.model.path)
     prepared, _, counts = prepare_rows(spark, config, schema.n_features, need_valid_rows=True)
     prepared = apply_standardisation(prepared, schema.mean, schema.scale)
     report = scored_drift(model, valid_rows(prepared), training, config.drift)

@@ -2,9 +2,11 @@
 
 A model artifact is a directory::
 
-    model/             GaussianMixtureModel.save (JSON metadata + Parquet arrays)
+    model/             GaussianMixtureModel.save, or BayesianGaussianMixtureModel.save with
+                       [model] estimator = "bayesian" (JSON metadata + Parquet arrays)
     features.json      feature schema, standardisation, outlier threshold, model id
-    diagnostics.json   config, version, history, timings, sizes, BIC/AIC, row counts
+    diagnostics.json   config, version, history, timings, sizes, BIC/AIC (a Bayesian
+                       model: its lower bound and pruned components), row counts
     sample/            up to report.sample_rows training rows (model units), for the report
     report/            report.html, when report.enabled and no report.path is set
 """
@@ -22,7 +24,6 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 
 from ..errors import InvalidInputError
-from ..fit.prior import scale_matrix
 from ..kernels import covariance_of
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
@@ -33,6 +34,13 @@ from ..version import __version__
 from .artifact import read_warm_start
 from .config import JobConfig
 from .drift import training_log_likelihood
+from .estimators import (
+    FittedModel,
+    bayesian_diagnostics,
+    bayesian_estimator,
+    estimator_of,
+    in_model_units,
+)
 from .io import atomic_publish, write_json
 from .prepare import FEATURES, FeatureSchema, RowCounts, apply_standardisation, standardisation
 from .report import SAMPLE, run_report, sample_rows, write_sample
@@ -49,7 +57,7 @@ from .rows import (
 logger = logging.getLogger(__name__)
 
 
-def model_id_of(model: GaussianMixtureModel) -> str:
+def model_id_of(model: FittedModel) -> str:
     """A stable id: the hash of the fitted parameters (same model, same id)."""
     digest = hashlib.sha256()
     for array in (model.weights, model.means, model.covariances):
@@ -57,7 +65,7 @@ def model_id_of(model: GaussianMixtureModel) -> str:
     return "gmm-" + digest.hexdigest()[:12]
 
 
-def in_original_units(model: GaussianMixtureModel, schema: FeatureSchema) -> dict[str, Any]:
+def in_original_units(model: FittedModel, schema: FeatureSchema) -> dict[str, Any]:
     """Means and covariances before standardisation (a spherical covariance becomes its
     per-feature variances, shape (K, D): scaled per feature it is no longer spherical)."""
     if not schema.mean:
@@ -72,17 +80,9 @@ def prior_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any]:
     ``prior_scale`` are in the features' units, moved to standardised units when the job
     standardises (μ → (μ − m)/s, Λ_ij → Λ_ij/(s_i s_j)); unset ones come from the rows."""
     m = config.model
-    mean, scale = m.prior_mean, m.prior_scale
-    if schema.mean:
-        shift, unit = np.array(schema.mean), np.array(schema.scale)
-        if mean is not None and len(mean) == len(unit):  # else the fit names the length
-            mean = tuple((np.array(mean) - shift) / unit)
-        if scale is not None:
-            scale = tuple((scale_matrix(scale, len(unit)) / np.outer(unit, unit)).ravel())
-    return dict(prior=m.prior, priorMean=None if mean is None else list(mean),
-                priorShrinkage=m.prior_shrinkage,
-                priorDegreesOfFreedom=m.prior_degrees_of_freedom,
-                priorScale=None if scale is None else list(scale))
+    mean, scale = in_model_units(m.prior_mean, m.prior_scale, schema)
+    return dict(prior=m.prior, priorMean=mean, priorShrinkage=m.prior_shrinkage,
+                priorDegreesOfFreedom=m.prior_degrees_of_freedom, priorScale=scale)
 
 
 def _estimator_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any]:
@@ -96,8 +96,10 @@ def _estimator_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any
 
 
 def _fitted(config: JobConfig, valid: DataFrame, previous: GaussianMixtureModel | None,
-            schema: FeatureSchema) -> tuple[GaussianMixtureModel, dict[str, Any] | None]:
+            schema: FeatureSchema) -> tuple[FittedModel, dict[str, Any] | None]:
     m = config.model
+    if m.estimator == "bayesian":  # one model (the config checks it), no warm start
+        return bayesian_estimator(config, schema).fit(valid), None
     if not m.selects:
         estimator = GaussianMixture(k=m.k_values[0], covarianceType=m.covariance_types[0],
                                     checkpointPath=config.checkpoint.path or None,
@@ -133,11 +135,12 @@ def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts,
 
 @dataclass(frozen=True)
 class _Fitted:
-    model: GaussianMixtureModel  # the best of a selection when the config lists several
+    model: FittedModel  # the best of a selection when the config lists several
     threshold: float | None  # with output.outlier_quantile: the outliers' log-density
     selection: dict[str, Any] | None  # the selection's table, None for one fit
     training: dict[str, float]  # the training rows' log-density, for the drift checks
     sample: np.ndarray  # (n, D) training rows for the report; (0, 0) when none are kept
+    cluster_sizes: list[int]  # training rows per predicted component
 
 
 def _fit(config: JobConfig, prepared: DataFrame, counts: RowCounts,
@@ -147,38 +150,60 @@ def _fit(config: JobConfig, prepared: DataFrame, counts: RowCounts,
         model, selection = _fitted(config, valid, previous, schema)
         sample = sample_rows(valid, FEATURES, counts.rows - counts.invalid,
                              config.report.sample_rows, config.model.seed)
-        scored = scoring_model(model).transform(valid).select(LOG_LIKELIHOOD).persist()
+        scored = scoring_model(model).transform(valid).select(
+            "prediction", LOG_LIKELIHOOD).persist()
         try:
             training, threshold = training_log_likelihood(
                 scored, config.drift.low_quantile, config.output.outlier_quantile)
+            # A GaussianMixture's summary counts them in its final pass; a Bayesian one's
+            # prediction is its own (scikit-learn's predict), counted here.
+            sizes = (_cluster_sizes(scored, model.getK()) if estimator_of(model) == "bayesian"
+                     else list(model.summary.clusterSizes))
         finally:
             scored.unpersist()
     finally:
         valid.unpersist()
-    return _Fitted(model, threshold, selection, training, sample)
+    return _Fitted(model, threshold, selection, training, sample, sizes)
+
+
+def _cluster_sizes(scored: DataFrame, k: int) -> list[int]:
+    counts = {int(r["prediction"]): int(r["count"])
+              for r in scored.groupBy("prediction").count().collect()}
+    return [counts.get(j, 0) for j in range(k)]
+
+
+def _model_report(fitted: _Fitted) -> dict[str, Any]:
+    """What ``diagnostics.json`` holds of the fitted model and its run."""
+    model = fitted.model
+    run = model.runRecord if isinstance(model, GaussianMixtureModel) else None
+    ran = {} if run is None else {
+        "seconds_per_iteration": run.iterationSeconds,
+        "em_passes": {"resident_tasks": run.residentPasses, "spark_jobs": run.jobPasses},
+        "fit_seconds_per_phase": run.phaseSeconds, "stored_block_bytes": run.storedBytes}
+    if not isinstance(model, GaussianMixtureModel):
+        return {**bayesian_diagnostics(model), "cluster_sizes": fitted.cluster_sizes, **ran}
+    summary = model.summary
+    return {
+        "log_likelihood": summary.logLikelihood,
+        "prior": model.getPrior(), "log_posterior": summary.logPosterior,
+        "log_likelihood_history": summary.logLikelihoodHistory, "num_iter": summary.numIter,
+        "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
+        "bic": summary.bic, "aic": summary.aic, "icl": summary.icl,
+        "model_selection": fitted.selection, "weights": model.weights.tolist(), **ran,
+    }
 
 
 def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSchema,
             counts: RowCounts, rows: dict[str, int], seconds: dict[str, float]
             ) -> dict[str, Any]:
     model = fitted.model
-    summary, run = model.summary, model.runRecord
     return {
         "spark_gmm_version": __version__, "model_id": model_id, "config": config.to_dict(),
-        "feature_schema": schema.to_dict(),
+        "estimator": estimator_of(model), "feature_schema": schema.to_dict(),
         "outlier_log_likelihood_threshold": fitted.threshold,
         "training_log_likelihood": fitted.training,
-        "log_likelihood": summary.logLikelihood,
-        "prior": model.getPrior(), "log_posterior": summary.logPosterior,
-        "log_likelihood_history": summary.logLikelihoodHistory,
-        "seconds_per_iteration": run.iterationSeconds, "num_iter": summary.numIter,
-        "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
-        "bic": summary.bic, "aic": summary.aic, "icl": summary.icl,
-        "model_selection": fitted.selection, "weights": model.weights.tolist(),
-        "em_passes": {"resident_tasks": run.residentPasses, "spark_jobs": run.jobPasses},
-        "fit_seconds_per_phase": run.phaseSeconds,
+        **_model_report(fitted),
         "job_seconds_per_phase": seconds,
-        "stored_block_bytes": run.storedBytes,
         "original_units": in_original_units(model, schema),
         "invalid_rows": {"total": counts.invalid, "by_reason": counts.by_reason,
                          "by_column": counts.by_column},

@@ -10,10 +10,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import cause_in_words
+from ..kernels import GaussianParameters
+from ..ml.bayesian_model import EFFECTIVE_WEIGHT, BayesianGaussianMixtureModel
 from ..ml.model import GaussianMixtureModel
 from ..report.page import ReportInputs, require_matplotlib, write_report
 from ..runtime.ingest import features_array
-from .artifact import read_artifact
+from .artifact import load_model, read_artifact
+from .estimators import FittedModel
 from .io import paths_of, read_json
 from .locations import artifact_problem
 
@@ -53,10 +56,48 @@ def _number(value: Any, digits: int = 6) -> str:
         value)
 
 
-def _facts(diagnostics: dict[str, Any], model: GaussianMixtureModel) -> list[tuple[str, str]]:
-    config = diagnostics.get("config", {}).get("model", {})
+def _mixture_facts(model: GaussianMixtureModel, diagnostics: dict[str, Any]
+                   ) -> list[tuple[str, str]]:
     summary = model.summary if model.hasSummary else None
+    return [
+        ("estimator", "GaussianMixture"),
+        ("K, covariance type", f"{model.getK()}, {model.getCovarianceType()}"),
+        ("prior", "none (maximum likelihood)" if model.getPrior() == "none" else
+         f"{model.getPrior()} (MAP-EM; log posterior "
+         f"{_number(summary.logPosterior if summary else None, 10)})"),
+    ]
+
+
+def _bayesian_facts(model: BayesianGaussianMixtureModel, diagnostics: dict[str, Any]
+                    ) -> list[tuple[str, str]]:
+    prior = model.prior
+    effective = int(np.sum(model.weights > EFFECTIVE_WEIGHT))
+    return [
+        ("estimator", "BayesianGaussianMixture (variational Bayes)"),
+        ("K (upper bound), effective components, covariance type",
+         f"{model.getK()}, {effective} (weight > {EFFECTIVE_WEIGHT:g}), "
+         f"{model.getCovarianceType()}"),
+        ("weight prior (α₀)", f"{prior.weight_type} ({_number(prior.weight_concentration)})"),
+        ("mean precision β₀, degrees of freedom ν₀",
+         f"{_number(prior.mean_precision)}, {_number(prior.dof)}"),
+    ]
+
+
+def _objective_fact(model: FittedModel, diagnostics: dict[str, Any]) -> tuple[str, str]:
+    if isinstance(model, BayesianGaussianMixtureModel):
+        bound = model.summary.lowerBound if model.hasSummary else diagnostics.get("lower_bound")
+        return "lower bound", _number(bound, 10)
+    summary = model.summary if model.hasSummary else None
+    return ("log-likelihood (total, per row)", f"{_number(diagnostics.get('log_likelihood'), 10)}"
+            + (f", {summary.logLikelihood / summary.weightSum:.6g}" if summary else ""))
+
+
+def _facts(diagnostics: dict[str, Any], model: FittedModel) -> list[tuple[str, str]]:
+    config = diagnostics.get("config", {}).get("model", {})
     invalid = diagnostics.get("invalid_rows", {})
+    specific = (_bayesian_facts(model, diagnostics)
+                if isinstance(model, BayesianGaussianMixtureModel)
+                else _mixture_facts(model, diagnostics))
     facts = [
         ("model id", str(diagnostics.get("model_id", "—"))),
         ("spark-gmm version", str(diagnostics.get("spark_gmm_version", "—"))),
@@ -68,17 +109,13 @@ def _facts(diagnostics: dict[str, Any], model: GaussianMixtureModel) -> list[tup
          f"{diagnostics.get('rows_quarantined', '—')}"),
         ("features", str(model.numFeatures)
          + (" (standardised)" if diagnostics.get("feature_schema", {}).get("mean") else "")),
-        ("K, covariance type", f"{model.getK()}, {model.getCovarianceType()}"),
-        ("prior", "none (maximum likelihood)" if model.getPrior() == "none" else
-         f"{model.getPrior()} (MAP-EM; log posterior "
-         f"{_number(summary.logPosterior if summary else None, 10)})"),
+        *specific,
         ("regCovar, initMode, nInit", f"{_number(config.get('reg_covar'))}, "
          f"{config.get('init_mode', '—')}, {config.get('n_init', '—')}"),
         ("iterations (maxIter, tol)", f"{diagnostics.get('num_iter', '—')} "
          f"({config.get('max_iter', '—')}, {_number(config.get('tol'))})"),
         ("converged", str(diagnostics.get("converged", "—"))),
-        ("log-likelihood (total, per row)", f"{_number(diagnostics.get('log_likelihood'), 10)}"
-         + (f", {summary.logLikelihood / summary.weightSum:.6g}" if summary else "")),
+        _objective_fact(model, diagnostics),
     ]
     phases = diagnostics.get("job_seconds_per_phase") or {}
     fit_phases = diagnostics.get("fit_seconds_per_phase") or {}
@@ -110,21 +147,38 @@ def report_inputs(spark: SparkSession, artifact_dir: str, key: str = "model.path
     except Exception as error:
         raise artifact_problem(artifact_dir, key, "is not complete: its diagnostics.json "
                                f"cannot be read ({cause_in_words(error)})") from error
-    model = GaussianMixtureModel.load(os.path.join(artifact_dir, "model"))
+    model = load_model(spark, artifact_dir)
+    names = list(schema.columns) or [f"{schema.vector_column}[{j}]"
+                                     for j in range(model.numFeatures)]
+    common = dict(feature_names=names, mean=schema.mean, scale=schema.scale,
+                  selection=diagnostics.get("model_selection"),
+                  sample=_read_sample(spark, os.path.join(artifact_dir, SAMPLE)),
+                  facts=_facts(diagnostics, model), title=f"Fit report of {artifact_dir}")
+    if isinstance(model, BayesianGaussianMixtureModel):
+        return _bayesian_inputs(model, diagnostics, common)
     summary = model.summary if model.hasSummary else None
     histories = (summary.restartLogLikelihoodHistories or [summary.logLikelihoodHistory]
                  if summary else [])
-    names = list(schema.columns) or [f"{schema.vector_column}[{j}]"
-                                     for j in range(model.numFeatures)]
     return ReportInputs(
-        parameters=model.parameters, feature_names=names, mean=schema.mean, scale=schema.scale,
-        histories=histories,
+        parameters=model.parameters, histories=histories,
         cluster_sizes=list(diagnostics.get("cluster_sizes") or
                            (summary.clusterSizes if summary else [0] * model.getK())),
-        criteria={name: diagnostics.get(name) for name in ("bic", "aic", "icl")},
-        selection=diagnostics.get("model_selection"),
-        sample=_read_sample(spark, os.path.join(artifact_dir, SAMPLE)),
-        facts=_facts(diagnostics, model), title=f"Fit report of {artifact_dir}")
+        criteria={name: diagnostics.get(name) for name in ("bic", "aic", "icl")}, **common)
+
+
+def _bayesian_inputs(model: BayesianGaussianMixtureModel, diagnostics: dict[str, Any],
+                     common: dict[str, Any]) -> ReportInputs:
+    """A Bayesian model's report: its expected parameters drawn, its own predictions, the
+    lower bound per iteration, the pruned components; no BIC."""
+    summary = model.summary if model.hasSummary else None
+    p = model.posterior
+    return ReportInputs(
+        parameters=GaussianParameters.from_covariances(p.weights, p.means, p.covariances,
+                                                       p.covariance_type),
+        histories=(summary.restartLowerBounds or [summary.lowerBoundHistory]) if summary
+        else [], cluster_sizes=list(diagnostics.get("cluster_sizes") or [0] * model.getK()),
+        criteria={}, estimator="BayesianGaussianMixture", objective="lower bound",
+        scoring=model.scoringMixture(), effective_weight=EFFECTIVE_WEIGHT, **common)
 
 
 def run_report(spark: SparkSession, artifact_dir: str, output_dir: str,

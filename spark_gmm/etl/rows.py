@@ -14,9 +14,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import InvalidInputError
-from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
 from .config import JobConfig
+from .estimators import FittedModel
 from .io import atomic_publish, input_error, read_input
 from .prepare import (
     FEATURES,
@@ -86,13 +86,14 @@ def rows_to_label(config: JobConfig, prepared: DataFrame) -> DataFrame:
     return valid_rows(prepared) if config.preprocess.invalid_rows == "quarantine" else prepared
 
 
-def scoring_model(model: GaussianMixtureModel) -> GaussianMixtureModel:
-    """``model`` reading the prepared features and adding the columns the jobs write."""
+def scoring_model(model: FittedModel) -> FittedModel:
+    """``model`` reading the prepared features and adding the columns the jobs write (for a
+    Bayesian model the log-likelihood column is scikit-learn's ``score_samples``)."""
     return (model.copy().setFeaturesCol(FEATURES).setPredictionCol("prediction")
             .setProbabilityCol(_PROBABILITY).setLogLikelihoodCol(LOG_LIKELIHOOD))
 
 
-def label(model: GaussianMixtureModel, frame: DataFrame, input_columns: list[str],
+def label(model: FittedModel, frame: DataFrame, input_columns: list[str],
           model_id: str, threshold: float | None) -> DataFrame:
     """The input columns plus prediction, probability, log_likelihood, model_id (and
     is_outlier with a threshold); ``model`` from :func:`scoring_model`."""
@@ -147,7 +148,7 @@ def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
             "rows_with_null_prediction": null_predictions}
 
 
-def score_rows(spark: SparkSession, config: JobConfig, model: GaussianMixtureModel,
+def score_rows(spark: SparkSession, config: JobConfig, model: FittedModel,
                artifact: dict[str, Any], schema: FeatureSchema,
                rows: DataFrame | None = None) -> tuple[DataFrame, RowCounts, dict[str, int]]:
     """The score job's work on its rows (the configured input, or ``rows``): check them

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from ..errors import InvalidInputError
-from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
-from .artifact import read_artifact_schema
+from .artifact import load_model, read_artifact_schema
 from .config import JobConfig
 from .drift import scored_drift, training_statistics
 from .rows import score_rows, valid_rows
@@ -34,7 +32,7 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     if not config.model.path or not config.output.path:
         raise InvalidInputError("model.path and output.path must be set for a score job")
     artifact, schema = read_artifact_schema(spark, config.model.path, config, "score")
-    model = GaussianMixtureModel.load(os.path.join(config.model.path, "model"))
+    model = load_model(spark, config.model.path)
     if config.input.stream:
         return label_new_files(spark, config, model, artifact, schema)
     prepared, counts, rows = score_rows(spark, config, model, artifact, schema)

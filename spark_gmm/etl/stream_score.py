@@ -20,9 +20,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from ..ml.model import GaussianMixtureModel
 from .config import JobConfig
 from .drift import DriftSums, drift_sums, training_statistics
+from .estimators import FittedModel
 from .io import read_input
 from .prepare import FeatureSchema
 from .rows import score_rows, valid_rows
@@ -72,7 +72,7 @@ def _new_files(spark: SparkSession, config: JobConfig) -> DataFrame:
     return reader.parquet(config.input.path)
 
 
-def label_new_files(spark: SparkSession, config: JobConfig, model: GaussianMixtureModel,
+def label_new_files(spark: SparkSession, config: JobConfig, model: FittedModel,
                     artifact: dict[str, Any], schema: FeatureSchema) -> dict[str, Any]:
     """Label the files not labelled by an earlier run; the report of the batch job, summed
     over this run's micro-batches, plus their ids (``batches``, empty when no file is new).

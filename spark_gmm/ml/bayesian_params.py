@@ -27,6 +27,7 @@ class BayesianGaussianMixtureParams(MixtureParams):
 
     _rules: ClassVar[dict[str, ParameterRule]] = BAYESIAN_PARAMETERS
     nInit: Param[int] = _param("nInit")
+    logLikelihoodCol: Param[str] = _param("logLikelihoodCol")
     weightConcentrationPriorType: Param[str] = _param("weightConcentrationPriorType")
     weightConcentrationPrior: Param[float] = _param("weightConcentrationPrior")
     meanPrecisionPrior: Param[float] = _param("meanPrecisionPrior")

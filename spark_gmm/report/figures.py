@@ -66,16 +66,18 @@ def _colours(k: int) -> list[Any]:
     return [palette(j % palette.N) for j in range(k)]
 
 
-def draw_likelihood(histories: Sequence[Sequence[float]], chosen: int) -> Any:
-    """Total log-likelihood per EM iteration, one line per restart; the chosen restart's
-    line bold, drawn above the others and named first in the legend."""
+def draw_likelihood(histories: Sequence[Sequence[float]], chosen: int,
+                    objective: str = "log-likelihood") -> Any:
+    """Total log-likelihood (or a variational fit's ``objective``, "lower bound") per
+    iteration, one line per restart; the chosen restart's line bold, drawn above the others
+    and named first in the legend."""
     figure = _figure(4.4)
     axes = figure.subplots()
     many = len(histories) > 12
     lines = {}
     for index, history in enumerate(histories):
         best = index == chosen
-        label = (f"restart {index} (chosen: highest final log-likelihood)" if best
+        label = (f"restart {index} (chosen: highest final {objective})" if best
                  else "other restarts" if many and index == (1 if chosen == 0 else 0)
                  else "_nolegend_" if many else f"restart {index}")
         [lines[index]] = axes.plot(
@@ -85,7 +87,10 @@ def draw_likelihood(histories: Sequence[Sequence[float]], chosen: int) -> Any:
             # above every other restart's line, whatever order they were drawn in
             zorder=3 + len(histories) if best else 2 + index / max(1, len(histories)),
             color="black" if best else None)
-    _style(axes, "EM iteration", "total log-likelihood of the training rows (nats)")
+    if objective == "log-likelihood":
+        _style(axes, "EM iteration", "total log-likelihood of the training rows (nats)")
+    else:
+        _style(axes, "variational iteration", f"{objective} (nats)")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.ticklabel_format(axis="y", useOffset=False)
     handles, labels = axes.get_legend_handles_labels()
@@ -94,9 +99,10 @@ def draw_likelihood(histories: Sequence[Sequence[float]], chosen: int) -> Any:
     return figure
 
 
-def likelihood_figure(histories: Sequence[Sequence[float]], chosen: int) -> bytes:
+def likelihood_figure(histories: Sequence[Sequence[float]], chosen: int,
+                      objective: str = "log-likelihood") -> bytes:
     """:func:`draw_likelihood` as PNG bytes."""
-    return _png(draw_likelihood(histories, chosen))
+    return _png(draw_likelihood(histories, chosen, objective))
 
 
 def draw_criteria(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
@@ -131,14 +137,23 @@ def criteria_figure(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
     return _png(draw_criteria(table, chosen, criterion))
 
 
-def draw_weights(weights: Sequence[float], cluster_sizes: Sequence[int]) -> Any:
-    """Mixture weights and hard-assignment cluster sizes per component."""
+def draw_weights(weights: Sequence[float], cluster_sizes: Sequence[int],
+                 threshold: float | None = None) -> Any:
+    """Mixture weights and hard-assignment cluster sizes per component; with ``threshold``
+    (a Bayesian model's effective-component weight) a dashed line at it, the components at
+    or below it grey."""
     figure = _figure(4.0)
     left, right = figure.subplots(1, 2)
     components = np.arange(len(weights))
     colours = _colours(len(weights))
+    if threshold is not None:
+        colours = [c if w > threshold else "0.75" for c, w in zip(colours, weights)]
     left.bar(components, weights, color=colours)
     _style(left, "component", "mixture weight π_k (share of the rows)", "weights π_k")
+    if threshold is not None:
+        left.axhline(threshold, color="black", linestyle="--", linewidth=1.2,
+                     label=f"effective above {threshold:g} (grey: pruned)")
+        left.legend(fontsize=LEGEND_SIZE, loc="upper left")
     right.bar(components, cluster_sizes, color=colours)
     _style(right, "component", "training rows assigned (argmax γ)",
            "training rows assigned to each component")
@@ -149,14 +164,16 @@ def draw_weights(weights: Sequence[float], cluster_sizes: Sequence[int]) -> Any:
     return figure
 
 
-def weights_figure(weights: Sequence[float], cluster_sizes: Sequence[int]) -> bytes:
+def weights_figure(weights: Sequence[float], cluster_sizes: Sequence[int],
+                   threshold: float | None = None) -> bytes:
     """:func:`draw_weights` as PNG bytes."""
-    return _png(draw_weights(weights, cluster_sizes))
+    return _png(draw_weights(weights, cluster_sizes, threshold))
 
 
-def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndarray) -> Any:
+def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndarray,
+               shown: Sequence[int] | None = None) -> Any:
     """Sampled rows on the mixture's first two principal axes, coloured by prediction, with
-    each component's 1σ (solid) and 2σ (dashed) ellipse."""
+    the 1σ (solid) and 2σ (dashed) ellipse of each component (of those in ``shown``)."""
     plane = principal_plane(parameters)
     points = plane.project(rows)
     means, covariances = projected_components(parameters, plane)
@@ -167,7 +184,7 @@ def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndar
     # overlapping dots apart.
     axes.scatter(points[:, 0], points[:, 1], s=22, alpha=0.85, linewidths=0.3,
                  edgecolors="white", c=[colours[j] for j in labels], zorder=2)
-    for j in range(parameters.n_components):
+    for j in range(parameters.n_components) if shown is None else shown:
         for radius, style in ((1.0, "-"), (2.0, "--")):
             curve = ellipse(means[j], covariances[j], radius)
             axes.plot(curve[:, 0], curve[:, 1], style, color=colours[j], linewidth=2.0,
@@ -182,9 +199,9 @@ def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndar
 
 
 def plane_figure(parameters: GaussianParameters, rows: FloatArray,
-                 labels: np.ndarray) -> bytes:
+                 labels: np.ndarray, shown: Sequence[int] | None = None) -> bytes:
     """:func:`draw_plane` as PNG bytes."""
-    return _png(draw_plane(parameters, rows, labels))
+    return _png(draw_plane(parameters, rows, labels, shown))
 
 
 def draw_marginals(parameters: GaussianParameters, rows: FloatArray, names: Sequence[str],

@@ -65,6 +65,16 @@ class ReportInputs:
     facts : list of (str, str)
         The run's facts, in display order.
     title : str
+    estimator : str
+        ``GaussianMixture`` or ``BayesianGaussianMixture``.
+    objective : str
+        What ``histories`` hold: ``log-likelihood``, or a Bayesian fit's ``lower bound``.
+    scoring : GaussianParameters or None
+        The mixture whose responsibilities predict a row's component (a Bayesian model's
+        scoring mixture; None: ``parameters``).
+    effective_weight : float or None
+        A Bayesian model's effective-component threshold: components whose weight is at
+        most this are pruned (None for a GaussianMixture).
     """
 
     parameters: GaussianParameters
@@ -78,6 +88,18 @@ class ReportInputs:
     sample: FloatArray | None
     facts: list[tuple[str, str]] = field(default_factory=list)
     title: str = "Gaussian mixture fit"
+    estimator: str = "GaussianMixture"
+    objective: str = "log-likelihood"
+    scoring: GaussianParameters | None = None
+    effective_weight: float | None = None
+
+    @property
+    def effective(self) -> list[int]:
+        """The components above :attr:`effective_weight` (all without one)."""
+        weights = self.parameters.weights
+        if self.effective_weight is None:
+            return list(range(len(weights)))
+        return [int(j) for j in np.flatnonzero(weights > self.effective_weight)]
 
 
 def _image(png: bytes, alt: str) -> str:
@@ -96,9 +118,30 @@ def _facts_table(facts: Sequence[tuple[str, str]]) -> str:
     return f'<table class="facts">{rows}</table>'
 
 
+def _pruned_section(inputs: ReportInputs) -> str:
+    """A Bayesian model's components: weight, rows, effective or pruned (no BIC: the model
+    is a posterior, its K an upper bound)."""
+    p, threshold = inputs.parameters, inputs.effective_weight
+    effective = set(inputs.effective)
+    rows = "".join(
+        f"<tr><th>{j}</th><td>{w:.6g}</td><td>{size}</td><td>"
+        f"{'effective' if j in effective else f'pruned (weight ≤ {threshold:g})'}</td></tr>"
+        for j, (w, size) in enumerate(zip(p.weights, inputs.cluster_sizes)))
+    table = ('<table class="facts"><tr><th>component</th><th>weight</th>'
+             f"<th>training rows</th><th></th></tr>{rows}</table>")
+    return _section(
+        "Effective and pruned components", table,
+        f"{len(effective)} effective components of K = {p.n_components} (the upper bound): "
+        f"the weight prior left {p.n_components - len(effective)} with an expected weight at "
+        f"or below {threshold:g}. A variational fit has no BIC: it chooses the number of "
+        "components itself.")
+
+
 def _selection_section(inputs: ReportInputs) -> str:
     from .figures import criteria_figure
 
+    if inputs.effective_weight is not None:
+        return _pruned_section(inputs)
     selection = inputs.selection
     p = inputs.parameters
     if not selection:
@@ -123,28 +166,35 @@ def _sections(inputs: ReportInputs) -> list[str]:
     p = inputs.parameters
     finals = [h[-1] if h else -np.inf for h in inputs.histories]
     chosen = int(np.argmax(finals)) if finals else 0
+    objective = inputs.objective
     sections = [_section("Run", _facts_table(inputs.facts))]
     if inputs.histories:
         sections.append(_section(
-            "Log-likelihood per iteration",
-            _image(likelihood_figure(inputs.histories, chosen), "log-likelihood per iteration"),
+            f"{objective.capitalize()} per iteration",
+            _image(likelihood_figure(inputs.histories, chosen, objective),
+                   f"{objective} per iteration"),
             f"{len(inputs.histories)} restart(s); the chosen one (the highest final "
-            "log-likelihood) is the bold black line, drawn above the others."))
+            f"{objective}) is the bold black line, drawn above the others."))
     sections.append(_selection_section(inputs))
     sections.append(_section(
         "Weights and cluster sizes",
-        _image(weights_figure(p.weights.tolist(), inputs.cluster_sizes), "weights and sizes")))
+        _image(weights_figure(p.weights.tolist(), inputs.cluster_sizes,
+                              inputs.effective_weight), "weights and sizes")))
     if inputs.sample is None or len(inputs.sample) == 0:
         sections.append(_section("Rows", "<p>The artifact holds no sample of training rows "
                                  "(fitted by an older version): refit to see them.</p>"))
         return sections
-    labels = e_step(inputs.sample, p)[2]
+    labels = e_step(inputs.sample, inputs.scoring or p)[2]
     shown = min(p.n_features, 24)
+    pruned = inputs.effective_weight is not None
     sections.append(_section(
         "Rows on the first two principal axes",
-        _image(plane_figure(p, inputs.sample, labels), "rows by predicted component"),
+        _image(plane_figure(p, inputs.sample, labels, inputs.effective if pruned else None),
+               "rows by predicted component"),
         f"{len(inputs.sample)} sampled training rows coloured by predicted component; "
-        "ellipses are each component's 1σ (solid) and 2σ (dashed) contours in this plane."))
+        "ellipses are each component's 1σ (solid) and 2σ (dashed) contours in this plane"
+        + (" (effective components only; means and covariances are the posterior's "
+           "expectations)" if pruned else "") + "."))
     sections.append(_section(
         "Features",
         _image(marginals_figure(p, inputs.sample, inputs.feature_names, inputs.mean,
@@ -175,8 +225,10 @@ def render_report(inputs: ReportInputs) -> str:
     """The report page as one HTML string."""
     require_matplotlib()
     p = inputs.parameters
-    heading = (f"{inputs.title}: K = {p.n_components}, {p.covariance_type} covariance, "
-               f"{p.n_features} features")
+    k = (f"K = {p.n_components}" if inputs.effective_weight is None else
+         f"{inputs.estimator}, K = {p.n_components} (upper bound; {len(inputs.effective)} "
+         "effective)")
+    heading = f"{inputs.title}: {k}, {p.covariance_type} covariance, {p.n_features} features"
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(heading)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{html.escape(heading)}</h1>" + "".join(_sections(inputs))

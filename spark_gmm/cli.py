@@ -15,6 +15,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from .bench.options import add_bench_options  # argparse only: no Spark
+
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DRIFT = 0, 1, 2, 3
 
 
@@ -162,17 +164,12 @@ def run_bench_command(args: argparse.Namespace) -> int:
         from .etl.locations import check_input, plain_paths_are_local
 
         check_input(args.input, "--input", plain_paths_are_local({}, args.master, args.remote))
-    from .bench.benchmark import BenchmarkSpec, missing_optional_modules, run_benchmark
+    from .bench.benchmark import missing_optional_modules, run_benchmark
+    from .bench.options import bench_spec
     from .bench.report import format_table
     from .etl.session import build_session
 
-    spec = BenchmarkSpec(n=args.n, d=args.d, k=args.k, partitions=args.partitions,
-                         iterations=args.iterations, seed=args.seed, input_path=args.input,
-                         work_dir=args.work_dir, run_mllib=not args.skip_mllib,
-                         run_sklearn=not args.skip_sklearn, run_scoring=not args.skip_scoring,
-                         fit_multiple=args.fit_multiple, skewed=args.skewed,
-                         warm_up=not args.no_warm_up,
-                         rounds=args.rounds, init_quality_seeds=args.init_quality_seeds)
+    spec = bench_spec(args)  # options this build cannot run: an error before any work
     missing = missing_optional_modules(spec)
     if missing:
         # Said before any work, so nobody waits a minute to learn a column is missing.
@@ -200,10 +197,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
         spark = build_session("spark-gmm-benchmark", args.master)
         results = run_benchmark(spark, spec)
         print(format_table(results, unavailable=missing))
-        if "skewed" in results:
-            from .bench.skewed import format_skewed
+        from .bench.optional import optional_printouts
 
-            print(format_skewed(results["skewed"]))
+        for printout in optional_printouts(results, missing):  # --skewed, --bayesian, ...
+            print("\n" + printout)
         print(f"results: {args.work_dir}/benchmark.json")
     if args.output:
         from .bench.machine import result_record, write_result
@@ -307,43 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--master", default=None, help="Spark master (default: local[*])")
     report.set_defaults(handler=run_report_command)
     bench = _command(commands, "bench", "benchmark against MLlib and scikit-learn")
-    for flag, default, text in (
-            ("--n", 100_000, "rows of synthetic data"), ("--d", 10, "features"),
-            ("--k", 8, "components, of the data and of every fit"),
-            ("--partitions", 2, "Parquet files the data are written as"),
-            ("--iterations", 10, "EM iterations of every timed fit"),
-            ("--seed", 0, "seed of the data and of the starts"),
-            ("--rounds", 3, "interleaved rounds (ours and MLlib back to back); medians"),
-            ("--init-quality-seeds", 0, "seeds on which our k-means|| is compared with "
-             "MLlib's KMeans (0: none)")):
-        bench.add_argument(flag, type=int, default=default, help=f"{text} (default: {default})")
-    bench.add_argument("--input", default="", help="existing Parquet (numeric columns)")
-    bench.add_argument("--work-dir", default="output/benchmark",
-                       help="where the data and benchmark.json go (default: output/benchmark)")
-    bench.add_argument("--master", default=None, help="Spark master (default: local[*])")
-    bench.add_argument("--skip-mllib", action="store_true", help="leave MLlib out")
-    bench.add_argument("--skip-sklearn", action="store_true", help="leave scikit-learn out")
-    bench.add_argument("--skip-scoring", action="store_true",
-                       help="no transform + write rounds (they dominate at tens of millions "
-                            "of rows)")
-    bench.add_argument("--fit-multiple", action="store_true",
-                       help="also time fitMultiple (6 and 20 models) against separate fits "
-                            "and MLlib")
-    bench.add_argument("--skewed", action="store_true",
-                       help="also fit the rows written as one Parquet row group (read as "
-                            "partitions of [N, 0] rows) against them evenly partitioned, "
-                            "with balanceRows on and off")
-    bench.add_argument("--remote", default=None,
-                       help="benchmark through Spark Connect (sc://HOST:PORT, or local[N] for a "
-                            "local server): ours and MLlib on Connect, the classic figures "
-                            "from a child process first")
-    bench.add_argument("--skip-classic", action="store_true",
-                       help="with --remote: no classic session figures")
-    bench.add_argument("--no-warm-up", action="store_true",
-                       help="time cold: the first system also pays JVM and worker start-up")
-    bench.add_argument("--output", default="", metavar="FILE.json",
-                       help="also write a result file: commit, UTC date, machine (CPU, BLAS, "
-                            "versions), these parameters and every round's numbers")
+    add_bench_options(bench)
     bench.set_defaults(handler=run_bench_command)
     params = _command(commands, "params", "print the estimator's parameter table "
                       "(Markdown, as in docs/parameters.md)")

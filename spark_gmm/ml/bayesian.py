@@ -16,6 +16,7 @@ from .bayesian_params import BayesianGaussianMixtureParams
 from .bayesian_params import bayesian_default as _d
 from .model import GaussianMixtureModel
 from .persistence import ParamsWriter
+from .summary import FitRunRecord
 
 
 def _setter(name: str) -> Any:
@@ -127,6 +128,7 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
         initial = self._initial_model.parameters if self._initial_model is not None else None
         result = fit_variational(dataset, self._settings(), initial)
         model = BayesianGaussianMixtureModel(result.posterior, result.prior,
-                                             BayesianGaussianMixtureSummary.from_fit(result))
+                                             BayesianGaussianMixtureSummary.from_fit(result),
+                                             FitRunRecord.from_fit(result))
         self._copyValues(model)
         return model

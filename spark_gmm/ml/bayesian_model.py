@@ -33,6 +33,7 @@ from ..version import __version__
 from .bayesian_params import BayesianGaussianMixtureParams
 from .model import GaussianMixtureModel
 from .persistence import FORMAT_VERSION, OverwriteOnConnect, _metadata, _shaped
+from .summary import FitRunRecord
 
 #: A component counts as effective when its expected weight (``weights``) exceeds this: 1 %
 #: of the rows' weight (a component without rows keeps a weight of about 1/N).
@@ -113,13 +114,17 @@ class BayesianGaussianMixtureModel(Model, BayesianGaussianMixtureParams, MLWrita
     prior : VariationalPrior
         The priors the fit used (defaults resolved), in the features' units.
     summary : BayesianGaussianMixtureSummary or None
+    runRecord : FitRunRecord or None
+        How the fit ran (passes, seconds of each iteration); not saved with the model.
     """
 
     def __init__(self, posterior: VariationalParameters | None = None,
                  prior: VariationalPrior | None = None,
-                 summary: BayesianGaussianMixtureSummary | None = None) -> None:
+                 summary: BayesianGaussianMixtureSummary | None = None,
+                 runRecord: FitRunRecord | None = None) -> None:
         super().__init__()
         self._posterior, self._prior, self._summary = posterior, prior, summary
+        self._run_record = runRecord
         self._scorer: GaussianMixtureModel | None = None
 
     @property
@@ -180,6 +185,20 @@ class BayesianGaussianMixtureModel(Model, BayesianGaussianMixtureParams, MLWrita
         if self._summary is None:
             raise RuntimeError("no training summary is available for this model")
         return self._summary
+
+    @property
+    def hasRunRecord(self) -> bool:
+        return self._run_record is not None
+
+    @property
+    def runRecord(self) -> FitRunRecord:
+        """How the fit ran: passes, stored bytes, the seconds of each phase and of each
+        variational iteration (:class:`~spark_gmm.ml.summary.FitRunRecord`). Only for a
+        model fitted in this session: it is not saved with the model."""
+        if self._run_record is None:
+            raise RuntimeError("no run record is available for this model: it is kept by "
+                               "the fitted model only, not saved with it")
+        return self._run_record
 
     def setFeaturesCol(self, value: str) -> BayesianGaussianMixtureModel:
         return self._set(featuresCol=value)

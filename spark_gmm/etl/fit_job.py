@@ -175,7 +175,7 @@ def _cluster_sizes(scored: DataFrame, k: int) -> list[int]:
 def _model_report(fitted: _Fitted) -> dict[str, Any]:
     """What ``diagnostics.json`` holds of the fitted model and its run."""
     model = fitted.model
-    run = model.runRecord if isinstance(model, GaussianMixtureModel) else None
+    run = model.runRecord if model.hasRunRecord else None
     ran = {} if run is None else {
         "seconds_per_iteration": run.iterationSeconds,
         "em_passes": {"resident_tasks": run.residentPasses, "spark_jobs": run.jobPasses},

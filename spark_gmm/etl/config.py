@@ -13,18 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin, get_type_hints
 
 from ..errors import ConfigError, cause_in_words
-from ..fit.param_rules import BAYESIAN_PARAMETERS, PARAMETERS, ParameterRule, config_rules
+from ..fit.param_rules import PARAMETERS, config_rules
 from ..ml.selection import CRITERIA
 
 INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
-# [model] estimator: GaussianMixture's parameters (PARAMETERS) or BayesianGaussianMixture's
-# (BAYESIAN_PARAMETERS); each declaration decides which [model] keys the estimator takes.
-ESTIMATORS = ("mixture", "bayesian")
-_ESTIMATOR_RULES = {"mixture": PARAMETERS, "bayesian": BAYESIAN_PARAMETERS}
-_ESTIMATOR_CLASSES = {"mixture": "GaussianMixture", "bayesian": "BayesianGaussianMixture"}
-# Keys whose value is a list of numbers (priorMean, priorScale, ...), by their config key.
-_NUMBER_LISTS = {rule.config_key: rule for rules in _ESTIMATOR_RULES.values()
-                 for rule in rules.values() if rule.type is list and rule.config_key}
+# Keys whose value is a list of numbers (priorMean, priorScale), by their config key.
+_NUMBER_LISTS = {rule.config_key: rule for rule in PARAMETERS.values() if rule.type is list}
 INPUT_FORMATS = ("parquet", "csv", "table")
 __all__ = ["ConfigError", "JobConfig", "build_config", "load_config"]
 
@@ -50,8 +44,8 @@ class InputConfig:
 _SEVERAL = ("k", "covariance_type")
 
 
-def _default(name: str, rules: dict[str, ParameterRule] = PARAMETERS) -> Any:
-    return rules[name].default
+def _default(name: str) -> Any:
+    return PARAMETERS[name].default
 
 
 @dataclass(frozen=True)
@@ -78,15 +72,10 @@ class ModelConfig:
     prior_scale: tuple[float, ...] | None = None
     # Spread the stored rows over the task slots whatever the input's partitioning.
     balance_rows: bool = _default("balanceRows")
-    # "bayesian": BayesianGaussianMixture (docs/bayesian.md) with the priors below.
-    estimator: str = "mixture"
-    weight_concentration_prior_type: str = _default("weightConcentrationPriorType",
-                                                    BAYESIAN_PARAMETERS)
-    weight_concentration_prior: float | None = None
-    mean_precision_prior: float = _default("meanPrecisionPrior", BAYESIAN_PARAMETERS)
-    mean_prior: tuple[float, ...] | None = None
-    degrees_of_freedom_prior: float | None = None
-    covariance_prior: tuple[float, ...] | None = None
+    # A uniform noise component (docs/real-rows.md): V unset = the rows' bounding box.
+    noise: bool = _default("noise")
+    noise_volume: float | None = None
+    noise_initial_weight: float = _default("noiseInitialWeight")
     path: str = ""
     # A previous model artifact to start EM from (same features, standardisation, k, type).
     warm_start: str = ""
@@ -261,11 +250,7 @@ def _check(config: JobConfig) -> None:
             raise ConfigError(message)
 
     m, p, o, i = config.model, config.preprocess, config.output, config.input
-    require(m.estimator in ESTIMATORS, f"model.estimator must be one of "
-            f"{', '.join(ESTIMATORS)}; got {m.estimator!r}")
-    _check_estimator_keys(config)
-    # the estimator's rules, by their TOML keys
-    for key, rule in config_rules("model", _ESTIMATOR_RULES[m.estimator]):
+    for key, rule in config_rules("model"):  # the estimator's rules, by their TOML keys
         value = getattr(m, key)
         if value is None or rule.type is list:  # unset, or checked as it was read
             continue
@@ -316,35 +301,6 @@ def _check(config: JobConfig) -> None:
             f"{i.max_files_per_batch}")
     require(len(set(i.features)) == len(i.features),
             f"input.features lists a column twice: {list(i.features)}")
-
-
-def _estimator_keys(estimator: str) -> set[str]:
-    """The config keys (``section.key``) of ``estimator``'s declared parameters, and the
-    model keys only the mixture has (a model selection, a warm start)."""
-    keys = {rule.config_key for rule in _ESTIMATOR_RULES[estimator].values()
-            if rule.config_key}
-    return keys | ({"model.criterion", "model.warm_start"} if estimator == "mixture" else set())
-
-
-def _check_estimator_keys(config: JobConfig) -> None:
-    """Keys of the other estimator must keep their defaults; one value of k and of
-    covariance_type for the Bayesian estimator (k is its upper bound: it chooses itself)."""
-    chosen = config.model.estimator
-    other = next(e for e in ESTIMATORS if e != chosen)
-    for key in sorted(_estimator_keys(other) - _estimator_keys(chosen)):
-        section, name = key.split(".")
-        # (a declared key the config does not read yet is never set: both None)
-        value = getattr(getattr(config, section), name, None)
-        if value != getattr(getattr(JobConfig(), section), name, None):
-            raise ConfigError(
-                f"{key} is a key of model.estimator = '{other}' ({_ESTIMATOR_CLASSES[other]}); "
-                f"model.estimator = '{chosen}' ({_ESTIMATOR_CLASSES[chosen]}) does not take "
-                f"it: remove it, or set model.estimator = '{other}'")
-    if chosen == "bayesian" and config.model.selects:
-        raise ConfigError(
-            "model.estimator = 'bayesian' fits one model: set one model.k (an upper bound: "
-            "the components the rows do not support get weights near 0) and one "
-            "model.covariance_type")
 
 
 def _parse_override(assignment: str) -> tuple[list[str], Any]:

@@ -33,13 +33,17 @@ _MOMENT_RTOL = 1e-9
 
 
 def _params_to_json(p: GaussianParameters) -> dict[str, Any]:
+    noise = ({} if p.noise_log_volume is None else
+             {"noiseWeight": p.noise_weight, "noiseLogVolume": p.noise_log_volume})
     return {"covarianceType": p.covariance_type, "weights": p.weights.tolist(),
-            "means": p.means.tolist(), "covariances": p.covariances.tolist()}
+            "means": p.means.tolist(), "covariances": p.covariances.tolist()} | noise
 
 
 def _params_from_json(d: dict[str, Any]) -> GaussianParameters:
     return GaussianParameters.from_covariances(np.array(d["weights"]), np.array(d["means"]),
-                                               np.array(d["covariances"]), d["covarianceType"])
+                                               np.array(d["covariances"]), d["covarianceType"],
+                                               d.get("noiseWeight", 0.0),
+                                               d.get("noiseLogVolume"))
 
 
 def write_checkpoint(path: str, fingerprint: dict[str, Any], center: np.ndarray,

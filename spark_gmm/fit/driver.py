@@ -39,6 +39,7 @@ from .initialization import (
     from_initial_model,
     initial_mixtures_together,
 )
+from .noise import NoiseSettings, starting_mixture
 from .prior import PriorSettings, resolve_priors
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class FitSettings:
     depth: int
     checkpoint_path: str | None
     prior: PriorSettings | None = None  # None: maximum likelihood
+    noise: NoiseSettings | None = None  # None: no uniform noise component (.noise)
     balance_rows: bool = True  # spread the stored rows over the task slots (.balance)
 
 
@@ -112,6 +114,8 @@ class FitResult:
         Every restart's mean log-likelihood per row at each iteration (the best one's too).
     telemetry : FitTelemetry
         The passes, bytes and seconds of the fit (of all its models when they shared it).
+    bounds : (ndarray of shape (D,), ndarray of shape (D,)) or None
+        The training rows' bounding box (per-feature minimum and maximum).
     """
 
     best: EMRun
@@ -120,6 +124,7 @@ class FitResult:
     counts: InputCounts
     restart_histories: list[list[float]] = field(default_factory=list)
     telemetry: FitTelemetry = field(default_factory=FitTelemetry)
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def parameters(self) -> GaussianParameters:
@@ -134,7 +139,8 @@ def _fingerprint(settings: FitSettings, has_initial_model: bool) -> dict[str, An
         "regCovar": settings.reg_covar, "initMode": settings.init_mode,
         "nInit": settings.n_init, "seed": settings.seed,
         "initialModel": has_initial_model,
-    } | ({"prior": settings.prior.to_dict()} if settings.prior is not None else {})
+    } | ({"prior": settings.prior.to_dict()} if settings.prior is not None else {}) | (
+        {"noise": settings.noise.to_dict()} if settings.noise is not None else {})
 
 
 def _data_fingerprint(dataset: DataFrame, settings: FitSettings, counts: InputCounts,
@@ -177,7 +183,8 @@ def _starts(all_settings: Sequence[FitSettings],
     for s, initial, prior in zip(all_settings, initials, priors):
         restarts = (next(mixtures) if initial is None else
                     [from_initial_model(initial, s.k, n_features, s.covariance_type, center)])
-        starts.append([EMRun(p, limits=_limits(s, prior)) for p in restarts])
+        starts.append([EMRun(starting_mixture(p, s.noise, moments), limits=_limits(s, prior))
+                       for p in restarts])
     return starts
 
 
@@ -231,7 +238,7 @@ def _validated(store: BlockStore | ConnectStore, settings: FitSettings
 
 # Params in which the fits of one call may differ (everything else must match).
 SHARED_FIT_VARIES = ("k", "covariance_type", "reg_covar", "seed", "init_mode", "n_init",
-                     "max_iter", "tol", "prior")
+                     "max_iter", "tol", "prior", "noise")
 
 
 def can_share(all_settings: Sequence[FitSettings]) -> bool:
@@ -384,5 +391,6 @@ def _fit_mixtures(dataset: DataFrame, all_settings: Sequence[FitSettings],
         8 * counts.n_rows * (counts.n_features + bool(first.weight_col)),
         dict(runner.counters.pass_seconds), balance)
     return [FitResult(best, final, center, counts,
-                      [run.mean_log_likelihoods(counts.weight_sum) for run in runs], telemetry)
+                      [run.mean_log_likelihoods(counts.weight_sum) for run in runs], telemetry,
+                      None if moments.minimum is None else (moments.minimum, moments.maximum))
             for best, final, runs in zip(bests, finals, starts)]

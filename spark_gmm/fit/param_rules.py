@@ -49,6 +49,10 @@ class ParameterRule:
         MLlib's ``GaussianMixture`` has it too (same name, same meaning).
     estimator_only : bool
         A param of the estimator, not of the fitted model.
+    exclusive : bool
+        ``minimum`` itself is not allowed.
+    below : float or None
+        A number must be smaller than this (excluded).
     """
 
     name: str
@@ -61,6 +65,7 @@ class ParameterRule:
     mllib: bool = False
     estimator_only: bool = False
     exclusive: bool = False
+    below: float | None = None
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (``"must be at least 1"``), or None."""
@@ -71,7 +76,12 @@ class ParameterRule:
                          and math.isfinite(v) for v in value) if isinstance(
                              value, (list, tuple)) else False
             return None if finite and value else "must be a non-empty list of finite numbers"
+        if self.below is not None and not value < self.below:
+            return (f"must be > {self.minimum:g} and < {self.below:g}" if self.exclusive
+                    else f"must be < {self.below:g}")
         if self.exclusive and not value > self.minimum:
+            if self.below is not None:
+                return f"must be > {self.minimum:g} and < {self.below:g}"
             return f"must be > {self.minimum:g}"
         if self.minimum is not None and not value >= self.minimum:  # NaN fails too
             if self.type is int:
@@ -96,7 +106,8 @@ class ParameterRule:
         if self.type is list:
             return "finite numbers"
         if self.minimum is not None and self.exclusive:
-            return f"> {self.minimum:g}"
+            upper = "" if self.below is None else f" and < {self.below:g}"
+            return f"> {self.minimum:g}{upper}"
         if self.minimum is not None:
             return f"≥ {self.minimum:g}"
         return "any"
@@ -170,55 +181,59 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
                   "across hosts (one > 1.5x its share) are stored again evenly, once "
                   "(docs/performance.md#balance); `false`: one task per input partition",
                   config_key="model.balance_rows", estimator_only=True),
+    ParameterRule("noise", bool, False,
+                  "add a uniform noise component of density 1/V (Banfield & Raftery 1993, "
+                  "mclust's `Vinv`): rows from no cluster are labelled −1 instead of "
+                  "distorting the Gaussians (docs/real-rows.md)", config_key="model.noise"),
+    ParameterRule("noiseVolume", float, None,
+                  "V of the noise component, in the units of the features; unset: the "
+                  "volume of the training rows' bounding box", minimum=0, exclusive=True,
+                  config_key="model.noise_volume"),
+    ParameterRule("noiseInitialWeight", float, 0.1,
+                  "the noise component's weight when EM starts (the Gaussians share the "
+                  "rest in proportion to their initial weights)", minimum=0, exclusive=True,
+                  below=1.0, config_key="model.noise_initial_weight"),
 )}
 
 
-# The params BayesianGaussianMixture shares with GaussianMixture (their rules and job-config
-# keys above, the meanings of ``maxIter``, ``tol``, ``nInit`` and ``logLikelihoodCol`` in its
-# terms), then its priors (scikit-learn's defaults), which the fit job sets with
-# ``[model] estimator = "bayesian"``.
+# The params BayesianGaussianMixture shares with GaussianMixture (their rules above, the
+# meanings of ``maxIter``, ``tol`` and ``nInit`` in its terms), then its priors
+# (scikit-learn's defaults).
 _SHARED_WITH_BAYESIAN = ("k", "covarianceType", "maxIter", "tol", "regCovar", "initMode",
                          "nInit", "seed", "aggregationDepth", "featuresCol", "weightCol",
-                         "predictionCol", "probabilityCol", "logLikelihoodCol")
+                         "predictionCol", "probabilityCol")
 _BAYESIAN_MEANINGS = {
     "maxIter": "variational iterations at most",
     "tol": "stop when the lower bound changes by less (scikit-learn's rule)",
     "nInit": "initialisations; the highest final lower bound wins; all share each pass over "
              "the data",
-    "logLikelihoodCol": "output: log Σ_k ρ_k of each row (scikit-learn's `score_samples`); "
-                        "unset: not added",
 }
 BAYESIAN_PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
-    *(replace(PARAMETERS[name],
+    *(replace(PARAMETERS[name], config_key="",
               meaning=_BAYESIAN_MEANINGS.get(name, PARAMETERS[name].meaning))
       for name in _SHARED_WITH_BAYESIAN),
     ParameterRule("weightConcentrationPriorType", str, "dirichlet_process",
                   "prior of the weights: `dirichlet_process` (stick-breaking, prunes "
-                  "components) or `dirichlet_distribution`", choices=WEIGHT_PRIOR_TYPES,
-                  config_key="model.weight_concentration_prior_type"),
+                  "components) or `dirichlet_distribution`", choices=WEIGHT_PRIOR_TYPES),
     ParameterRule("weightConcentrationPrior", float, None,
                   "α₀: small values leave fewer components active; unset: 1/k", minimum=0,
-                  exclusive=True, config_key="model.weight_concentration_prior"),
+                  exclusive=True),
     ParameterRule("meanPrecisionPrior", float, 1.0,
                   "β₀: how strongly the means are pulled to `meanPrior`", minimum=0,
-                  exclusive=True, config_key="model.mean_precision_prior"),
-    ParameterRule("meanPrior", list, None, "m₀ [D]; unset: the weighted mean of the rows",
-                  config_key="model.mean_prior"),
+                  exclusive=True),
+    ParameterRule("meanPrior", list, None, "m₀ [D]; unset: the weighted mean of the rows"),
     ParameterRule("degreesOfFreedomPrior", float, None,
                   "ν₀ of the precisions' Wishart (> D − 1); unset: D", minimum=0,
-                  exclusive=True, config_key="model.degrees_of_freedom_prior"),
+                  exclusive=True),
     ParameterRule("covariancePrior", list, None,
                   "Ψ₀: 1 value (× identity), D (diagonal) or D×D (row-major); unset: the rows' "
-                  "unbiased covariance (`diag`: its diagonal, `spherical`: its mean diagonal)",
-                  config_key="model.covariance_prior"),
+                  "unbiased covariance (`diag`: its diagonal, `spherical`: its mean diagonal)"),
 )}
 
 
-def config_rules(section: str, rules: dict[str, ParameterRule] | None = None
-                 ) -> Iterator[tuple[str, ParameterRule]]:
-    """(key, rule) of every parameter the job config sets in ``[section]``, of
-    :data:`PARAMETERS` (or of ``rules``: :data:`BAYESIAN_PARAMETERS`)."""
-    for rule in (PARAMETERS if rules is None else rules).values():
+def config_rules(section: str) -> Iterator[tuple[str, ParameterRule]]:
+    """(key, rule) of every parameter the job config sets in ``[section]``."""
+    for rule in PARAMETERS.values():
         if rule.config_key.startswith(section + "."):
             yield rule.config_key.split(".", 1)[1], rule
 

@@ -14,7 +14,9 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult, FitSettings, can_share, fit_mixtures
+from ..fit.noise import NoiseSettings
 from ..fit.prior import PriorSettings
+from ..kernels.generate import noise_box
 from .model import GaussianMixtureModel
 from .params import PARAMETERS, GaussianMixtureParams, spark_param
 from .persistence import ParamsWriter
@@ -37,7 +39,8 @@ class GaussianMixture(
     Same parameter names, defaults and output columns as MLlib's ``GaussianMixture`` plus
     ``covarianceType``, ``regCovar``, ``initMode``, ``nInit``, ``logLikelihoodCol``, an
     initial model, and MAP-EM under a conjugate prior (``prior="conjugate"`` and the
-    ``prior*`` hyperparameters, docs/bayesian.md). ``featuresCol`` may hold ml Vectors,
+    ``prior*`` hyperparameters, docs/bayesian.md), and a uniform noise component
+    (``noise=True``, docs/real-rows.md). ``featuresCol`` may hold ml Vectors,
     ``array<double>`` or ``array<float>``.
 
     Examples
@@ -79,6 +82,9 @@ class GaussianMixture(
         priorDegreesOfFreedom: float | None = None,
         priorScale: list[float] | None = None,
         balanceRows: bool = _default("balanceRows"),
+        noise: bool = _default("noise"),
+        noiseVolume: float | None = None,
+        noiseInitialWeight: float = _default("noiseInitialWeight"),
     ) -> None:
         super().__init__()
         self._initial_model: GaussianMixtureModel | None = None
@@ -153,6 +159,15 @@ class GaussianMixture(
     def setBalanceRows(self, value: bool) -> GaussianMixture:
         return self._set(balanceRows=value)
 
+    def setNoise(self, value: bool) -> GaussianMixture:
+        return self._set(noise=value)
+
+    def setNoiseVolume(self, value: float) -> GaussianMixture:
+        return self._set(noiseVolume=value)
+
+    def setNoiseInitialWeight(self, value: float) -> GaussianMixture:
+        return self._set(noiseInitialWeight=value)
+
     def getBalanceRows(self) -> bool:
         """Whether the fit spreads its stored rows evenly over the task slots."""
         return self.getOrDefault(self.balanceRows)
@@ -184,6 +199,8 @@ class GaussianMixture(
                                    self.getPriorShrinkage(), self.getPriorDegreesOfFreedom(),
                                    self.getPriorScale()),
             balance_rows=self.getBalanceRows(),
+            noise=NoiseSettings(self.getNoiseVolume(), self.getNoiseInitialWeight())
+            if self.getNoise() else None,
         )
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:
@@ -191,7 +208,11 @@ class GaussianMixture(
         return _fit_together(dataset, [self])[0]
 
     def _model_of(self, result: FitResult, dataset: DataFrame) -> GaussianMixtureModel:
-        model = GaussianMixtureModel(result.parameters, runRecord=FitRunRecord.from_fit(result))
+        params = result.parameters
+        box = (noise_box(*result.bounds, params.noise_log_volume)
+               if params.noise_log_volume is not None and result.bounds is not None else None)
+        model = GaussianMixtureModel(params, runRecord=FitRunRecord.from_fit(result),
+                                     noiseBox=box)
         self._copyValues(model)
         # The summary's predictions: the training rows as the model transforms them now,
         # made on first use (a later setPredictionCol on the model does not change them).
@@ -209,7 +230,8 @@ class GaussianMixture(
         ``(index, model)``.
 
         Maps that differ only in ``k``, ``covarianceType``, ``regCovar``, ``seed``,
-        ``initMode``, ``nInit``, ``maxIter``, ``tol`` and the prior's params (and set no
+        ``initMode``, ``nInit``, ``maxIter``, ``tol``, the prior's and the noise's params
+        (and set no
         ``checkpointPath``)
         are fitted together: the rows are stored once, their initialisations share each
         pass, and every EM pass computes the statistics of all models still running; each

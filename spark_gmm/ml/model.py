@@ -39,25 +39,45 @@ class GaussianMixtureModel(
         Training summary; None for models built with :meth:`fromArrays`.
     runRecord : FitRunRecord or None
         How the fit ran (passes, bytes, seconds); None unless fitted in this session.
+    noiseBox : (ndarray of shape (D,), ndarray of shape (D,)) or None
+        With a noise component: the box of volume V its rows are drawn from by
+        :meth:`sample` (the training rows' bounding box, scaled to V when ``noiseVolume``
+        was set).
     """
 
     def __init__(self, parameters: GaussianParameters | None = None,
                  summary: GaussianMixtureSummary | None = None,
-                 runRecord: FitRunRecord | None = None) -> None:
+                 runRecord: FitRunRecord | None = None,
+                 noiseBox: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         super().__init__()
         self._parameters = parameters
         self._summary = summary
         self._run_record = runRecord
+        self._noise_box = noiseBox
         self._broadcast: HeldParameters | None = None
 
     @classmethod
     def fromArrays(cls, weights: Sequence[float] | np.ndarray, means: np.ndarray,
-                   covariances: np.ndarray, covarianceType: str = "full"
+                   covariances: np.ndarray, covarianceType: str = "full",
+                   noiseWeight: float | None = None,
+                   noiseBox: tuple[Sequence[float], Sequence[float]] | None = None
                    ) -> GaussianMixtureModel:
-        """A model from explicit parameters (weights [K], means [K, D], covariances by type)."""
-        model = cls(GaussianParameters.from_covariances(weights, means, covariances,
-                                                        covarianceType))
-        model._set(k=len(model.weights), covarianceType=covarianceType)
+        """A model from explicit parameters (weights [K], means [K, D], covariances by type);
+        with ``noiseWeight`` and ``noiseBox`` (lower and upper corners [D]) also a uniform
+        noise component over that box (V its volume; ``weights`` and ``noiseWeight`` sum
+        to 1)."""
+        if noiseWeight is None:
+            model = cls(GaussianParameters.from_covariances(weights, means, covariances,
+                                                            covarianceType))
+        else:
+            if noiseBox is None:
+                raise ValueError("a noise component needs its box: pass noiseBox")
+            lower, upper = (np.asarray(c, dtype=float) for c in noiseBox)
+            model = cls(GaussianParameters.from_covariances(
+                weights, means, covariances, covarianceType, noiseWeight,
+                float(np.sum(np.log(upper - lower)))), noiseBox=(lower, upper))
+        model._set(k=len(model.weights), covarianceType=covarianceType,
+                   noise=noiseWeight is not None)
         return model
 
     @property
@@ -68,8 +88,26 @@ class GaussianMixtureModel(
 
     @property
     def weights(self) -> np.ndarray:
-        """Mixing weights, shape (K,)."""
+        """The Gaussians' mixing weights, shape (K,) (with :attr:`noiseWeight`, summing
+        to 1)."""
         return self.parameters.weights.copy()
+
+    @property
+    def noiseWeight(self) -> float:
+        """π_0, the weight of the noise component (0.0 without one); with ``weights`` it
+        sums to 1."""
+        return float(self.parameters.noise_weight)
+
+    @property
+    def noiseLogVolume(self) -> float | None:
+        """log V of the noise component (density 1/V); None without one."""
+        return self.parameters.noise_log_volume
+
+    @property
+    def noiseBox(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The box (lower, upper corners [D]) the noise component's rows are drawn from."""
+        return None if self._noise_box is None else (self._noise_box[0].copy(),
+                                                     self._noise_box[1].copy())
 
     @property
     def means(self) -> np.ndarray:
@@ -139,11 +177,14 @@ class GaussianMixtureModel(
         return x[None, :]
 
     def predict(self, value: Vector | Sequence[float] | np.ndarray) -> int:
-        """Index of the most responsible component for one feature vector."""
-        return int(e_step(self._row(value), self.parameters)[2][0])
+        """Index of the most responsible component for one feature vector; −1 when it is
+        the noise component."""
+        best = int(e_step(self._row(value), self.parameters)[2][0])
+        return -1 if best == self.parameters.n_components else best
 
     def predictProbability(self, value: Vector | Sequence[float] | np.ndarray) -> DenseVector:
-        """Responsibilities (summing to 1) of every component for one feature vector."""
+        """Responsibilities (summing to 1) of every component for one feature vector (the
+        noise component's last)."""
         return Vectors.dense(e_step(self._row(value), self.parameters)[1][0])
 
     def sample(self, n: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -154,9 +195,11 @@ class GaussianMixtureModel(
         x : ndarray of shape (n, D)
             Grouped by component, in component order.
         labels : ndarray of shape (n,)
-            The component each row was drawn from.
+            The component each row was drawn from; −1 for the noise component's rows,
+            uniform in :attr:`noiseBox` (last).
         """
-        return sample_mixture(self.parameters, n, np.random.default_rng(seed))
+        return sample_mixture(self.parameters, n, np.random.default_rng(seed),
+                              self._noise_box)
 
     def sampleDataFrame(self, spark: SparkSession, n: int, seed: int | None = None,
                         numPartitions: int | None = None) -> DataFrame:
@@ -171,7 +214,8 @@ class GaussianMixtureModel(
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (1 << 63))
         partitions = numPartitions or default_parallelism(spark)
-        return sample_data_frame(spark, self.parameters, n, seed, partitions)
+        return sample_data_frame(spark, self.parameters, n, seed, partitions,
+                                 self._noise_box)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         from pyspark.sql.functions import arrow_udf
@@ -212,6 +256,7 @@ class GaussianMixtureModel(
     def copy(self, extra: dict | None = None) -> GaussianMixtureModel:
         that = super().copy(extra)
         that._broadcast = None
+        that._noise_box = self._noise_box
         return that
 
     def write(self) -> GaussianMixtureModelWriter:
@@ -238,7 +283,8 @@ class GaussianMixtureModelWriter(OverwriteOnConnect, MLWriter):
 
     def saveImpl(self, path: str) -> None:
         model = self.instance
-        save_model(model, model.parameters, model._summary, path, self.sparkSession)
+        save_model(model, model.parameters, model._summary, path, self.sparkSession,
+                   model._noise_box)
 
 
 class GaussianMixtureModelReader(MLReader[GaussianMixtureModel]):
@@ -251,7 +297,8 @@ class GaussianMixtureModelReader(MLReader[GaussianMixtureModel]):
 
     def load(self, path: str) -> GaussianMixtureModel:
         model = self.cls()
-        params, summary = load_model_parts(model, path, self.sparkSession)
+        params, summary, noise_box = load_model_parts(model, path, self.sparkSession)
         model._parameters = params
         model._summary = summary
+        model._noise_box = noise_box
         return model

@@ -51,7 +51,7 @@ class MixtureParams(
     (:mod:`.bayesian_params`) share: MLlib's shared params from pyspark, ``k``,
     ``covarianceType``, ``regCovar``, ``initMode`` and the getters; the defaults and the
     validation come from the subclass's declaration, :attr:`_rules`. Each subclass declares
-    ``nInit`` and ``logLikelihoodCol`` (their meanings differ)."""
+    ``nInit`` (its meaning differs)."""
 
     _rules: ClassVar[dict[str, ParameterRule]] = PARAMETERS
     k: Param[int] = spark_param("k")
@@ -59,7 +59,6 @@ class MixtureParams(
     regCovar: Param[float] = spark_param("regCovar")
     initMode: Param[str] = spark_param("initMode")
     nInit: Param[int]
-    logLikelihoodCol: Param[str]
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,18 +85,9 @@ class MixtureParams(
         """Number of initialisations."""
         return self.getOrDefault(self.nInit)
 
-    def getLogLikelihoodCol(self) -> str:
-        """Column name for the per-row log density."""
-        return self.getOrDefault(self.logLikelihoodCol)
-
     def _weight_col_or_none(self) -> str | None:
         if self.isDefined(self.weightCol) and self.getWeightCol():
             return self.getWeightCol()
-        return None
-
-    def _log_likelihood_col_or_none(self) -> str | None:
-        if self.isDefined(self.logLikelihoodCol) and self.getLogLikelihoodCol():
-            return self.getLogLikelihoodCol()
         return None
 
     def _fit_settings(self, checkpoint_path: str | None = None, **specific: Any
@@ -130,6 +120,13 @@ class GaussianMixtureParams(MixtureParams):
     priorShrinkage: Param[float] = spark_param("priorShrinkage")
     priorDegreesOfFreedom: Param[float] = spark_param("priorDegreesOfFreedom")
     priorScale: Param[list[float]] = spark_param("priorScale")
+    noise: Param[bool] = spark_param("noise")
+    noiseVolume: Param[float] = spark_param("noiseVolume")
+    noiseInitialWeight: Param[float] = spark_param("noiseInitialWeight")
+
+    def getLogLikelihoodCol(self) -> str:
+        """Column name for the per-row log density."""
+        return self.getOrDefault(self.logLikelihoodCol)
 
     def getPrior(self) -> str:
         """``none`` (maximum likelihood) or ``conjugate`` (MAP-EM)."""
@@ -151,3 +148,20 @@ class GaussianMixtureParams(MixtureParams):
     def getPriorScale(self) -> list[float] | None:
         """Λ as 1, D or D×D values; None: from the training rows' covariance."""
         return self.getOrDefault(self.priorScale) if self.isDefined(self.priorScale) else None
+
+    def getNoise(self) -> bool:
+        """Whether the mixture has a uniform noise component."""
+        return self.getOrDefault(self.noise)
+
+    def getNoiseVolume(self) -> float | None:
+        """V of the noise component; None: the training rows' bounding box."""
+        return self.getOrDefault(self.noiseVolume) if self.isDefined(self.noiseVolume) else None
+
+    def getNoiseInitialWeight(self) -> float:
+        """The noise component's weight when EM starts."""
+        return self.getOrDefault(self.noiseInitialWeight)
+
+    def _log_likelihood_col_or_none(self) -> str | None:
+        if self.isDefined(self.logLikelihoodCol) and self.getLogLikelihoodCol():
+            return self.getLogLikelihoodCol()
+        return None

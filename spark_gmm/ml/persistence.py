@@ -3,9 +3,11 @@
 Layout of a saved model directory::
 
     metadata/   one JSON line: class, uid, params, formatVersion, k, numFeatures,
-                covarianceType, summary (pyspark.ml's DefaultParamsWriter format); the
-                summary holds what the fit found, never how it ran (no passes, bytes or
-                seconds: those are the fitted model's runRecord)
+                covarianceType, noise (null, or the noise component's weight, log
+                volume and the box its rows are drawn from), summary (pyspark.ml's
+                DefaultParamsWriter format); the summary holds what the fit found, never
+                how it ran (no passes, bytes or seconds: those are the fitted model's
+                runRecord)
     data/       Parquet, one row per component: component, weight, mean, covariance
 
 Nothing is ever pickled; loading reads JSON and Parquet only and checks every shape. The
@@ -35,6 +37,7 @@ FORMAT_VERSION = 1
 _LEGACY_CLASS = "spark_gmm.model.GaussianMixtureModel"
 # Params older versions saved with every model, which models no longer have.
 _DROPPED_PARAMS = ("checkpointPath",)
+NoiseBox = tuple[np.ndarray, np.ndarray]  # a noise component's box: lower, upper corners [D]
 _DATA_SCHEMA = StructType([
     StructField("component", IntegerType(), False),
     StructField("weight", DoubleType(), False),
@@ -61,8 +64,10 @@ class ParamsWriter(OverwriteOnConnect, DefaultParamsWriter):
 
 
 def save_model(instance: Params, params: GaussianParameters,
-               summary: GaussianMixtureSummary | None, path: str, spark: SparkSession) -> None:
-    """Write ``instance``'s params and uid, ``params`` and ``summary`` under ``path``."""
+               summary: GaussianMixtureSummary | None, path: str, spark: SparkSession,
+               noise_box: NoiseBox | None = None) -> None:
+    """Write ``instance``'s params and uid, ``params``, ``summary`` and the noise
+    component's box (lower, upper) under ``path``."""
     extra: dict[str, Any] = {
         "formatVersion": FORMAT_VERSION,
         "sparkGmmVersion": __version__,
@@ -70,6 +75,9 @@ def save_model(instance: Params, params: GaussianParameters,
         "numFeatures": params.n_features,
         "covarianceType": params.covariance_type,
         "summary": summary.to_dict() if summary is not None else None,
+        "noise": None if not params.has_noise else {
+            "weight": params.noise_weight, "logVolume": params.noise_log_volume,
+            "box": None if noise_box is None else [b.tolist() for b in noise_box]},
     }
     DefaultParamsWriter.saveMetadata(instance, path, spark, extraMetadata=extra)
     covariance_rows = params.covariance.rows(params.covariances, params.n_components)
@@ -140,8 +148,10 @@ def _metadata(instance: Params, path: str, spark: SparkSession) -> dict[str, Any
 
 
 def load_model_parts(instance: Params, path: str, spark: SparkSession
-                     ) -> tuple[GaussianParameters, GaussianMixtureSummary | None]:
-    """Read a saved model: set ``instance``'s uid and params, return its mixture and summary.
+                     ) -> tuple[GaussianParameters, GaussianMixtureSummary | None,
+                                NoiseBox | None]:
+    """Read a saved model: set ``instance``'s uid and params, return its mixture, summary and
+    noise box (None without a noise component).
 
     Raises
     ------
@@ -174,7 +184,7 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
         _shaped([r.mean for r in rows], (k, d), path, "means"),
         covariance.from_rows(_shaped([r.covariance for r in rows], (k, width), path,
                                   "covariances"), k, d),
-        covariance_type,
+        covariance_type, *_saved_noise(metadata, path),
     )
     instance._resetUid(metadata["uid"])
     DefaultParamsReader.getAndSetParams(instance, metadata)
@@ -182,7 +192,8 @@ def load_model_parts(instance: Params, path: str, spark: SparkSession
     # Keys other versions saved (the telemetry of older ones, say) are left out.
     columns = (instance.getOrDefault("featuresCol"), instance.getOrDefault("predictionCol"),
                instance.getOrDefault("probabilityCol"))
-    return params, GaussianMixtureSummary.from_dict(saved, columns) if saved else None
+    return (params, GaussianMixtureSummary.from_dict(saved, columns) if saved else None,
+            _saved_box(metadata, path, d))
 
 
 def _shaped(values: Any, shape: tuple[int, ...], path: str, name: str) -> np.ndarray:
@@ -193,3 +204,26 @@ def _shaped(values: Any, shape: tuple[int, ...], path: str, name: str) -> np.nda
     if array.shape != shape:
         raise ModelFormatError(f"{path!r}: {name} have shape {array.shape}, expected {shape}")
     return array
+
+
+def _saved_noise(metadata: dict[str, Any], path: str) -> tuple[float, float | None]:
+    # (weight, log volume) of a saved noise component; (0, None) without one, as models
+    # saved before noise components have.
+    noise = metadata.get("noise")
+    if noise is None:
+        return 0.0, None
+    weight, log_volume = (noise.get("weight"), noise.get("logVolume")) if isinstance(
+        noise, dict) else (None, None)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+               for v in (weight, log_volume)):
+        raise ModelFormatError(f"{path!r} metadata has an invalid noise component: {noise!r}")
+    return float(weight), float(log_volume)
+
+
+def _saved_box(metadata: dict[str, Any], path: str, d: int) -> NoiseBox | None:
+    box = (metadata.get("noise") or {}).get("box")
+    if box is None:
+        return None
+    lower, upper = (_shaped(corner, (d,), path, "noise box corners") for corner in
+                    (box if isinstance(box, list) and len(box) == 2 else [None, None]))
+    return lower, upper

@@ -35,11 +35,12 @@ def score_features(params: HeldParameters, features: pa.Array
     feature arrays.
 
     Rows that :class:`~spark_gmm.runtime.input_checks.FeatureRows` rejects (null, non-finite
-    or of the wrong length) get null fields; no row is dropped.
+    or of the wrong length) get null fields; no row is dropped. With a noise component the
+    responsibilities hold K + 1 entries, the noise last, and its rows' prediction is −1.
     """
     prepare_python_worker()
     mixture = params.value
-    d, k = mixture.n_features, mixture.n_components
+    d, k = mixture.n_features, mixture.n_components + mixture.has_noise
     rows = FeatureRows.of(features)
     n = len(rows)
     valid = rows.valid(d)
@@ -53,6 +54,8 @@ def score_features(params: HeldParameters, features: pa.Array
         if valid.any():
             log_likelihood[valid], probability[valid], prediction[valid] = e_step(
                 rows.rows(valid, d), mixture)
+    if mixture.has_noise:
+        prediction[prediction == mixture.n_components] = -1
     invalid = ~valid
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
     return pa.StructArray.from_arrays(

@@ -27,7 +27,7 @@ def _bad_values(rule) -> list:
         return ["no-such-" + rule.name]
     if rule.type is int:
         return [int(rule.minimum) - 1]
-    return [rule.minimum - 1e-9, math.nan]
+    return [rule.minimum - 1e-9, math.nan] + ([rule.below] if rule.below is not None else [])
 
 
 def _boundary(rule):
@@ -45,7 +45,8 @@ def test_the_checked_rules_are_the_expected_ones() -> None:
     assert {rule.name for rule in CHECKED} == {"k", "covarianceType", "maxIter", "tol",
                                                "regCovar", "initMode", "nInit",
                                                "aggregationDepth", "prior", "priorShrinkage",
-                                               "priorDegreesOfFreedom"}
+                                               "priorDegreesOfFreedom", "noiseVolume",
+                                               "noiseInitialWeight"}
     assert {rule.name for rule in LISTS} == {"priorMean", "priorScale"}
 
 
@@ -151,6 +152,8 @@ def test_the_docs_hold_the_generated_bayesian_table() -> None:
 
 
 def test_the_bayesian_estimator_has_the_declared_params() -> None:
+    import dataclasses
+
     from spark_gmm import BayesianGaussianMixture, BayesianGaussianMixtureModel
     from spark_gmm.fit.param_rules import BAYESIAN_PARAMETERS
 
@@ -161,9 +164,10 @@ def test_the_bayesian_estimator_has_the_declared_params() -> None:
                 assert not params.isDefined(rule.name), rule.name
             else:
                 assert params.getOrDefault(rule.name) == rule.default, rule.name
-    # The shared params keep GaussianMixture's rules and job-config keys; maxIter, tol and
-    # nInit speak of the lower bound.
-    assert BAYESIAN_PARAMETERS["regCovar"] == PARAMETERS["regCovar"]
+    # The shared params keep GaussianMixture's rules; maxIter, tol and nInit speak of the
+    # lower bound.
+    assert BAYESIAN_PARAMETERS["regCovar"] == dataclasses.replace(PARAMETERS["regCovar"],
+                                                                  config_key="")
     assert "lower bound" in BAYESIAN_PARAMETERS["tol"].meaning
     with pytest.raises(ValueError, match=r"^weightConcentrationPrior must be > 0; got 0\.0"):
         BayesianGaussianMixture(weightConcentrationPrior=0.0)._validate_params()

@@ -16,7 +16,7 @@ from spark_gmm.kernels import (
     e_step,
     n_free_parameters,
 )
-from tests.helpers import dense_covariances, make_mixture
+from tests.helpers import dense_covariances, make_mixture, noise_reference_em
 
 REG = 1e-6
 
@@ -43,48 +43,6 @@ def _start(x: np.ndarray, covariance_type: str, noise_weight: float, log_volume:
                                                noise_weight, log_volume)
 
 
-def _reference_em(x: np.ndarray, w: np.ndarray, params: GaussianParameters,
-                  iterations: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float]:
-    """EM with a uniform component of density 1/V, every sum written row by row: (weights,
-    noise weight, means, dense covariances, log-likelihood of the last E-step)."""
-    kind, n, d = params.covariance_type, x.shape[0], x.shape[1]
-    weights, noise = params.weights.copy(), params.noise_weight
-    means, dense = params.means.copy(), dense_covariances(params)
-    log_volume = params.noise_log_volume
-    k = len(weights)
-    for _ in range(iterations):
-        log_p = np.column_stack(
-            [np.log(weights[j]) + sps.multivariate_normal(means[j], dense[j]).logpdf(x)
-             for j in range(k)] + [np.full(n, np.log(noise) - log_volume)])
-        row_ll = logsumexp(log_p, axis=1)
-        log_likelihood = float(w @ row_ll)
-        resp = np.exp(log_p - row_ll[:, None])
-        nk, sums, total = np.zeros(k + 1), np.zeros((k, d)), 0.0
-        for i in range(n):
-            total += w[i]
-            for j in range(k + 1):
-                nk[j] += w[i] * resp[i, j]
-            for j in range(k):
-                sums[j] += w[i] * resp[i, j] * x[i]
-        means = sums / nk[:k, None]
-        scatter = np.zeros((k, d, d))
-        for i in range(n):
-            for j in range(k):
-                diff = x[i] - means[j]
-                scatter[j] += w[i] * resp[i, j] * np.outer(diff, diff)
-        full = scatter / nk[:k, None, None]
-        if kind == "full":
-            dense = full + REG * np.eye(d)
-        elif kind == "tied":
-            dense = np.stack([scatter.sum(axis=0) / nk[:k].sum() + REG * np.eye(d)] * k)
-        elif kind == "diag":
-            dense = np.stack([np.diag(np.diag(c)) + REG * np.eye(d) for c in full])
-        else:
-            dense = np.stack([np.eye(d) * (np.trace(c) / d + REG) for c in full])
-        weights, noise = nk[:k] / total, nk[k] / total
-    return weights, noise, means, dense, log_likelihood
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("exact", [False, True])
 def test_em_with_noise_equals_row_by_row_reference(covariance_type: str, exact: bool) -> None:
@@ -97,7 +55,7 @@ def test_em_with_noise_equals_row_by_row_reference(covariance_type: str, exact: 
     run_em([run], lambda models: block_statistics(x, w, models, center, exact=exact),
            REG, iterations, 0.0)
     # The last iteration's log-likelihood is that of the parameters before its M-step.
-    ref = _reference_em(x, w, start, iterations)
+    ref = noise_reference_em(x, w, start, iterations, REG)
     fitted = run.params.shifted(center)
     assert run.n_iter == iterations
     assert fitted.has_noise and fitted.noise_log_volume == log_volume

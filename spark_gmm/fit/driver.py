@@ -63,6 +63,7 @@ class FitSettings:
     checkpoint_path: str | None
     prior: PriorSettings | None = None  # None: maximum likelihood
     noise: NoiseSettings | None = None  # None: no uniform noise component (.noise)
+    marginalize: bool = False  # missing features (NaN) marginalised, not invalid
     balance_rows: bool = True  # spread the stored rows over the task slots (.balance)
 
 
@@ -229,7 +230,8 @@ def _rebalanced_store(dataset: DataFrame, store: BlockStore | ConnectStore,
 def _validated(store: BlockStore | ConnectStore, settings: FitSettings
                ) -> tuple[InputCounts, FeatureMoments]:
     partitions = store.stored_partitions()  # the first pass: files, counts, moments
-    counts = stored_input_counts(partitions, settings.features_col, settings.weight_col)
+    counts = stored_input_counts(partitions, settings.features_col, settings.weight_col,
+                                 settings.marginalize)
     if settings.k > counts.n_rows:
         raise InvalidInputError(
             f"k={settings.k} is larger than the number of rows ({counts.n_rows}); reduce k")

@@ -20,6 +20,7 @@ from ..kernels.variational import WEIGHT_PRIOR_TYPES
 
 INIT_MODES = ("k-means||", "k-means++", "random")
 PRIORS = ("none", "conjugate")
+MISSING_FEATURES = ("error", "marginalize")
 # pyspark derives its default seed from hash(), which changes between Python processes;
 # a fixed default keeps unseeded fits reproducible.
 DEFAULT_SEED = 20240531
@@ -193,6 +194,14 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
                   "the noise component's weight when EM starts (the Gaussians share the "
                   "rest in proportion to their initial weights)", minimum=0, exclusive=True,
                   below=1.0, config_key="model.noise_initial_weight"),
+    ParameterRule("missingFeatures", str, "error",
+                  "`error`: a NaN or null feature makes the row invalid; `marginalize`: it is "
+                  "a missing feature, the row weighs by its observed ones' marginal "
+                  "(±Inf and rows observing nothing stay invalid; docs/real-rows.md)",
+                  choices=MISSING_FEATURES),
+    ParameterRule("imputedCol", str, None,
+                  "output: the features with each missing entry replaced by its conditional "
+                  "mean E[x_m | x_o]; unset: not added"),
 )}
 
 

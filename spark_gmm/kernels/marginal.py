@@ -57,12 +57,15 @@ def missing_patterns(x: FloatArray) -> Iterator[tuple[BoolArray, NDArray[np.intp
         Their indices in ``x``, increasing.
     """
     missing = np.isnan(x)
-    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(patterns.shape[0] + 1))
-    for p in range(patterns.shape[0]):
-        yield ~patterns[p], order[bounds[p]:bounds[p + 1]]
+    if x.shape[1] < 63:  # each pattern as the bits of one integer: a fast sort
+        codes = missing @ (np.int64(1) << np.arange(x.shape[1], dtype=np.int64))
+    else:
+        codes = np.unique(missing, axis=0, return_inverse=True)[1].reshape(-1)
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
+    for start, stop in zip(starts, [*starts[1:], len(order)]):
+        rows = order[start:stop]
+        yield ~missing[rows[0]], rows
 
 
 class PatternEStep(NamedTuple):

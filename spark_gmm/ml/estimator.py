@@ -85,6 +85,8 @@ class GaussianMixture(
         noise: bool = _default("noise"),
         noiseVolume: float | None = None,
         noiseInitialWeight: float = _default("noiseInitialWeight"),
+        missingFeatures: str = _default("missingFeatures"),
+        imputedCol: str | None = None,
     ) -> None:
         super().__init__()
         self._initial_model: GaussianMixtureModel | None = None
@@ -168,6 +170,12 @@ class GaussianMixture(
     def setNoiseInitialWeight(self, value: float) -> GaussianMixture:
         return self._set(noiseInitialWeight=value)
 
+    def setMissingFeatures(self, value: str) -> GaussianMixture:
+        return self._set(missingFeatures=value)
+
+    def setImputedCol(self, value: str) -> GaussianMixture:
+        return self._set(imputedCol=value)
+
     def getBalanceRows(self) -> bool:
         """Whether the fit spreads its stored rows evenly over the task slots."""
         return self.getOrDefault(self.balanceRows)
@@ -191,6 +199,10 @@ class GaussianMixture(
         return self.getOrDefault(self.checkpointPath)
 
     def _settings(self) -> FitSettings:
+        if self.getNoise() and self.getMissingFeatures() == "marginalize":
+            raise ValueError("missingFeatures='marginalize' and noise=True cannot be combined "
+                             "yet; drop or impute the rows with missing features to fit a "
+                             "noise component")
         checkpoint = (self.getCheckpointPath() if self.isDefined(self.checkpointPath)
                       else None)
         return self._fit_settings(
@@ -201,6 +213,7 @@ class GaussianMixture(
             balance_rows=self.getBalanceRows(),
             noise=NoiseSettings(self.getNoiseVolume(), self.getNoiseInitialWeight())
             if self.getNoise() else None,
+            marginalize=self.getMissingFeatures() == "marginalize",
         )
 
     def _fit(self, dataset: DataFrame) -> GaussianMixtureModel:

@@ -20,7 +20,7 @@ from ..runtime.ingest import allow_arrow_udf_over, features_array
 from .params import GaussianMixtureParams
 from .persistence import OverwriteOnConnect, load_model_parts, save_model
 from .sampling import sample_data_frame
-from .scoring import SCORE_TYPE, HeldParameters, InClosure, score_features
+from .scoring import IMPUTED_SCORE_TYPE, SCORE_TYPE, HeldParameters, InClosure, score_features
 from .summary import FitRunRecord, GaussianMixtureSummary
 
 _SCORE_COLUMN = "__spark_gmm_score"
@@ -168,9 +168,17 @@ class GaussianMixtureModel(
     def setLogLikelihoodCol(self, value: str) -> GaussianMixtureModel:
         return self._set(logLikelihoodCol=value)
 
+    def setMissingFeatures(self, value: str) -> GaussianMixtureModel:
+        return self._set(missingFeatures=value)
+
+    def setImputedCol(self, value: str) -> GaussianMixtureModel:
+        return self._set(imputedCol=value)
+
     def _row(self, value: Vector | Sequence[float] | np.ndarray) -> np.ndarray:
         x = np.asarray(value.toArray() if isinstance(value, Vector) else value, dtype=float)
-        if x.shape != (self.numFeatures,) or not np.all(np.isfinite(x)):
+        missing = np.isnan(x) if self.getMissingFeatures() == "marginalize" else False
+        if (x.shape != (self.numFeatures,) or not np.all(np.isfinite(x) | missing)
+                or np.all(missing)):
             raise ValueError(
                 f"expected {self.numFeatures} finite feature values; got shape {x.shape}"
             )
@@ -227,17 +235,20 @@ class GaussianMixtureModel(
                 self._broadcast = dataset.sparkSession.sparkContext.broadcast(self.parameters)
             held = self._broadcast
         ll_col = self._log_likelihood_col_or_none()
+        imputed_col = self.getImputedCol()
+        marginalize = self.getMissingFeatures() == "marginalize"
         outputs = [self.getPredictionCol(), self.getProbabilityCol()] + ([ll_col] if ll_col
                                                                         else [])
+        outputs += [imputed_col] if imputed_col else []
         clashes = [name for name in outputs if name in dataset.columns]
         if clashes:
             raise ValueError(f"output column {clashes[0]!r} already exists in the input; "
                              "rename it or set a different output column name")
         # A scalar Arrow UDF sees only the features; every other column stays in the JVM.
         def score_batch(features: pa.Array) -> pa.Array:
-            return score_features(held, features)
+            return score_features(held, features, marginalize, bool(imputed_col))
 
-        score = arrow_udf(score_batch, SCORE_TYPE)
+        score = arrow_udf(score_batch, IMPUTED_SCORE_TYPE if imputed_col else SCORE_TYPE)
         allow_arrow_udf_over(dataset)
         scored = dataset.withColumn(_SCORE_COLUMN, score(
             features_array(dataset, self.getFeaturesCol())))
@@ -251,6 +262,9 @@ class GaussianMixtureModel(
         ]
         if ll_col:
             columns.append(result["log_likelihood"].alias(ll_col))
+        if imputed_col:
+            columns.append(F.when(result["imputed"].isNotNull(),
+                                  array_to_vector(result["imputed"])).alias(imputed_col))
         return scored.select(*columns)
 
     def copy(self, extra: dict | None = None) -> GaussianMixtureModel:

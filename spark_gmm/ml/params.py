@@ -123,6 +123,8 @@ class GaussianMixtureParams(MixtureParams):
     noise: Param[bool] = spark_param("noise")
     noiseVolume: Param[float] = spark_param("noiseVolume")
     noiseInitialWeight: Param[float] = spark_param("noiseInitialWeight")
+    missingFeatures: Param[str] = spark_param("missingFeatures")
+    imputedCol: Param[str] = spark_param("imputedCol")
 
     def getLogLikelihoodCol(self) -> str:
         """Column name for the per-row log density."""
@@ -156,6 +158,15 @@ class GaussianMixtureParams(MixtureParams):
     def getNoiseVolume(self) -> float | None:
         """V of the noise component; None: the training rows' bounding box."""
         return self.getOrDefault(self.noiseVolume) if self.isDefined(self.noiseVolume) else None
+
+    def getMissingFeatures(self) -> str:
+        """``error`` (NaN or null features make a row invalid) or ``marginalize``."""
+        return self.getOrDefault(self.missingFeatures)
+
+    def getImputedCol(self) -> str | None:
+        """The output column of the features with missing entries imputed; None: none."""
+        return (self.getOrDefault(self.imputedCol) or None
+                if self.isDefined(self.imputedCol) else None)
 
     def getNoiseInitialWeight(self) -> float:
         """The noise component's weight when EM starts."""

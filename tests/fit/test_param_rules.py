@@ -46,7 +46,7 @@ def test_the_checked_rules_are_the_expected_ones() -> None:
                                                "regCovar", "initMode", "nInit",
                                                "aggregationDepth", "prior", "priorShrinkage",
                                                "priorDegreesOfFreedom", "noiseVolume",
-                                               "noiseInitialWeight"}
+                                               "noiseInitialWeight", "missingFeatures"}
     assert {rule.name for rule in LISTS} == {"priorMean", "priorScale"}
 
 

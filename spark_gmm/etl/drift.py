@@ -124,8 +124,9 @@ class DriftSums:
         if not self.rows:
             raise InvalidInputError("no valid rows to check for drift; check input.path and "
                                     "the invalid-row counts")
+        weights = model.weights.tolist() + ([model.noiseWeight] if _has_noise(model) else [])
         return drift_checks(self.rows, self.log_likelihood / self.rows, self.low_rows,
-                            self.counts, model.weights.tolist(), training, limits)
+                            self.counts, weights, training, limits)
 
 
 def drift_sums(model: FittedModel, valid: DataFrame, training: dict[str, float]
@@ -138,7 +139,14 @@ def drift_sums(model: FittedModel, valid: DataFrame, training: dict[str, float]
                      F.sum((F.col(LOG_LIKELIHOOD) < training["low"]).cast("long"))
                      .alias("low")).first()
     return DriftSums(int(row["rows"]), float(row["sum"] or 0.0), int(row["low"] or 0),
-                     [by_component.get(j, 0) for j in range(model.getK())])
+                     [by_component.get(j, 0) for j in range(model.getK())]
+                     + ([by_component.get(-1, 0)] if _has_noise(model) else []))
+
+
+def _has_noise(model: FittedModel) -> bool:
+    # A GaussianMixtureModel with a noise component: its rows (prediction −1) and weight
+    # are the last component of the shares' check.
+    return getattr(model, "noiseLogVolume", None) is not None
 
 
 def scored_drift(model: FittedModel, valid: DataFrame, training: dict[str, float],

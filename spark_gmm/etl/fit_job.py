@@ -92,7 +92,21 @@ def _estimator_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any
                 nInit=m.n_init, seed=m.seed, aggregationDepth=m.aggregation_depth,
                 balanceRows=m.balance_rows, featuresCol=FEATURES,
                 weightCol=config.input.weight_column or None,
-                **prior_params(config, schema))
+                **prior_params(config, schema), **noise_params(config, schema))
+
+
+def noise_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any]:
+    """The noise component's params: a set ``noise_volume`` is in the features' units,
+    divided by Π s_j when the job standardises (unset: the bounding box of the rows the
+    estimator sees)."""
+    m = config.model
+    if not m.noise:
+        return {}
+    volume = m.noise_volume
+    if volume is not None and schema.scale:
+        volume = float(volume / np.prod(schema.scale))
+    return dict(noise=True, noiseInitialWeight=m.noise_initial_weight,
+                **({} if volume is None else {"noiseVolume": volume}))
 
 
 def _fitted(config: JobConfig, valid: DataFrame, previous: GaussianMixtureModel | None,
@@ -188,6 +202,7 @@ def _model_report(fitted: _Fitted) -> dict[str, Any]:
         "prior": model.getPrior(), "log_posterior": summary.logPosterior,
         "log_likelihood_history": summary.logLikelihoodHistory, "num_iter": summary.numIter,
         "converged": summary.converged, "cluster_sizes": summary.clusterSizes,
+        "noise_weight": model.noiseWeight, "noise_size": summary.noiseSize,
         "bic": summary.bic, "aic": summary.aic, "icl": summary.icl,
         "model_selection": fitted.selection, "weights": model.weights.tolist(), **ran,
     }
@@ -255,7 +270,8 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger) as labelling:
         labelled = label(scoring_model(fitted.model), rows_to_label(config, prepared),
                          input_columns, model_id, fitted.threshold)
-        rows = write_outputs(spark, config, prepared, labelled, counts)
+        rows = write_outputs(spark, config, prepared, labelled, counts,
+                             getattr(fitted.model, "noiseLogVolume", None) is not None)
     report = _report(config, fitted, model_id, schema, counts, rows,
                      {"reading": reading.seconds, "fitting": fitting.seconds,
                       "labelling": labelling.seconds})

@@ -163,7 +163,9 @@ def report_inputs(spark: SparkSession, artifact_dir: str, key: str = "model.path
         parameters=model.parameters, histories=histories,
         cluster_sizes=list(diagnostics.get("cluster_sizes") or
                            (summary.clusterSizes if summary else [0] * model.getK())),
-        criteria={name: diagnostics.get(name) for name in ("bic", "aic", "icl")}, **common)
+        criteria={name: diagnostics.get(name) for name in ("bic", "aic", "icl")},
+        noise_size=diagnostics.get("noise_size",
+                                   summary.noiseSize if summary else None), **common)
 
 
 def _bayesian_inputs(model: BayesianGaussianMixtureModel, diagnostics: dict[str, Any],

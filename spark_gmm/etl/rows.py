@@ -113,8 +113,10 @@ def label(model: FittedModel, frame: DataFrame, input_columns: list[str],
 
 
 def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
-                  labelled: DataFrame, counts: RowCounts) -> dict[str, int]:
-    """Publish the labelled rows (and the quarantined ones); check rows out = rows in.
+                  labelled: DataFrame, counts: RowCounts, noise: bool = False
+                  ) -> dict[str, int]:
+    """Publish the labelled rows (and the quarantined ones); check rows out = rows in. With
+    ``noise`` (a model with a noise component) also count the rows labelled −1.
 
     Raises
     ------
@@ -138,6 +140,7 @@ def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
     written = spark.read.parquet(config.output.path)
     labelled_rows = written.count()
     null_predictions = written.where(F.col("prediction").isNull()).count()
+    noise_rows = written.where(F.col("prediction") == -1).count() if noise else None
     if labelled_rows + quarantined != counts.rows:
         raise RuntimeError(
             f"row accounting failed: {counts.rows} read, {labelled_rows} labelled, "
@@ -145,7 +148,8 @@ def write_outputs(spark: SparkSession, config: JobConfig, prepared: DataFrame,
         )
     return {"rows_read": counts.rows, "rows_labelled": labelled_rows,
             "rows_quarantined": quarantined, "rows_skipped": counts.invalid - quarantined,
-            "rows_with_null_prediction": null_predictions}
+            "rows_with_null_prediction": null_predictions} | (
+                {} if noise_rows is None else {"rows_labelled_noise": noise_rows})
 
 
 def score_rows(spark: SparkSession, config: JobConfig, model: FittedModel,
@@ -172,5 +176,6 @@ def score_rows(spark: SparkSession, config: JobConfig, model: FittedModel,
     labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
                      artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"))
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
-        written = write_outputs(spark, config, prepared, labelled, counts)
+        written = write_outputs(spark, config, prepared, labelled, counts,
+                                getattr(model, "noiseLogVolume", None) is not None)
     return prepared, counts, written

@@ -138,42 +138,54 @@ def criteria_figure(table: Sequence[dict[str, Any]], chosen: tuple[int, str],
 
 
 def draw_weights(weights: Sequence[float], cluster_sizes: Sequence[int],
-                 threshold: float | None = None) -> Any:
+                 threshold: float | None = None, noise: tuple[float, int] | None = None
+                 ) -> Any:
     """Mixture weights and hard-assignment cluster sizes per component; with ``threshold``
     (a Bayesian model's effective-component weight) a dashed line at it, the components at
-    or below it grey."""
+    or below it grey; with ``noise`` (its weight and rows) a hatched grey bar ``noise``
+    last."""
     figure = _figure(4.0)
     left, right = figure.subplots(1, 2)
-    components = np.arange(len(weights))
+    components = np.arange(len(weights) + (noise is not None))
     colours = _colours(len(weights))
     if threshold is not None:
         colours = [c if w > threshold else "0.75" for c, w in zip(colours, weights)]
-    left.bar(components, weights, color=colours)
+    if noise is not None:
+        weights, cluster_sizes = [*weights, noise[0]], [*cluster_sizes, noise[1]]
+        colours = [*colours, "0.6"]
+    for axes, values in ((left, weights), (right, cluster_sizes)):
+        bars = axes.bar(components, values, color=colours)
+        if noise is not None:
+            bars[-1].set_hatch("//")
     _style(left, "component", "mixture weight π_k (share of the rows)", "weights π_k")
     if threshold is not None:
         left.axhline(threshold, color="black", linestyle="--", linewidth=1.2,
                      label=f"effective above {threshold:g} (grey: pruned)")
         left.legend(fontsize=LEGEND_SIZE, loc="upper left")
-    right.bar(components, cluster_sizes, color=colours)
     _style(right, "component", "training rows assigned (argmax γ)",
            "training rows assigned to each component")
     for axes in (left, right):
-        axes.set_xticks(components)
+        if noise is None:
+            axes.set_xticks(components)
+        else:
+            axes.set_xticks(components, [*map(str, components[:-1]), "noise"])
         axes.grid(alpha=0.3, axis="y")
         axes.grid(False, axis="x")
     return figure
 
 
 def weights_figure(weights: Sequence[float], cluster_sizes: Sequence[int],
-                   threshold: float | None = None) -> bytes:
+                   threshold: float | None = None, noise: tuple[float, int] | None = None
+                   ) -> bytes:
     """:func:`draw_weights` as PNG bytes."""
-    return _png(draw_weights(weights, cluster_sizes, threshold))
+    return _png(draw_weights(weights, cluster_sizes, threshold, noise))
 
 
 def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndarray,
                shown: Sequence[int] | None = None) -> Any:
     """Sampled rows on the mixture's first two principal axes, coloured by prediction, with
-    the 1σ (solid) and 2σ (dashed) ellipse of each component (of those in ``shown``)."""
+    the 1σ (solid) and 2σ (dashed) ellipse of each component (of those in ``shown``); rows
+    labelled K (a noise component's) drawn apart as grey crosses."""
     plane = principal_plane(parameters)
     points = plane.project(rows)
     means, covariances = projected_components(parameters, plane)
@@ -182,8 +194,13 @@ def draw_plane(parameters: GaussianParameters, rows: FloatArray, labels: np.ndar
     axes = figure.subplots()
     # Dots large and opaque enough to read their colour; the thin white edge keeps
     # overlapping dots apart.
-    axes.scatter(points[:, 0], points[:, 1], s=22, alpha=0.85, linewidths=0.3,
-                 edgecolors="white", c=[colours[j] for j in labels], zorder=2)
+    noise = labels == parameters.n_components
+    axes.scatter(points[~noise, 0], points[~noise, 1], s=22, alpha=0.85, linewidths=0.3,
+                 edgecolors="white", c=[colours[j] for j in labels[~noise]], zorder=2)
+    if noise.any():
+        axes.scatter(points[noise, 0], points[noise, 1], s=22, marker="x", color="0.45",
+                     linewidths=1.0, zorder=1, label=f"noise ({int(noise.sum())} rows)")
+        axes.legend(fontsize=LEGEND_SIZE, loc="upper right")
     for j in range(parameters.n_components) if shown is None else shown:
         for radius, style in ((1.0, "-"), (2.0, "--")):
             curve = ellipse(means[j], covariances[j], radius)

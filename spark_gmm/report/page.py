@@ -75,6 +75,8 @@ class ReportInputs:
     effective_weight : float or None
         A Bayesian model's effective-component threshold: components whose weight is at
         most this are pruned (None for a GaussianMixture).
+    noise_size : int or None
+        With a noise component: the training rows labelled noise (−1).
     """
 
     parameters: GaussianParameters
@@ -92,6 +94,7 @@ class ReportInputs:
     objective: str = "log-likelihood"
     scoring: GaussianParameters | None = None
     effective_weight: float | None = None
+    noise_size: int | None = None
 
     @property
     def effective(self) -> list[int]:
@@ -179,7 +182,13 @@ def _sections(inputs: ReportInputs) -> list[str]:
     sections.append(_section(
         "Weights and cluster sizes",
         _image(weights_figure(p.weights.tolist(), inputs.cluster_sizes,
-                              inputs.effective_weight), "weights and sizes")))
+                              inputs.effective_weight,
+                              (p.noise_weight, inputs.noise_size or 0) if p.has_noise
+                              else None), "weights and sizes"),
+        "" if not p.has_noise else
+        f"The noise component (density 1/V, log V = {p.noise_log_volume:.6g}) holds "
+        f"{p.noise_weight:.1%} of the weight and {inputs.noise_size or 0} training rows "
+        "(labelled −1), drawn hatched."))
     if inputs.sample is None or len(inputs.sample) == 0:
         sections.append(_section("Rows", "<p>The artifact holds no sample of training rows "
                                  "(fitted by an older version): refit to see them.</p>"))
@@ -194,7 +203,9 @@ def _sections(inputs: ReportInputs) -> list[str]:
         f"{len(inputs.sample)} sampled training rows coloured by predicted component; "
         "ellipses are each component's 1σ (solid) and 2σ (dashed) contours in this plane"
         + (" (effective components only; means and covariances are the posterior's "
-           "expectations)" if pruned else "") + "."))
+           "expectations)" if pruned else "")
+        + ("; the rows the noise component takes are grey crosses" if p.has_noise else "")
+        + "."))
     sections.append(_section(
         "Features",
         _image(marginals_figure(p, inputs.sample, inputs.feature_names, inputs.mean,

@@ -278,3 +278,32 @@ def test_in_a_1280_px_browser_window_each_figure_fills_the_column(tmp_path) -> N
                          timeout=120, check=True).stdout
     widths = json.loads(re.search(r'<pre id="widths">(.*?)</pre>', dom, re.S).group(1))
     assert len(widths) == 4 and all(abs(w - PAGE_WIDTH_PX) <= 1 for w in widths), widths
+
+
+def test_a_noise_component_is_shown_apart() -> None:
+    from spark_gmm.kernels import e_step
+    from spark_gmm.kernels.generate import noise_box
+    from spark_gmm.report.figures import draw_plane, draw_weights
+
+    p = _mixture("full", d=3)
+    lower, upper = np.full(3, -12.0), np.full(3, 12.0)
+    noisy = p.with_noise(0.2, float(np.sum(np.log(upper - lower))))
+    x, drawn = sample_mixture(noisy, 600, np.random.default_rng(3),
+                              noise_box(lower, upper, noisy.noise_log_volume))
+    labels = e_step(x, noisy)[2]
+    taken = int((labels == 3).sum())
+    assert 0 < taken and (drawn == -1).sum() > 0
+    axes = draw_plane(noisy, x, labels).axes[0]
+    legend = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert legend == [f"noise ({taken} rows)"]
+    # The crosses are the rows labelled noise, the dots the others.
+    assert [len(c.get_offsets()) for c in axes.collections] == [600 - taken, taken]
+    left, right = draw_weights(noisy.weights.tolist(), [100, 200, 200], noise=(0.2, taken)
+                               ).axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["0", "1", "2", "noise"]
+    assert [b.get_height() for b in right.patches] == [100, 200, 200, taken]
+    assert abs(left.patches[-1].get_height() - 0.2) < 1e-12
+    page = render_report(_inputs(parameters=noisy, sample=x, noise_size=taken))
+    assert len(_images(page)) == 4
+    assert f"holds 20.0% of the weight and {taken} training rows" in page
+    assert "the rows the noise component takes are grey crosses" in page

@@ -85,3 +85,24 @@ def test_bench_missing_and_noise_record_every_round_and_their_ratios(spark, tmp_
             "(target ≤ 2.00×") in flat
     assert (f"an iteration with the noise component takes {real['noise_over_plain']:.2f}× the "
             "time of a plain iteration (target ≤ 1.10×") in flat
+
+
+def test_options_this_build_cannot_run_fail_before_any_work(monkeypatch, capsys,
+                                                            tmp_path) -> None:
+    from spark_gmm.bench import real_rows
+    from spark_gmm.cli import EXIT_BAD_INPUT, main
+
+    class WithoutThem:  # an estimator from before #27
+        def hasParam(self, name: str) -> bool:
+            return name not in ("missingFeatures", "noise")
+
+    monkeypatch.setattr(real_rows, "GaussianMixture", WithoutThem)
+    work_dir = tmp_path / "bench"
+    assert main(["bench", "--missing", "--noise", "--work-dir", str(work_dir)]) == EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert ("--missing needs GaussianMixture's missingFeatures param, which this version of "
+            "spark-gmm does not have; --noise needs GaussianMixture's noise param") in error
+    assert main(["bench", "--bayesian", "--remote", "sc://localhost:1",
+                 "--work-dir", str(work_dir)]) == EXIT_BAD_INPUT
+    assert "--bayesian runs in a classic session only" in capsys.readouterr().err
+    assert not work_dir.exists()  # nothing generated, no session started

@@ -116,3 +116,16 @@ def test_noise_weight_validation_and_free_parameters() -> None:
     np.testing.assert_allclose(noisy.weights, [0.45, 0.45], rtol=0, atol=1e-15)
     assert n_free_parameters("diag", 2, 2) + 1 == n_free_parameters("diag", 2, 2, noise=True)
     assert n_free_parameters("diag", 2, 2, noise=True) == 2 * 2 + 2 * 2 + 1 + 1
+
+
+def test_a_checkpoint_keeps_the_noise_component(tmp_path) -> None:
+    from spark_gmm.fit.checkpoint import read_checkpoint, write_checkpoint
+
+    x, _ = _rows()
+    params = _start(x, "spherical", 0.15, 3.25)
+    path = str(tmp_path / "em.json")
+    write_checkpoint(path, {"k": 3}, np.zeros(3), [EMRun(params, [-1.5])])
+    _, [run] = read_checkpoint(path, {"k": 3})
+    assert run.params.noise_weight == params.noise_weight
+    assert run.params.noise_log_volume == 3.25
+    np.testing.assert_array_equal(run.params.weights, params.weights)

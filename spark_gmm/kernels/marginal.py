@@ -101,29 +101,22 @@ def pattern_e_step(x: FloatArray, observed: BoolArray, params: GaussianParameter
                          "component")
     n_components, n_features = params.means.shape
     missing = ~observed
-    n_observed, n_missing = int(observed.sum()), int(missing.sum())
+    # All components at once: [K, |o|, |o|] factors, [K, |o|, r] whitened rows.
     dense = params.covariance.dense(params.covariances, n_components, n_features)
-    x_observed = x[:, observed]
-    log_density = np.empty((x.shape[0], n_components))
-    means = np.empty((n_components, x.shape[0], n_missing))
-    covariances = np.empty((n_components, n_missing, n_missing))
-    factor_of: tuple[FloatArray, FloatArray, float] | None = None
-    for k in range(n_components):
-        if factor_of is None or not params.covariance.shared:
-            sigma = dense[k]
-            lower = np.linalg.cholesky(sigma[np.ix_(observed, observed)])
-            # B = L⁻¹ Σ_om, so Σ_mo Σ_oo⁻¹ = Bᵀ L⁻¹ and Σ_mo Σ_oo⁻¹ Σ_om = Bᵀ B.
-            coupling = np.linalg.solve(lower, sigma[np.ix_(observed, missing)])
-            log_det = 2.0 * float(np.sum(np.log(np.diag(lower))))
-            factor_of = (lower, coupling, log_det)
-            covariance_k = sigma[np.ix_(missing, missing)] - coupling.T @ coupling
-        lower, coupling, log_det = factor_of
-        whitened = np.linalg.solve(lower, (x_observed - params.means[k, observed]).T)
-        log_density[:, k] = -0.5 * (n_observed * LOG_2PI + log_det
-                                    + np.einsum("or,or->r", whitened, whitened))
-        means[k] = params.means[k, missing] + (coupling.T @ whitened).T
-        covariances[k] = covariance_k
-    weighted = log_density + params.log_weights
+    lower = np.linalg.cholesky(dense[:, observed][:, :, observed])
+    # L_k⁻¹ once (as the precision-Cholesky factors are), then GEMMs: B_k = L_k⁻¹ Σ_k,om and
+    # z = L_k⁻¹ (x_o − μ_k,o), so Σ_mo Σ_oo⁻¹ (x_o − μ_o) = B_kᵀ z, Σ_mo Σ_oo⁻¹ Σ_om = B_kᵀ B_k.
+    inverse = np.linalg.solve(lower, np.broadcast_to(np.eye(lower.shape[1]), lower.shape))
+    coupling = inverse @ dense[:, observed][:, :, missing]
+    log_det = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
+    centred = x[None, :, observed] - params.means[:, None, observed]
+    whitened = inverse @ centred.transpose(0, 2, 1)
+    log_density = -0.5 * (int(observed.sum()) * LOG_2PI + log_det[:, None]
+                          + np.einsum("kor,kor->kr", whitened, whitened))
+    means = params.means[:, None, missing] + whitened.transpose(0, 2, 1) @ coupling
+    covariances = (dense[:, missing][:, :, missing]
+                   - coupling.transpose(0, 2, 1) @ coupling)
+    weighted = log_density.T + params.log_weights
     log_likelihood = log_sum_exp(weighted)
     resp = weighted - log_likelihood[:, None]
     exp_flushed_in_place(resp)
@@ -181,8 +174,7 @@ def marginal_sums(x: FloatArray, weights: FloatArray | None, params: GaussianPar
     n_components, n_features = params.means.shape
     resp_sum = np.zeros(n_components)
     first = np.zeros((n_components, n_features))
-    dense_extra = np.zeros((n_components, n_features, n_features))
-    second = np.zeros(covariance.second_moment_shape(n_components, n_features))
+    dense_second = np.zeros((n_components, n_features, n_features))
     log_likelihood = 0.0
     assigned = np.zeros(n_components, dtype=np.int64) if count_assignments else None
     entropy = 0.0 if count_assignments else None
@@ -198,15 +190,15 @@ def marginal_sums(x: FloatArray, weights: FloatArray | None, params: GaussianPar
             np.log(step.resp, out=logs, where=step.resp > 0)
             row_entropy = -(logs * step.resp).sum(axis=1)
             entropy += float(row_entropy.sum() if w is None else w @ row_entropy)
-        missing = np.flatnonzero(~observed)
-        completed = np.array(x[rows])
-        for k in range(n_components):
-            completed[:, missing] = step.conditional_means[k]
-            f, s = covariance.moments(completed, resp[:, k:k + 1], params.means[k:k + 1])
-            first[k] += f[0]
-            second[k] += s[0]
-            dense_extra[k][np.ix_(missing, missing)] += (resp[:, k].sum()
-                                                         * step.conditional_covariances[k])
+        # The completed rows minus each mean, [K, r, D]; their moments in one batched GEMM.
+        completed = np.repeat(x[rows][None], n_components, axis=0)
+        completed[:, :, ~observed] = step.conditional_means
+        completed -= params.means[:, None, :]
+        weighted = completed * resp.T[:, :, None]
+        first += weighted.sum(axis=1)
+        dense_second += weighted.transpose(0, 2, 1) @ completed
+        block = np.ix_(np.arange(n_components), ~observed, ~observed)
+        dense_second[block] += resp.sum(axis=0)[:, None, None] * step.conditional_covariances
         resp_sum += resp.sum(axis=0)
-    second += covariance.second_of_dense(dense_extra)
-    return MarginalSums(resp_sum, first, second, log_likelihood, assigned, entropy)
+    return MarginalSums(resp_sum, first, covariance.second_of_dense(dense_second),
+                        log_likelihood, assigned, entropy)

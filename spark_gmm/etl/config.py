@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin, get_type_hints
 
 from ..errors import ConfigError, cause_in_words
-from ..fit.param_rules import PARAMETERS, config_rules
+from ..fit.param_rules import BAYESIAN_PARAMETERS, PARAMETERS, ParameterRule, config_rules
 from ..ml.selection import CRITERIA
+from .estimator_keys import ESTIMATOR_RULES, ESTIMATORS, check_estimator_keys
 
 INVALID_ROW_POLICIES = ("error", "skip", "quarantine")
-# Keys whose value is a list of numbers (priorMean, priorScale), by their config key.
-_NUMBER_LISTS = {rule.config_key: rule for rule in PARAMETERS.values() if rule.type is list}
+# Keys whose value is a list of numbers (priorMean, priorScale, ...), by their config key.
+_NUMBER_LISTS = {rule.config_key: rule for rules in ESTIMATOR_RULES.values()
+                 for rule in rules.values() if rule.type is list and rule.config_key}
 INPUT_FORMATS = ("parquet", "csv", "table")
 __all__ = ["ConfigError", "JobConfig", "build_config", "load_config"]
 
@@ -44,8 +46,8 @@ class InputConfig:
 _SEVERAL = ("k", "covariance_type")
 
 
-def _default(name: str) -> Any:
-    return PARAMETERS[name].default
+def _default(name: str, rules: dict[str, ParameterRule] = PARAMETERS) -> Any:
+    return rules[name].default
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ class ModelConfig:
     noise: bool = _default("noise")
     noise_volume: float | None = None
     noise_initial_weight: float = _default("noiseInitialWeight")
+    # "bayesian": BayesianGaussianMixture (docs/bayesian.md) with the priors below.
+    estimator: str = "mixture"
+    weight_concentration_prior_type: str = _default("weightConcentrationPriorType",
+                                                    BAYESIAN_PARAMETERS)
+    weight_concentration_prior: float | None = None
+    mean_precision_prior: float = _default("meanPrecisionPrior", BAYESIAN_PARAMETERS)
+    mean_prior: tuple[float, ...] | None = None
+    degrees_of_freedom_prior: float | None = None
+    covariance_prior: tuple[float, ...] | None = None
     path: str = ""
     # A previous model artifact to start EM from (same features, standardisation, k, type).
     warm_start: str = ""
@@ -250,7 +261,11 @@ def _check(config: JobConfig) -> None:
             raise ConfigError(message)
 
     m, p, o, i = config.model, config.preprocess, config.output, config.input
-    for key, rule in config_rules("model"):  # the estimator's rules, by their TOML keys
+    require(m.estimator in ESTIMATORS, f"model.estimator must be one of "
+            f"{', '.join(ESTIMATORS)}; got {m.estimator!r}")
+    check_estimator_keys(config, JobConfig())
+    # the chosen estimator's rules, by their TOML keys
+    for key, rule in config_rules("model", ESTIMATOR_RULES[m.estimator]):
         value = getattr(m, key)
         if value is None or rule.type is list:  # unset, or checked as it was read
             continue

@@ -205,44 +205,52 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
 )}
 
 
-# The params BayesianGaussianMixture shares with GaussianMixture (their rules above, the
-# meanings of ``maxIter``, ``tol`` and ``nInit`` in its terms), then its priors
-# (scikit-learn's defaults).
+# The params BayesianGaussianMixture shares with GaussianMixture (their rules and job-config
+# keys above, the meanings of ``maxIter``, ``tol``, ``nInit`` and ``logLikelihoodCol`` in its
+# terms), then its priors (scikit-learn's defaults), which the fit job sets with
+# ``[model] estimator = "bayesian"``.
 _SHARED_WITH_BAYESIAN = ("k", "covarianceType", "maxIter", "tol", "regCovar", "initMode",
                          "nInit", "seed", "aggregationDepth", "featuresCol", "weightCol",
-                         "predictionCol", "probabilityCol")
+                         "predictionCol", "probabilityCol", "logLikelihoodCol")
 _BAYESIAN_MEANINGS = {
     "maxIter": "variational iterations at most",
     "tol": "stop when the lower bound changes by less (scikit-learn's rule)",
     "nInit": "initialisations; the highest final lower bound wins; all share each pass over "
              "the data",
+    "logLikelihoodCol": "output: log Σ_k ρ_k of each row (scikit-learn's `score_samples`); "
+                        "unset: not added",
 }
 BAYESIAN_PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
-    *(replace(PARAMETERS[name], config_key="",
+    *(replace(PARAMETERS[name],
               meaning=_BAYESIAN_MEANINGS.get(name, PARAMETERS[name].meaning))
       for name in _SHARED_WITH_BAYESIAN),
     ParameterRule("weightConcentrationPriorType", str, "dirichlet_process",
                   "prior of the weights: `dirichlet_process` (stick-breaking, prunes "
-                  "components) or `dirichlet_distribution`", choices=WEIGHT_PRIOR_TYPES),
+                  "components) or `dirichlet_distribution`", choices=WEIGHT_PRIOR_TYPES,
+                  config_key="model.weight_concentration_prior_type"),
     ParameterRule("weightConcentrationPrior", float, None,
                   "α₀: small values leave fewer components active; unset: 1/k", minimum=0,
-                  exclusive=True),
+                  exclusive=True, config_key="model.weight_concentration_prior"),
     ParameterRule("meanPrecisionPrior", float, 1.0,
                   "β₀: how strongly the means are pulled to `meanPrior`", minimum=0,
-                  exclusive=True),
-    ParameterRule("meanPrior", list, None, "m₀ [D]; unset: the weighted mean of the rows"),
+                  exclusive=True, config_key="model.mean_precision_prior"),
+    ParameterRule("meanPrior", list, None, "m₀ [D]; unset: the weighted mean of the rows",
+                  config_key="model.mean_prior"),
     ParameterRule("degreesOfFreedomPrior", float, None,
                   "ν₀ of the precisions' Wishart (> D − 1); unset: D", minimum=0,
-                  exclusive=True),
+                  exclusive=True, config_key="model.degrees_of_freedom_prior"),
     ParameterRule("covariancePrior", list, None,
                   "Ψ₀: 1 value (× identity), D (diagonal) or D×D (row-major); unset: the rows' "
-                  "unbiased covariance (`diag`: its diagonal, `spherical`: its mean diagonal)"),
+                  "unbiased covariance (`diag`: its diagonal, `spherical`: its mean diagonal)",
+                  config_key="model.covariance_prior"),
 )}
 
 
-def config_rules(section: str) -> Iterator[tuple[str, ParameterRule]]:
-    """(key, rule) of every parameter the job config sets in ``[section]``."""
-    for rule in PARAMETERS.values():
+def config_rules(section: str, rules: dict[str, ParameterRule] | None = None
+                 ) -> Iterator[tuple[str, ParameterRule]]:
+    """(key, rule) of every parameter the job config sets in ``[section]``, of
+    :data:`PARAMETERS` (or of ``rules``: :data:`BAYESIAN_PARAMETERS`)."""
+    for rule in (PARAMETERS if rules is None else rules).values():
         if rule.config_key.startswith(section + "."):
             yield rule.config_key.split(".", 1)[1], rule
 

@@ -51,7 +51,7 @@ class MixtureParams(
     (:mod:`.bayesian_params`) share: MLlib's shared params from pyspark, ``k``,
     ``covarianceType``, ``regCovar``, ``initMode`` and the getters; the defaults and the
     validation come from the subclass's declaration, :attr:`_rules`. Each subclass declares
-    ``nInit`` (its meaning differs)."""
+    ``nInit`` and ``logLikelihoodCol`` (their meanings differ)."""
 
     _rules: ClassVar[dict[str, ParameterRule]] = PARAMETERS
     k: Param[int] = spark_param("k")
@@ -59,6 +59,7 @@ class MixtureParams(
     regCovar: Param[float] = spark_param("regCovar")
     initMode: Param[str] = spark_param("initMode")
     nInit: Param[int]
+    logLikelihoodCol: Param[str]
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,9 +86,18 @@ class MixtureParams(
         """Number of initialisations."""
         return self.getOrDefault(self.nInit)
 
+    def getLogLikelihoodCol(self) -> str:
+        """Column name for the per-row log density."""
+        return self.getOrDefault(self.logLikelihoodCol)
+
     def _weight_col_or_none(self) -> str | None:
         if self.isDefined(self.weightCol) and self.getWeightCol():
             return self.getWeightCol()
+        return None
+
+    def _log_likelihood_col_or_none(self) -> str | None:
+        if self.isDefined(self.logLikelihoodCol) and self.getLogLikelihoodCol():
+            return self.getLogLikelihoodCol()
         return None
 
     def _fit_settings(self, checkpoint_path: str | None = None, **specific: Any
@@ -125,10 +135,6 @@ class GaussianMixtureParams(MixtureParams):
     noiseInitialWeight: Param[float] = spark_param("noiseInitialWeight")
     missingFeatures: Param[str] = spark_param("missingFeatures")
     imputedCol: Param[str] = spark_param("imputedCol")
-
-    def getLogLikelihoodCol(self) -> str:
-        """Column name for the per-row log density."""
-        return self.getOrDefault(self.logLikelihoodCol)
 
     def getPrior(self) -> str:
         """``none`` (maximum likelihood) or ``conjugate`` (MAP-EM)."""
@@ -171,8 +177,3 @@ class GaussianMixtureParams(MixtureParams):
     def getNoiseInitialWeight(self) -> float:
         """The noise component's weight when EM starts."""
         return self.getOrDefault(self.noiseInitialWeight)
-
-    def _log_likelihood_col_or_none(self) -> str | None:
-        if self.isDefined(self.logLikelihoodCol) and self.getLogLikelihoodCol():
-            return self.getLogLikelihoodCol()
-        return None

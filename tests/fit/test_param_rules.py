@@ -152,8 +152,6 @@ def test_the_docs_hold_the_generated_bayesian_table() -> None:
 
 
 def test_the_bayesian_estimator_has_the_declared_params() -> None:
-    import dataclasses
-
     from spark_gmm import BayesianGaussianMixture, BayesianGaussianMixtureModel
     from spark_gmm.fit.param_rules import BAYESIAN_PARAMETERS
 
@@ -164,10 +162,9 @@ def test_the_bayesian_estimator_has_the_declared_params() -> None:
                 assert not params.isDefined(rule.name), rule.name
             else:
                 assert params.getOrDefault(rule.name) == rule.default, rule.name
-    # The shared params keep GaussianMixture's rules; maxIter, tol and nInit speak of the
-    # lower bound.
-    assert BAYESIAN_PARAMETERS["regCovar"] == dataclasses.replace(PARAMETERS["regCovar"],
-                                                                  config_key="")
+    # The shared params keep GaussianMixture's rules and job-config keys; maxIter, tol and
+    # nInit speak of the lower bound.
+    assert BAYESIAN_PARAMETERS["regCovar"] == PARAMETERS["regCovar"]
     assert "lower bound" in BAYESIAN_PARAMETERS["tol"].meaning
     with pytest.raises(ValueError, match=r"^weightConcentrationPrior must be > 0; got 0\.0"):
         BayesianGaussianMixture(weightConcentrationPrior=0.0)._validate_params()

@@ -14,8 +14,8 @@ from ..fit.variational import VariationalSettings, fit_variational
 from .bayesian_model import BayesianGaussianMixtureModel, BayesianGaussianMixtureSummary
 from .bayesian_params import BayesianGaussianMixtureParams
 from .bayesian_params import bayesian_default as _d
+from .mixture_estimator import MixtureEstimator
 from .model import GaussianMixtureModel
-from .persistence import ParamsWriter
 from .summary import FitRunRecord
 
 
@@ -28,7 +28,7 @@ def _setter(name: str) -> Any:
     return set_value
 
 
-class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
+class BayesianGaussianMixture(MixtureEstimator, Estimator[BayesianGaussianMixtureModel],
                               BayesianGaussianMixtureParams, DefaultParamsWritable,
                               DefaultParamsReadable["BayesianGaussianMixture"]):
     """Variational Bayesian Gaussian mixture with scikit-learn's ``BayesianGaussianMixture``
@@ -96,21 +96,6 @@ class BayesianGaussianMixture(Estimator[BayesianGaussianMixtureModel],
     setMeanPrior = _setter("meanPrior")
     setDegreesOfFreedomPrior = _setter("degreesOfFreedomPrior")
     setCovariancePrior = _setter("covariancePrior")
-
-    def setInitialModel(self, model: GaussianMixtureModel) -> BayesianGaussianMixture:
-        """Start from ``model``'s responsibilities on the training rows (same k, features
-        and covarianceType) instead of ``initMode``."""
-        self._initial_model = model
-        return self
-
-    def copy(self, extra: dict | None = None) -> BayesianGaussianMixture:
-        that = super().copy(extra)
-        that._initial_model = self._initial_model
-        return that
-
-    def write(self) -> ParamsWriter:
-        """pyspark.ml's params writer, with ``overwrite()`` working on Spark Connect too."""
-        return ParamsWriter(self)
 
     def _settings(self) -> VariationalSettings:
         fit = self._fit_settings()

@@ -17,9 +17,9 @@ from ..fit.driver import FitResult, FitSettings, can_share, fit_mixtures
 from ..fit.noise import NoiseSettings
 from ..fit.prior import PriorSettings
 from ..kernels.generate import noise_box
+from .mixture_estimator import MixtureEstimator
 from .model import GaussianMixtureModel
 from .params import PARAMETERS, GaussianMixtureParams, spark_param
-from .persistence import ParamsWriter
 from .summary import FitRunRecord, GaussianMixtureSummary
 
 
@@ -29,6 +29,7 @@ def _default(name: str) -> Any:
 
 
 class GaussianMixture(
+    MixtureEstimator,
     Estimator[GaussianMixtureModel],
     GaussianMixtureParams,
     DefaultParamsWritable,
@@ -179,20 +180,6 @@ class GaussianMixture(
     def getBalanceRows(self) -> bool:
         """Whether the fit spreads its stored rows evenly over the task slots."""
         return self.getOrDefault(self.balanceRows)
-
-    def setInitialModel(self, model: GaussianMixtureModel) -> GaussianMixture:
-        """Start EM from ``model`` (same k, features and covarianceType) instead of initMode."""
-        self._initial_model = model
-        return self
-
-    def copy(self, extra: dict | None = None) -> GaussianMixture:
-        that = super().copy(extra)
-        that._initial_model = self._initial_model
-        return that
-
-    def write(self) -> ParamsWriter:
-        """pyspark.ml's params writer, with ``overwrite()`` working on Spark Connect too."""
-        return ParamsWriter(self)
 
     def getCheckpointPath(self) -> str:
         """File of the EM checkpoint."""

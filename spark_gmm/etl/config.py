@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin, get_type_hints
 
 from ..errors import ConfigError, cause_in_words
-from ..fit.param_rules import BAYESIAN_PARAMETERS, PARAMETERS, ParameterRule, config_rules
+from ..fit.param_rules import (
+    BAYESIAN_PARAMETERS,
+    MISSING_FEATURES,
+    PARAMETERS,
+    ParameterRule,
+    config_rules,
+)
 from ..ml.selection import CRITERIA
 from .estimator_keys import ESTIMATOR_RULES, ESTIMATORS, check_estimator_keys
 
@@ -40,6 +46,8 @@ class InputConfig:
     # remembers which), each micro-batch of at most max_files_per_batch files (0: no limit).
     stream: bool = False
     max_files_per_batch: int = 0
+    # "marginalize": NaN/null features are missing, not invalid (docs/real-rows.md).
+    missing_features: str = PARAMETERS["missingFeatures"].default
 
 
 # The [model] keys that may hold several values to choose from.
@@ -311,6 +319,11 @@ def _check(config: JobConfig) -> None:
     require(not i.stream or bool(o.checkpoint_path),
             "input.stream = true needs output.checkpoint_path (where the score job records "
             "the files it has labelled)")
+    require(i.missing_features in MISSING_FEATURES,
+            f"input.missing_features must be one of {', '.join(MISSING_FEATURES)}; got "
+            f"{i.missing_features!r}")
+    require(i.missing_features == "error" or m.estimator == "mixture",
+            "input.missing_features = 'marginalize' needs [model] estimator = 'mixture'")
     require(i.max_files_per_batch >= 0,
             f"input.max_files_per_batch must be >= 0 (0: no limit); got "
             f"{i.max_files_per_batch}")

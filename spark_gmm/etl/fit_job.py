@@ -42,7 +42,14 @@ from .estimators import (
     in_model_units,
 )
 from .io import atomic_publish, write_json
-from .prepare import FEATURES, FeatureSchema, RowCounts, apply_standardisation, standardisation
+from .prepare import (
+    FEATURES,
+    FeatureSchema,
+    RowCounts,
+    apply_standardisation,
+    incomplete_share,
+    standardisation,
+)
 from .report import SAMPLE, run_report, sample_rows, write_sample
 from .rows import (
     LOG_LIKELIHOOD,
@@ -92,6 +99,7 @@ def _estimator_params(config: JobConfig, schema: FeatureSchema) -> dict[str, Any
                 nInit=m.n_init, seed=m.seed, aggregationDepth=m.aggregation_depth,
                 balanceRows=m.balance_rows, featuresCol=FEATURES,
                 weightCol=config.input.weight_column or None,
+                missingFeatures=config.input.missing_features,
                 **prior_params(config, schema), **noise_params(config, schema))
 
 
@@ -141,7 +149,9 @@ def _standardised(config: JobConfig, prepared: DataFrame, counts: RowCounts,
     if config.preprocess.standardize:
         # A warm start keeps the previous model's units, so that its parameters still apply.
         mean, scale = ((previous.mean, previous.scale) if previous is not None
-                       else standardisation(valid_rows(prepared)))
+                       else standardisation(valid_rows(prepared), counts.n_features if
+                                            config.input.missing_features == "marginalize"
+                                            else 0))
         prepared = apply_standardisation(prepared, mean, scale)
     return prepared, FeatureSchema(config.input.features, config.input.features_column,
                                    counts.n_features, mean, scale)
@@ -169,6 +179,8 @@ def _fit(config: JobConfig, prepared: DataFrame, counts: RowCounts,
         try:
             training, threshold = training_log_likelihood(
                 scored, config.drift.low_quantile, config.output.outlier_quantile)
+            if config.input.missing_features == "marginalize":  # for the drift check
+                training["incomplete_share"] = incomplete_share(counts)
             # A GaussianMixture's summary counts them in its final pass; a Bayesian one's
             # prediction is its own (scikit-learn's predict), counted here.
             sizes = (_cluster_sizes(scored, model.getK()) if estimator_of(model) == "bayesian"
@@ -222,6 +234,11 @@ def _report(config: JobConfig, fitted: _Fitted, model_id: str, schema: FeatureSc
         "original_units": in_original_units(model, schema),
         "invalid_rows": {"total": counts.invalid, "by_reason": counts.by_reason,
                          "by_column": counts.by_column},
+        **({"complete_rows": counts.rows - counts.invalid
+            - sum(counts.incomplete_by_missing.values()),
+            "incomplete_rows_by_missing_features": {
+                str(n): c for n, c in counts.incomplete_by_missing.items()}}
+           if config.input.missing_features == "marginalize" else {}),
         **rows,
     }
 

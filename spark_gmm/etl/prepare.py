@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.ml.functions import array_to_vector
@@ -97,15 +97,26 @@ def with_features(df: DataFrame, config: InputConfig, n_features: int | None = N
     """Add the features array and the per-row invalid reason (null when valid).
 
     Returns the frame and, per feature column, the expression of its reason (for counts).
+    With ``input.missing_features = "marginalize"`` a null or NaN feature is missing (NaN in
+    the array), not invalid, unless every feature of the row is.
     """
+    marginalize = config.missing_features == "marginalize"
     if config.features:
         parts = {name: _column_value(df, name, config.format) for name in config.features}
         features = F.array(*[value for value, _ in parts.values()])
         reasons = {name: reason for name, (_, reason) in parts.items()}
+        if marginalize:
+            nothing = F.lit(True)
+            for value, _ in parts.values():
+                nothing = nothing & (value.isNull() | F.isnan(value))
+            reasons = {name: F.when(r.isin("null", "nan") & ~nothing, F.lit(None)).otherwise(r)
+                       for name, r in reasons.items()}
     else:
         name = config.features_column
         features = features_array(df, name)
-        reasons = {name: invalid_reason_column(features, n_features)}
+        reasons = {name: invalid_reason_column(features, n_features, marginalize)}
+    if marginalize:
+        features = F.transform(features, lambda v: F.coalesce(v, F.lit(float("nan"))))
     reason = F.coalesce(*reasons.values()) if len(reasons) > 1 else next(iter(reasons.values()))
     return df.withColumn(FEATURES, features).withColumn(REASON, reason), reasons
 
@@ -117,10 +128,15 @@ class RowCounts:
     by_reason: dict[str, int]
     by_column: dict[str, int]
     n_features: int
+    # Valid rows missing i features, i ≥ 1 (input.missing_features = "marginalize").
+    incomplete_by_missing: dict[int, int] = field(default_factory=dict)
 
 
-def count_rows(prepared: DataFrame, reasons: dict[str, Column]) -> RowCounts:
-    """Rows, invalid rows by reason and by column, and the feature count: one Spark job."""
+def count_rows(prepared: DataFrame, reasons: dict[str, Column], marginalize: bool = False
+               ) -> RowCounts:
+    """Rows, invalid rows by reason and by column, and the feature count: one Spark job
+    (and with ``marginalize`` one more, the valid rows by their number of missing
+    features)."""
     reason = F.col(REASON)
     aggregates = [F.count(F.lit(1)).alias("rows"),
                   F.sum(reason.isNotNull().cast("long")).alias("invalid"),
@@ -138,7 +154,21 @@ def count_rows(prepared: DataFrame, reasons: dict[str, Column]) -> RowCounts:
         rows=int(row["rows"]), invalid=int(row["invalid"] or 0), by_reason=by_reason,
         by_column={name: int(row[f"c{i}"] or 0) for i, name in enumerate(reasons)},
         n_features=int(row["n_features"] or 0),
+        incomplete_by_missing=_incomplete_by_missing(prepared) if marginalize else {},
     )
+
+
+def incomplete_share(counts: RowCounts) -> float:
+    """The share of the valid rows with a missing feature (0 when there is no valid row)."""
+    valid = counts.rows - counts.invalid
+    return sum(counts.incomplete_by_missing.values()) / valid if valid else 0.0
+
+
+def _incomplete_by_missing(prepared: DataFrame) -> dict[int, int]:
+    missing = F.size(F.filter(FEATURES, lambda v: F.isnan(v)))
+    counted = (prepared.where(F.col(REASON).isNull()).select(missing.alias("m"))
+               .where(F.col("m") > 0).groupBy("m").count().collect())
+    return {int(r["m"]): int(r["count"]) for r in sorted(counted, key=lambda r: r["m"])}
 
 
 def _by_column_and_reason(counts: RowCounts) -> str:
@@ -168,11 +198,23 @@ def no_rows_left_error(counts: RowCounts, policy: str) -> InvalidInputError:
         f"invalid features ({_by_column_and_reason(counts)}); fix the data or input.features")
 
 
-def standardisation(valid: DataFrame) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-feature mean and (sample) standard deviation over the valid rows, in one pass.
+def standardisation(valid: DataFrame, observed_of: int = 0
+                    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean and (sample) standard deviation over the valid rows, in one pass;
+    with ``observed_of`` (the feature count, when features may be missing) over each
+    feature's observed (non-NaN) values.
 
     A constant feature gets scale 1 so that it stays constant instead of dividing by zero.
     """
+    if observed_of:
+        x = F.col(FEATURES)
+        values = [F.when(~F.isnan(x[i]), x[i]) for i in range(observed_of)]
+        row = valid.agg(*[F.avg(v) for v in values], *[F.stddev_samp(v) for v in values]
+                        ).first()
+        assert row is not None
+        stats = [float("nan") if v is None else float(v) for v in row]
+        return (tuple(stats[:observed_of]),
+                tuple(s if s > 0 else 1.0 for s in stats[observed_of:]))
     summary = valid.select(Summarizer.metrics("mean", "std").summary(
         array_to_vector(FEATURES)).alias("s")).first()
     assert summary is not None

@@ -58,7 +58,8 @@ def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None 
                                 "rename them so each column is unique")
     prepared, reasons = with_features(raw, config.input, n_features)
     try:  # the first pass over the rows: where a file Spark cannot read shows
-        counts = count_rows(prepared, reasons)
+        counts = count_rows(prepared, reasons,
+                            config.input.missing_features == "marginalize")
     except Exception as error:
         mapped = input_error(error, config.input)
         if mapped is None:

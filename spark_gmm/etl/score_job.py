@@ -12,6 +12,7 @@ from ..runtime.progress import phase
 from .artifact import load_model, read_artifact_schema
 from .config import JobConfig
 from .drift import scored_drift, training_statistics
+from .prepare import incomplete_share
 from .rows import score_rows, valid_rows
 from .stream_score import label_new_files
 
@@ -43,4 +44,8 @@ def run_score(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
         with phase("checking the rows for drift", logger):
             report["drift"] = scored_drift(model, valid_rows(prepared), training,
                                            config.drift)
+            if config.input.missing_features == "marginalize":
+                report["drift"]["incomplete_rows"] = {
+                    "share": incomplete_share(counts),
+                    "training_share": training.get("incomplete_share")}
     return report

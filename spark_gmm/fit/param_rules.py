@@ -198,7 +198,7 @@ PARAMETERS: dict[str, ParameterRule] = {rule.name: rule for rule in (
                   "`error`: a NaN or null feature makes the row invalid; `marginalize`: it is "
                   "a missing feature, the row weighs by its observed ones' marginal "
                   "(±Inf and rows observing nothing stay invalid; docs/real-rows.md)",
-                  choices=MISSING_FEATURES),
+                  choices=MISSING_FEATURES, config_key="input.missing_features"),
     ParameterRule("imputedCol", str, None,
                   "output: the features with each missing entry replaced by its conditional "
                   "mean E[x_m | x_o]; unset: not added"),

@@ -109,8 +109,8 @@ def pattern_e_step(x: FloatArray, observed: BoolArray, params: GaussianParameter
     inverse = np.linalg.solve(lower, np.broadcast_to(np.eye(lower.shape[1]), lower.shape))
     coupling = inverse @ dense[:, observed][:, :, missing]
     log_det = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
-    centred = x[None, :, observed] - params.means[:, None, observed]
-    whitened = inverse @ centred.transpose(0, 2, 1)
+    whitened = inverse @ x[:, observed].T  # [K, |o|, r], minus L_k⁻¹ μ_k,o below
+    whitened -= inverse @ params.means[:, observed, None]
     log_density = -0.5 * (int(observed.sum()) * LOG_2PI + log_det[:, None]
                           + np.einsum("kor,kor->kr", whitened, whitened))
     means = params.means[:, None, missing] + whitened.transpose(0, 2, 1) @ coupling
@@ -191,9 +191,9 @@ def marginal_sums(x: FloatArray, weights: FloatArray | None, params: GaussianPar
             row_entropy = -(logs * step.resp).sum(axis=1)
             entropy += float(row_entropy.sum() if w is None else w @ row_entropy)
         # The completed rows minus each mean, [K, r, D]; their moments in one batched GEMM.
-        completed = np.repeat(x[rows][None], n_components, axis=0)
-        completed[:, :, ~observed] = step.conditional_means
-        completed -= params.means[:, None, :]
+        completed = np.empty((n_components, rows.shape[0], n_features))
+        completed[:, :, observed] = x[rows][:, observed][None] - params.means[:, None, observed]
+        completed[:, :, ~observed] = step.conditional_means - params.means[:, None, ~observed]
         weighted = completed * resp.T[:, :, None]
         first += weighted.sum(axis=1)
         dense_second += weighted.transpose(0, 2, 1) @ completed

@@ -104,8 +104,8 @@ def test_job_config_validation_follows_the_same_rules(rule) -> None:
     section, key = rule.config_key.split(".")
     for value in _bad_values(rule):
         with pytest.raises(ConfigError, match=rf"^{section}\.{key} must be .*got "):
-            build_config({**BASE, section: {key: value}})
-    build_config({**BASE, section: {key: _boundary(rule)}})
+            build_config({**BASE, section: {**BASE.get(section, {}), key: value}})
+    build_config({**BASE, section: {**BASE.get(section, {}), key: _boundary(rule)}})
 
 
 def test_job_config_defaults_are_the_estimators() -> None:

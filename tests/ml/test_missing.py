@@ -128,6 +128,7 @@ def _parquet(spark, tmp_path, x: np.ndarray):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = str(tmp_path / "rows.parquet")
     pq.write_table(pa.table({"features": pa.array(list(x), type=pa.list_(pa.float64()))}),
                    path, row_group_size=len(x) // 4)

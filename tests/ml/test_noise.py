@@ -161,3 +161,18 @@ def test_select_model_compares_with_and_without_noise(data) -> None:
     assert selection.best is with_noise
     plain = select_model(data[2], k=[3], covarianceTypes=["full"], seed=3, maxIter=3)
     assert "noise" not in plain.table.columns and set(plain.models) == {(3, "full")}
+
+
+def test_a_pipeline_with_a_noise_component_saves_and_loads(data, tmp_path) -> None:
+    from pyspark.ml import Pipeline, PipelineModel
+
+    df = data[2]
+    fitted = Pipeline(stages=[GaussianMixture(k=3, noise=True, seed=3, maxIter=5)]).fit(df)
+    path = str(tmp_path / "pipeline")
+    fitted.save(path)
+    loaded = PipelineModel.load(path)
+    [model] = loaded.stages
+    assert model.noiseWeight == fitted.stages[0].noiseWeight > 0
+    ours = [r.prediction for r in loaded.transform(df).collect()]
+    assert ours == [r.prediction for r in fitted.transform(df).collect()]
+    assert -1 in ours

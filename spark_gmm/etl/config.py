@@ -133,6 +133,8 @@ class OutputConfig:
     outlier_quantile: float = 0.0
     # With input.stream: where the score job records the files it has labelled.
     checkpoint_path: str = ""
+    # A column of the features with missing entries at E[x_m | x_o] (docs/real-rows.md).
+    imputed_column: str = ""
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,8 @@ def _check(config: JobConfig) -> None:
             f"{i.missing_features!r}")
     require(i.missing_features == "error" or m.estimator == "mixture",
             "input.missing_features = 'marginalize' needs [model] estimator = 'mixture'")
+    require(not o.imputed_column or m.estimator == "mixture",
+            "output.imputed_column needs [model] estimator = 'mixture'")
     require(i.max_files_per_batch >= 0,
             f"input.max_files_per_batch must be >= 0 (0: no limit); got "
             f"{i.max_files_per_batch}")

@@ -286,7 +286,8 @@ def run_fit(spark: SparkSession, config: JobConfig) -> dict[str, Any]:
     model_id = config.output.model_id or model_id_of(fitted.model)
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger) as labelling:
         labelled = label(scoring_model(fitted.model), rows_to_label(config, prepared),
-                         input_columns, model_id, fitted.threshold)
+                         input_columns, model_id, fitted.threshold,
+                         config.output.imputed_column, schema)
         rows = write_outputs(spark, config, prepared, labelled, counts,
                              getattr(fitted.model, "noiseLogVolume", None) is not None)
     report = _report(config, fitted, model_id, schema, counts, rows,

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _PROBABILITY = "__spark_gmm_probability"
 LOG_LIKELIHOOD = "log_likelihood"
+_IMPUTED = "__spark_gmm_imputed"
 
 
 def prepare_rows(spark: SparkSession, config: JobConfig, n_features: int | None = None,
@@ -95,10 +96,22 @@ def scoring_model(model: FittedModel) -> FittedModel:
 
 
 def label(model: FittedModel, frame: DataFrame, input_columns: list[str],
-          model_id: str, threshold: float | None) -> DataFrame:
+          model_id: str, threshold: float | None, imputed_column: str = "",
+          schema: FeatureSchema | None = None) -> DataFrame:
     """The input columns plus prediction, probability, log_likelihood, model_id (and
-    is_outlier with a threshold); ``model`` from :func:`scoring_model`."""
+    is_outlier with a threshold, and ``imputed_column``: the features with missing entries
+    at E[x_m | x_o], in the units of ``schema``'s input); ``model`` from
+    :func:`scoring_model`."""
+    if imputed_column:
+        model = model.copy().setImputedCol(_IMPUTED)  # type: ignore[union-attr]
     scored = model.transform(frame)
+    imputed = []
+    if imputed_column:
+        values = vector_to_array(_IMPUTED)
+        if schema is not None and schema.mean:  # back to the features' own units
+            mean, scale = F.array(*map(F.lit, schema.mean)), F.array(*map(F.lit, schema.scale))
+            values = F.transform(values, lambda v, i: v * scale[i] + mean[i])
+        imputed = [F.when(F.col(_IMPUTED).isNotNull(), values).alias(imputed_column)]
     labelled = scored.select(
         *[F.col(f"`{c}`") for c in input_columns],
         F.col("prediction"),
@@ -106,6 +119,7 @@ def label(model: FittedModel, frame: DataFrame, input_columns: list[str],
         .alias("probability"),
         F.col(LOG_LIKELIHOOD),
         F.lit(model_id).alias("model_id"),
+        *imputed,
     )
     if threshold is not None:
         ll = F.col(LOG_LIKELIHOOD)
@@ -175,7 +189,8 @@ def score_rows(spark: SparkSession, config: JobConfig, model: FittedModel,
                                 f"expects {schema.n_features}")
     prepared = apply_standardisation(prepared, schema.mean, schema.scale)
     labelled = label(scoring_model(model), rows_to_label(config, prepared), input_columns,
-                     artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"))
+                     artifact["model_id"], artifact.get("outlier_log_likelihood_threshold"),
+                     config.output.imputed_column, schema)
     with phase(f"labelling {counts.rows} rows into {config.output.path}", logger):
         written = write_outputs(spark, config, prepared, labelled, counts,
                                 getattr(model, "noiseLogVolume", None) is not None)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from spark_gmm.etl.config import build_config
 from spark_gmm.etl.fit_job import run_fit
+from spark_gmm.etl.score_job import run_score
 
 
 def test_fit_job_marginalizes_missing_features(spark, tmp_path) -> None:
@@ -35,7 +36,8 @@ def test_fit_job_marginalizes_missing_features(spark, tmp_path) -> None:
         "model": {"k": 2, "seed": 3, "max_iter": 50, "tol": 1e-6,
                   "path": str(tmp_path / "model")},
         "preprocess": {"standardize": True, "invalid_rows": "skip"},
-        "output": {"path": str(tmp_path / "labelled")},
+        "output": {"path": str(tmp_path / "labelled"), "imputed_column": "imputed"},
+        "drift": {"enabled": True},
     })
     run_fit(spark, config)
     diagnostics = json.load(open(os.path.join(config.model.path, "diagnostics.json")))
@@ -53,3 +55,15 @@ def test_fit_job_marginalizes_missing_features(spark, tmp_path) -> None:
     # Within 0.3 feature standard deviations of the generating centres (300 rows each).
     error = (means[np.argsort(means[:, 0])] / [1.0, 10.0, 0.1]) - centres
     assert np.abs(error).max() < 0.3
+    # imputedCol in the features' own units: observed entries as read, missing ones filled.
+    imputed = np.array([np.full(3, np.nan) if v is None else v for v in labelled["imputed"]])
+    raw = np.column_stack([np.array(c, dtype=float) for c in columns])  # None -> NaN
+    seen = ~np.isnan(raw)
+    seen[1] = False
+    np.testing.assert_allclose(imputed[seen], raw[seen], rtol=1e-12, atol=1e-12)
+    assert np.isnan(imputed[1]).all() and np.isfinite(np.delete(imputed, 1, axis=0)).all()
+    # The score job's drift check: the share of incomplete rows against training's.
+    score = build_config({**config.to_dict(), "output": {
+        "path": str(tmp_path / "scored")}, "spark": {}})
+    drift = run_score(spark, score)["drift"]["incomplete_rows"]
+    assert drift["share"] == drift["training_share"] == 120 / 599

@@ -20,8 +20,6 @@ from .prepare import FEATURES, FeatureSchema
 #: A model the fit job writes and the score job reads.
 FittedModel: TypeAlias = GaussianMixtureModel | BayesianGaussianMixtureModel
 
-ESTIMATOR_NAMES = {"mixture": "GaussianMixture", "bayesian": "BayesianGaussianMixture"}
-
 
 def estimator_of(model: FittedModel) -> str:
     """``"bayesian"`` or ``"mixture"``: the ``[model] estimator`` that fits ``model``."""

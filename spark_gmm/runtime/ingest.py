@@ -192,7 +192,13 @@ def stored_input_counts(partitions: Sequence[StoredPartition], features_col: str
         See :func:`.input_checks.input_counts`; raised before any EM work.
     """
     checks = reduce(RowChecks.merge, (p.checks for p in partitions if p.checks), RowChecks())
-    return input_counts(checks, features_col, weight_col, marginalize)
+    counts = input_counts(checks, features_col, weight_col, marginalize)
+    if marginalize:
+        incomplete = counts.incomplete_by_missing
+        logger.info("%d rows: %d complete, %d with missing features (by number missing: %s)",
+                    counts.n_rows, counts.n_rows - sum(incomplete), sum(incomplete),
+                    ", ".join(f"{i + 1}: {n}" for i, n in enumerate(incomplete) if n) or "none")
+    return counts
 
 
 def feature_moments(partitions: Sequence[StoredPartition]) -> FeatureMoments:

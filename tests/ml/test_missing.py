@@ -5,6 +5,8 @@ conditional means."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -72,11 +74,18 @@ def test_nothing_missing_equals_the_default_fit(spark, complete_rows) -> None:
                                                            rel=1e-12)
 
 
-def test_any_partitioning_and_initialisation_gives_the_same_model(spark, rows) -> None:
+def test_any_partitioning_and_initialisation_gives_the_same_model(spark, rows, caplog
+                                                                  ) -> None:
     # No initial model: k-means|| sees the incomplete rows at the data mean.
-    models = [GaussianMixture(k=3, covarianceType="diag", maxIter=5, seed=3,
-                              missingFeatures="marginalize").fit(to_dataframe(spark, rows, p))
-              for p in (1, 4)]
+    with caplog.at_level(logging.INFO, logger="spark_gmm.runtime.ingest"):
+        models = [GaussianMixture(k=3, covarianceType="diag", maxIter=5, seed=3,
+                                  missingFeatures="marginalize").fit(
+                                      to_dataframe(spark, rows, p)) for p in (1, 4)]
+    missing = np.isnan(rows).sum(axis=1)
+    line = (f"{len(rows)} rows: {(missing == 0).sum()} complete, {(missing > 0).sum()} with "
+            f"missing features (by number missing: 1: {(missing == 1).sum()}, 2: "
+            f"{(missing == 2).sum()})")
+    assert caplog.text.count(line) == 2
     np.testing.assert_allclose(models[0].means, models[1].means, rtol=1e-9)
     np.testing.assert_allclose(models[0].covariances, models[1].covariances, rtol=1e-9)
 

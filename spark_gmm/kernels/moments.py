@@ -22,6 +22,10 @@ class FeatureMoments:
     scatter : ndarray of shape (D,)
     minimum, maximum : ndarray of shape (D,) or None
         The rows' bounding box (NaN ignored); None for no rows.
+    observed : ndarray of shape (D,) or None
+        Σ w over the rows that observe each feature, when some value is NaN (a missing
+        feature); ``mean`` and ``scatter`` are then over the observed values. None: every
+        value observed (Σ w is ``weight``).
     """
 
     weight: float
@@ -29,6 +33,7 @@ class FeatureMoments:
     scatter: FloatArray
     minimum: FloatArray | None = None
     maximum: FloatArray | None = None
+    observed: FloatArray | None = None
 
     @classmethod
     def of(cls, x: FloatArray, w: FloatArray | None = None) -> FeatureMoments:
@@ -37,6 +42,8 @@ class FeatureMoments:
         total = float(weights.sum())
         if total <= 0:
             return cls(0.0, np.zeros(x.shape[1]), np.zeros(x.shape[1]))
+        if np.isnan(np.sum(x)):
+            return cls._of_observed(x, weights, total, w)
         mean = weights @ x / total
         diff = x - mean
         counted = x if w is None else x[w > 0]
@@ -51,6 +58,8 @@ class FeatureMoments:
             return self
         if self.weight <= 0:
             return other
+        if self.observed is not None or other.observed is not None:
+            return self._merge_observed(other)
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.weight / total)
         return FeatureMoments(total, mean,
@@ -62,7 +71,34 @@ class FeatureMoments:
     @property
     def variance(self) -> FloatArray:
         """Biased (population) variance of every feature, shape (D,)."""
-        return self.scatter / self.weight
+        return self.scatter / (self.weight if self.observed is None else self.observed)
+
+    @classmethod
+    def _of_observed(cls, x: FloatArray, weights: FloatArray, total: float,
+                     w: FloatArray | None) -> FeatureMoments:
+        # Each feature's moments over the rows that observe it.
+        seen = ~np.isnan(x)
+        observed = weights @ seen
+        values = np.where(seen, x, 0.0)
+        mean = np.divide(weights @ values, observed, out=np.zeros(x.shape[1]),
+                         where=observed > 0)
+        with np.errstate(invalid="ignore"):  # ±Inf rows: invalid, the fit stops on them
+            diff = np.where(seen, x - mean, 0.0)
+        counted = x if w is None else x[w > 0]
+        return cls(total, mean, weights @ (diff * diff), np.fmin.reduce(counted, axis=0),
+                   np.fmax.reduce(counted, axis=0), observed)
+
+    def _merge_observed(self, other: FeatureMoments) -> FeatureMoments:
+        # Chan's update feature by feature, each with its own observed weight.
+        a = np.full_like(self.mean, self.weight) if self.observed is None else self.observed
+        b = np.full_like(other.mean, other.weight) if other.observed is None else other.observed
+        both = a + b
+        share = np.divide(b, both, out=np.zeros_like(both), where=both > 0)
+        delta = other.mean - self.mean
+        return FeatureMoments(self.weight + other.weight, self.mean + delta * share,
+                              self.scatter + other.scatter + delta * delta * a * share,
+                              _bound(np.fmin, self.minimum, other.minimum),
+                              _bound(np.fmax, self.maximum, other.maximum), both)
 
 
 def _bound(pick: np.ufunc, a: FloatArray | None, b: FloatArray | None) -> FloatArray | None:

@@ -45,7 +45,7 @@ from ..kernels import FeatureMoments
 from .balance import Slice, TaskLayout
 from .digest import PartitionDigest
 from .files import AtomicFile
-from .input_checks import Block, RowChecks
+from .input_checks import Block, RowChecks, check_fields
 from .row_store import RowStore, remove_partition_files
 from .worker import prepare_python_worker
 
@@ -118,12 +118,11 @@ class StoredPartition(NamedTuple):
 
 
 _LOCATION_FIELDS = ("partition", "directory", "n_rows", "n_features", "has_weights")
-_MOMENT_ARRAYS = ("mean", "scatter", "minimum", "maximum")  # in field order
+_MOMENT_ARRAYS = ("mean", "scatter", "minimum", "maximum", "observed")  # in field order
 HANDLE_SCHEMA = pa.schema(
     [("partition", pa.int64()), ("directory", pa.string()), ("n_rows", pa.int64()),
      ("n_features", pa.int64()), ("has_weights", pa.bool_())]
-    + [(f"checks_{f.name}", pa.float64() if f.type in ("float", float) else pa.int64())
-       for f in dataclasses.fields(RowChecks)]
+    + [(f"checks_{name}", arrow_type) for name, arrow_type in check_fields()]
     + [("moments_weight", pa.float64())] + [(f"moments_{name}", pa.list_(pa.float64()))
                                            for name in _MOMENT_ARRAYS] + [("host", pa.string())]
 )

@@ -243,7 +243,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "data (or your Parquet), in interleaved rounds; needs the 'bench' extra.",
               "spark-gmm bench --n 1000000 --d 10 --k 8 --master 'local[2]' "
               "--output result.json",
-              "none: the options below", "0 success; 1 failure"),
+              "none: the options below",
+              "0 success; 2 an option the estimator or the session cannot take (e.g. "
+              "--missing without missingFeatures, --bayesian with --remote) or an --input "
+              "that cannot be read, before any work; 1 any other failure"),
     "params": ("Print the estimator's parameter table (Markdown), as in docs/parameters.md.",
                "spark-gmm params", "none", "0 success"),
     "package": ("Zip the spark_gmm package for spark-submit --py-files.",

@@ -223,9 +223,10 @@ def plane_figure(parameters: GaussianParameters, rows: FloatArray,
 
 def draw_marginals(parameters: GaussianParameters, rows: FloatArray, names: Sequence[str],
                    mean: Sequence[float], scale: Sequence[float]) -> Any:
-    """Per feature: a density histogram of the sampled rows and the fitted marginal density
-    (each weighted component thin, the mixture thick), in the original units when the model
-    was fitted on standardised features (``mean``/``scale`` empty otherwise)."""
+    """Per feature: a density histogram of the sampled rows' observed values and the fitted
+    marginal density (each weighted component thin, the mixture thick), in the original
+    units when the model was fitted on standardised features (``mean``/``scale`` empty
+    otherwise)."""
     d = min(parameters.n_features, MAX_MARGINALS)
     columns = min(d, 4)
     lines = math.ceil(d / columns)
@@ -239,6 +240,7 @@ def draw_marginals(parameters: GaussianParameters, rows: FloatArray, names: Sequ
             axes.set_visible(False)
             continue
         values = rows[:, j] * unit[j] + offset[j]
+        values = values[~np.isnan(values)]  # a row's missing feature (missingFeatures)
         axes.hist(values, bins=40, density=True, color="0.8", edgecolor="0.6", linewidth=0.4)
         low, high = np.percentile(values, [0.1, 99.9]) if len(values) else (-3.0, 3.0)
         spread = max(high - low, 1e-12 * max(1.0, abs(low)))

@@ -193,14 +193,20 @@ def _sections(inputs: ReportInputs) -> list[str]:
         sections.append(_section("Rows", "<p>The artifact holds no sample of training rows "
                                  "(fitted by an older version): refit to see them.</p>"))
         return sections
-    labels = e_step(inputs.sample, inputs.scoring or p)[2]
+    # Rows with missing features (missingFeatures="marginalize") have no point in the plane:
+    # the plane shows the complete rows, the histograms every row's observed values.
+    complete = inputs.sample[~np.isnan(inputs.sample).any(axis=1)]
+    labels = e_step(complete, inputs.scoring or p)[2]
+    left_out = len(inputs.sample) - len(complete)
     shown = min(p.n_features, 24)
     pruned = inputs.effective_weight is not None
     sections.append(_section(
         "Rows on the first two principal axes",
-        _image(plane_figure(p, inputs.sample, labels, inputs.effective if pruned else None),
+        _image(plane_figure(p, complete, labels, inputs.effective if pruned else None),
                "rows by predicted component"),
-        f"{len(inputs.sample)} sampled training rows coloured by predicted component; "
+        f"{len(complete)} sampled training rows coloured by predicted component"
+        + (f" ({left_out} sampled rows with missing features are left out)" if left_out
+           else "") + "; "
         "ellipses are each component's 1σ (solid) and 2σ (dashed) contours in this plane"
         + (" (effective components only; means and covariances are the posterior's "
            "expectations)" if pruned else "")
@@ -210,8 +216,8 @@ def _sections(inputs: ReportInputs) -> list[str]:
         "Features",
         _image(marginals_figure(p, inputs.sample, inputs.feature_names, inputs.mean,
                                 inputs.scale), "per-feature histograms"),
-        "Histograms of the sampled rows with the fitted marginal densities (black: the "
-        "mixture; coloured: each weighted component)"
+        "Histograms of the sampled rows' observed values with the fitted marginal densities "
+        "(black: the mixture; coloured: each weighted component)"
         + (", in the original units" if len(inputs.scale) else "")
         + (f"; the first {shown} of {p.n_features} features" if shown < p.n_features else "")
         + "."))

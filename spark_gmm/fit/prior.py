@@ -130,12 +130,15 @@ def resolve_priors(priors: Sequence[PriorSettings | None], ks: Sequence[int],
     covariance pass when a ``full`` or ``tied`` fit leaves ``priorScale`` unset."""
     if all(p is None for p in priors):
         return [None] * len(priors)
-    d = moments.mean.shape[0]
     correction = n_rows / max(n_rows - 1, 1)  # unbiased for unit weights, as R's cov()
     covariance = np.diag(moments.variance * correction)
     if any(p is not None and p.needs_covariance(t) for p, t in zip(priors, covariance_types)):
+        # One Gaussian at the observed means with the observed variances: a missing entry
+        # (missingFeatures) adds its feature's variance to the diagonal and nothing off it;
+        # complete rows' sums do not depend on it.
+        spread = np.where(moments.variance > 0, moments.variance, 1.0)
         one = GaussianParameters.from_covariances(
-            np.ones(1), (moments.mean - center)[None, :], np.eye(d)[None], "full")
+            np.ones(1), (moments.mean - center)[None, :], np.diag(spread)[None], "full")
         [stats] = statistics([one])
         delta = stats.first / stats.weight_sum
         scatter = covariance_of("full").centred_scatter(

@@ -114,6 +114,26 @@ def test_map_prior_with_default_hyperparameters_fits(rows, rows_df) -> None:
     assert np.all(np.diff(model.summary.logPosteriorHistory) >= -1e-9)
 
 
+def test_the_default_full_prior_scale_takes_the_observed_variances(rows, rows_df) -> None:
+    # Λ unset: the rows' covariance / K^(2/D), each missing entry at its feature's observed
+    # mean with that feature's observed variance (docs/real-rows.md), so its diagonal is the
+    # observed variance, as the `diag` default's; both unbiased by n / (n − 1).
+    n, d = rows.shape
+    mean = np.nanmean(rows, axis=0)
+    variance = np.nanvar(rows, axis=0)
+    centred = np.nan_to_num(rows - mean)
+    scatter = centred.T @ centred + np.diag(np.isnan(rows).sum(axis=0) * variance)
+    scale = scatter / n * n / (n - 1) / 3 ** (2 / d)
+    np.testing.assert_allclose(np.diag(scale), variance * n / (n - 1) / 3 ** (2 / d))
+    start = _start(rows, "full")
+    fits = [GaussianMixture(k=3, maxIter=2, tol=0.0, missingFeatures="marginalize",
+                            prior="conjugate", **given).setInitialModel(start).fit(rows_df)
+            for given in ({}, {"priorMean": mean.tolist(), "priorScale": scale.ravel().tolist()})]
+    np.testing.assert_allclose(fits[0].covariances, fits[1].covariances, rtol=1e-9)
+    assert fits[0].summary.logPosterior == pytest.approx(fits[1].summary.logPosterior,
+                                                         rel=1e-9)
+
+
 def test_a_marginalized_fit_resumes_from_its_checkpoint(rows_df, tmp_path, monkeypatch,
                                                         caplog) -> None:
     import spark_gmm.fit.driver as driver

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spark_gmm.kernels import COVARIANCE_TYPES, block_statistics, e_step
-from spark_gmm.kernels.marginal import incomplete_rows, missing_patterns
+from spark_gmm.kernels.marginal import incomplete_rows, missing_groups
 from tests.helpers import missing_reference_estep, random_parameters, with_missing
 
 
@@ -17,14 +17,22 @@ def _rows(d: int = 5, n: int = 240, seed: int = 3) -> np.ndarray:
     return with_missing(rng.normal(size=(n, d)) * 3 + 40.0, share=0.4, most=3, seed=seed)
 
 
-def test_patterns_cover_every_incomplete_row_once() -> None:
+def test_groups_cover_every_incomplete_row_once() -> None:
     x = _rows()
     mask = incomplete_rows(x)
     assert mask is not None and mask.sum() == np.isnan(x).any(axis=1).sum() > 50
     seen = np.zeros(x.shape[0], dtype=int)
-    for observed, rows in missing_patterns(x[mask]):
-        np.testing.assert_array_equal(~np.isnan(x[mask][rows]), np.tile(observed, (len(rows), 1)))
-        seen[np.flatnonzero(mask)[rows]] += 1
+    groups = missing_groups(x)
+    assert [g.missing.shape[1] for g in groups] == [1, 2, 3]
+    for group in groups:
+        expected = np.zeros((len(group.rows), x.shape[1]), dtype=bool)
+        np.put_along_axis(expected, group.missing, True, axis=1)
+        np.testing.assert_array_equal(np.isnan(x[group.rows]), expected)
+        np.testing.assert_array_equal(group.patterns[group.pattern], group.missing)
+        assert len({tuple(p) for p in group.patterns}) == len(group.patterns)
+        np.testing.assert_array_equal(group.starts, np.searchsorted(
+            group.pattern, np.arange(len(group.patterns))))
+        seen[group.rows] += 1
     np.testing.assert_array_equal(seen, mask.astype(int))
     assert incomplete_rows(np.nan_to_num(x)) is None
 

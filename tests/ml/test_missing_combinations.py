@@ -1,6 +1,7 @@
 """missingFeatures="marginalize" with the estimator's other options: the MAP prior against a
-row-by-row MAP M-step on the expected statistics, checkpoint resume, fitMultiple, every
-initMode with nInit > 1 against scipy's observed-data log-likelihood of the fitted model."""
+row-by-row MAP M-step on the expected statistics and its default scale, checkpoint resume,
+fitMultiple, select_model's criteria, every initMode with nInit > 1 against scipy's
+observed-data log-likelihood of the fitted model."""
 
 from __future__ import annotations
 
@@ -189,3 +190,24 @@ def test_every_init_mode_gives_the_observed_data_likelihood(rows, rows_df, init_
     reference = missing_reference_estep(rows, model.parameters)[0].sum()
     assert model.summary.logLikelihood == pytest.approx(reference, rel=1e-9)
     assert model.summary.logLikelihoodHistory[-1] <= reference + 1e-9 * abs(reference)
+
+
+def test_select_model_scores_each_fit_on_the_observed_features(rows, rows_df) -> None:
+    import math
+
+    from spark_gmm import select_model
+
+    n, d = rows.shape
+    selection = select_model(rows_df, k=[2, 3], covarianceTypes=("full", "diag"), seed=3,
+                             maxIter=8, missingFeatures="marginalize")
+    assert (selection.table["error"] == "").all() and len(selection.table) == 4
+    for _, row in selection.table.iterrows():
+        k, kind = int(row["k"]), row["covarianceType"]
+        model = selection.models[(k, kind)]
+        assert model.getMissingFeatures() == "marginalize"
+        row_ll, resp, _, _ = missing_reference_estep(rows, model.parameters)
+        assert row["logLikelihood"] == pytest.approx(row_ll.sum(), rel=1e-9)
+        p = (k * d * (d + 1) // 2 if kind == "full" else k * d) + k * d + k - 1
+        assert row["bic"] == pytest.approx(-2 * row_ll.sum() + p * math.log(n), rel=1e-9)
+        entropy = -np.sum(resp * np.log(np.where(resp > 0, resp, 1.0)))
+        assert row["icl"] == pytest.approx(row["bic"] + 2 * entropy, rel=1e-9)

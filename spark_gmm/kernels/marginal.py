@@ -39,7 +39,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .covariance import FloatArray
-from .exact import log_sum_exp
 from .flush import exp_flushed_in_place
 from .linalg import LOG_2PI
 from .parameters import GaussianParameters
@@ -60,7 +59,7 @@ def incomplete_rows(x: FloatArray) -> BoolArray | None:
         return None
     mask = np.isnan(x @ np.ones(x.shape[1]))
     suspects = np.flatnonzero(mask)
-    mask[suspects] = np.isnan(x[suspects]).any(axis=1)
+    mask[suspects] = np.isnan(np.take(x, suspects, axis=0)) @ np.ones(x.shape[1]) > 0
     return mask if mask.any() else None
 
 
@@ -159,7 +158,7 @@ def _pattern_tables(patterns: NDArray[np.intp], mixture: _Precisions) -> _Patter
 class _RowsEStep(NamedTuple):
     # The marginal E-step of r rows missing j features each.
     log_likelihood: FloatArray  # [r]
-    resp: FloatArray  # [r, K]
+    resp: FloatArray  # [r, K] (a transposed view of [K, r])
     deviations: FloatArray  # [K, D, r]: the completed rows x̂_k minus μ_k, as columns
     imputed: FloatArray  # [j, K, r]: E[x_m | x_o, k]
 
@@ -175,34 +174,41 @@ def _rows_e_step(columns: FloatArray, missing: NDArray[np.intp], pattern: NDArra
     # in the [K, D, r] arrays flattened: [K * j * r].
     cells = (missing.T * n_rows + np.arange(n_rows)).ravel()
     cells_k = (np.arange(n_components)[:, None] * (n_features * n_rows) + cells).ravel()
-    filled = np.array(columns, dtype=np.float64)
-    filled.reshape(-1)[cells] = 0.0
-    deviations = filled[None] - mixture.means[:, :, None]  # x̄ − μ_k, [K, D, r]
+    means_missing = np.take(mixture.means, missing.T, axis=1).reshape(-1)  # [K * j * r]
+    deviations = columns[None] - mixture.means[:, :, None]  # [K, D, r]
+    flat = deviations.reshape(-1)
+    flat[cells_k] = -means_missing  # x̄ − μ_k, x̄ the row with 0 where missing
     g = mixture.precisions @ deviations  # Λ_k (x̄ − μ_k)
     g_missing = np.take(g.reshape(-1), cells_k)
     g_missing = g_missing.reshape(n_components, n_missing, n_rows).transpose(1, 0, 2)
     # Each row's pattern's Λ_mm⁻¹ [j, j, K, r] times its g_m [j, K, r]: E[x_m | x_o, k].
     by_row = np.take(tables.by_slot, pattern, axis=3)
     imputed = -(by_row * g_missing[None]).sum(axis=1)
-    deviations.reshape(-1)[cells_k] += imputed.transpose(1, 0, 2).reshape(-1)
+    flat[cells_k] = imputed.transpose(1, 0, 2).reshape(-1) - means_missing  # x̂_k − μ_k
     g *= deviations
     log_density = g.sum(axis=1)  # the Mahalanobis distances dᵀ g, [K, r]
     log_density += np.take(tables.log_det, pattern, axis=1)
     log_density += (n_features - n_missing) * LOG_2PI
     log_density *= -0.5
     log_density += mixture.log_weights[:, None]
-    weighted = log_density.T
-    log_likelihood = log_sum_exp(weighted)
-    resp = weighted - log_likelihood[:, None]
-    exp_flushed_in_place(resp)
-    return _RowsEStep(log_likelihood, resp, deviations, imputed)
+    # log Σ_k exp over the components (axis 0); the responsibilities are the exponentials
+    # over their sum.
+    top = log_density.max(axis=0)
+    top[~np.isfinite(top)] = 0.0
+    log_density -= top
+    exp_flushed_in_place(log_density)  # each row's largest term is 1
+    total = log_density.sum(axis=0)
+    with np.errstate(divide="ignore"):
+        log_likelihood = np.log(total) + top
+    log_density /= total
+    return _RowsEStep(log_likelihood, log_density.T, deviations, imputed)
 
 
 def _chunks(x: FloatArray, group: MissingGroup
             ) -> Iterator[tuple[slice, FloatArray, NDArray[np.intp], NDArray[np.intp]]]:
     # A group's rows a cache-sized chunk at a time: where, the rows as columns [D, r], their
     # missing features and their patterns.
-    columns = np.ascontiguousarray(x[group.rows].T)
+    columns = np.ascontiguousarray(np.take(x, group.rows, axis=0).T)
     for start in range(0, len(group.rows), _CHUNK_ROWS):
         part = slice(start, start + _CHUNK_ROWS)
         yield part, columns[:, part], group.missing[part], group.pattern[part]

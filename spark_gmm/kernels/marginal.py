@@ -32,6 +32,7 @@ group's Λ_k,mm over patterns and components).
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -111,6 +112,48 @@ def missing_groups(x: FloatArray) -> list[MissingGroup]:
         pattern = np.cumsum(new) - 1
         groups.append(MissingGroup(rows, patterns[pattern], pattern, patterns, starts))
     return groups
+
+
+class BlockLayout(NamedTuple):
+    """Where a block's rows with NaN are.
+
+    Attributes
+    ----------
+    complete, incomplete : ndarray of shape (n_c,), (n_i,)
+        The indices of the complete rows and of those holding NaN.
+    groups : list of MissingGroup
+        :func:`missing_groups` of the rows ``incomplete`` (indices into them).
+    """
+
+    complete: NDArray[np.intp]
+    incomplete: NDArray[np.intp]
+    groups: list[MissingGroup]
+
+
+# Layouts of read-only blocks (stored partitions, read again every pass by resident tasks),
+# by id, each with a weak reference that drops it when its block goes.
+_LAYOUTS: dict[int, tuple[weakref.ref, BlockLayout | None]] = {}
+
+
+def block_layout(x: FloatArray) -> BlockLayout | None:
+    """The :class:`BlockLayout` of ``x`` [n, D]; None when no row holds NaN.
+
+    A read-only ``x`` is taken to keep its values: its layout is kept while it lives and
+    found again without looking at the rows.
+    """
+    cached = _LAYOUTS.get(id(x))
+    if cached is not None and cached[0]() is x:
+        return cached[1]
+    mask = incomplete_rows(x)
+    layout = None
+    if mask is not None:
+        incomplete = np.flatnonzero(mask)
+        layout = BlockLayout(np.flatnonzero(~mask), incomplete,
+                             missing_groups(np.take(x, incomplete, axis=0)))
+    if not x.flags.writeable:
+        key = id(x)
+        _LAYOUTS[key] = (weakref.ref(x, lambda _, key=key: _LAYOUTS.pop(key, None)), layout)
+    return layout
 
 
 class _Precisions(NamedTuple):
@@ -261,10 +304,11 @@ class MarginalSums(NamedTuple):
 
 
 def marginal_sums(x: FloatArray, weights: FloatArray | None, params: GaussianParameters,
-                  count_assignments: bool) -> MarginalSums:
+                  count_assignments: bool, groups: list[MissingGroup] | None = None
+                  ) -> MarginalSums:
     """Σwγ, Σwγ(x̂ − μ_k), the second moments about μ_k (conditional covariance included) and
     Σw log p(x_o) of rows ``x`` [n, D] with NaN, centred like ``params``, whose means are
-    the shift the sums are taken about."""
+    the shift the sums are taken about; ``groups`` are ``missing_groups(x)`` when known."""
     mixture = _Precisions.of(params)
     n_components, n_features = params.means.shape
     resp_sum = np.zeros(n_components)
@@ -273,7 +317,7 @@ def marginal_sums(x: FloatArray, weights: FloatArray | None, params: GaussianPar
     log_likelihood = 0.0
     assigned = np.zeros(n_components, dtype=np.int64) if count_assignments else None
     entropy = 0.0 if count_assignments else None
-    for group in missing_groups(x):
+    for group in missing_groups(x) if groups is None else groups:
         tables = _pattern_tables(group.patterns, mixture)
         group_resp = np.empty((len(group.rows), n_components))
         for part, rows, missing, pattern in _chunks(x, group):

@@ -10,7 +10,7 @@ import numpy as np
 
 from .covariance import FloatArray
 from .estep import Chunk, PackedRoute, Responsibilities, e_step_routes
-from .marginal import incomplete_rows, marginal_sums
+from .marginal import BlockLayout, block_layout, marginal_sums
 from .packed import n_packed_features, unpack_moments
 from .parameters import GaussianParameters
 from .split import SplitMixture
@@ -238,9 +238,9 @@ def block_statistics(
     """
     if x.shape[0] == 0 or not models:
         return [SufficientStatistics.zeros(m, count_assignments) for m in models]
-    incomplete = incomplete_rows(x)
-    if incomplete is not None:
-        return _with_incomplete_rows(x, weights, models, center, incomplete, hard_assignment,
+    layout = block_layout(x)
+    if layout is not None:
+        return _with_incomplete_rows(x, weights, models, center, layout, hard_assignment,
                                      count_assignments, exact)
     weight_sum = float(x.shape[0]) if weights is None else float(weights.sum())
     totals: list[SufficientStatistics | None] = [None] * len(models)
@@ -259,7 +259,7 @@ def block_statistics(
 
 def _with_incomplete_rows(
     x: FloatArray, weights: FloatArray | None, models: Sequence[GaussianParameters],
-    center: FloatArray | None, incomplete: np.ndarray, hard_assignment: bool,
+    center: FloatArray | None, layout: BlockLayout, hard_assignment: bool,
     count_assignments: bool, exact: bool,
 ) -> list[SufficientStatistics]:
     # Complete rows take the packed/exact routes; the others add their marginal sums.
@@ -268,7 +268,7 @@ def _with_incomplete_rows(
         return block_statistics(filled, weights, models, center, True, count_assignments,
                                 exact)
     # np.take with indices: a tenth of the time of a boolean-mask gather of the rows.
-    complete, incomplete = np.flatnonzero(~incomplete), np.flatnonzero(incomplete)
+    complete, incomplete = layout.complete, layout.incomplete
     totals = block_statistics(np.take(x, complete, axis=0),
                               None if weights is None else np.take(weights, complete),
                               models, center, False, count_assignments, exact)
@@ -278,7 +278,7 @@ def _with_incomplete_rows(
     weight_sum = float(rows.shape[0]) if row_weights is None else float(row_weights.sum())
     merged = []
     for total, model in zip(totals, models):
-        sums = marginal_sums(rows, row_weights, model, count_assignments)
+        sums = marginal_sums(rows, row_weights, model, count_assignments, layout.groups)
         merged.append(total.merge(SufficientStatistics(
             shift=model.means, resp_sum=sums.resp_sum, first=sums.first, second=sums.second,
             log_likelihood=sums.log_likelihood, weight_sum=weight_sum,

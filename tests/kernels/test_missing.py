@@ -110,3 +110,31 @@ def test_complete_rows_unchanged_by_the_missing_path() -> None:
     for name in ("resp_sum", "first", "second"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(merged, name))
     assert whole.log_likelihood == merged.log_likelihood
+
+
+def test_layout_of_a_read_only_block_is_kept_while_it_lives() -> None:
+    # Stored blocks are read-only and read again every pass: their layout (where the rows
+    # with NaN are, grouped) is found once; the statistics are those of a fresh layout.
+    import gc
+
+    from spark_gmm.kernels.marginal import _LAYOUTS, block_layout
+
+    x = _rows()
+    params = random_parameters("full", k=3, d=5, seed=7)
+    center = np.nanmean(x, axis=0)
+    model = params.shifted(-center)
+    [fresh] = block_statistics(x, None, [model], center)
+    assert block_layout(x) is not block_layout(x)  # a writable block may change
+    stored = x.copy()
+    stored.flags.writeable = False
+    layout = block_layout(stored)
+    assert layout is not None and block_layout(stored) is layout
+    for _ in range(2):
+        [kept] = block_statistics(stored, None, [model], center)
+        for name in ("resp_sum", "first", "second"):
+            np.testing.assert_array_equal(getattr(kept, name), getattr(fresh, name))
+        assert kept.log_likelihood == fresh.log_likelihood
+    key = id(stored)
+    del stored
+    gc.collect()
+    assert key not in _LAYOUTS

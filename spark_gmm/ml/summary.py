@@ -18,6 +18,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from ..fit.driver import FitResult
+from ..fit.variational import VariationalResult
 from ..kernels import log_prior, n_free_parameters
 
 # Keys of saved summaries that are read back; older models saved telemetry too (passes,
@@ -200,7 +201,9 @@ class GaussianMixtureSummary:
 
 @dataclass(frozen=True)
 class FitRunRecord:
-    """How the fit ran: a fitted model's ``runRecord``, not saved with the model.
+    """How the fit ran: a fitted model's ``runRecord``, not saved with the model (of a
+    ``BayesianGaussianMixture`` too: its iterations are the variational ones, its ``em``
+    phase their seconds).
 
     Attributes
     ----------
@@ -236,7 +239,7 @@ class FitRunRecord:
     balance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fit(cls, result: FitResult) -> FitRunRecord:
+    def from_fit(cls, result: FitResult | VariationalResult) -> FitRunRecord:
         telemetry = result.telemetry
         return cls(
             iterationSeconds=list(result.best.iteration_seconds),

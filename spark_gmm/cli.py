@@ -15,8 +15,6 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from .bench.options import add_bench_options  # argparse only: no Spark
-
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DRIFT = 0, 1, 2, 3
 
 
@@ -306,9 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", required=True, help="local directory for report.html")
     report.add_argument("--master", default=None, help="Spark master (default: local[*])")
     report.set_defaults(handler=run_report_command)
-    bench = _command(commands, "bench", "benchmark against MLlib and scikit-learn")
-    add_bench_options(bench)
-    bench.set_defaults(handler=run_bench_command)
+    try:
+        from .bench.options import add_bench_options  # argparse only: no Spark
+    except ModuleNotFoundError:
+        # The spark-submit archive (`spark-gmm package`) leaves the benchmark out.
+        add_bench_options = None
+    if add_bench_options is not None:
+        bench = _command(commands, "bench", "benchmark against MLlib and scikit-learn")
+        add_bench_options(bench)
+        bench.set_defaults(handler=run_bench_command)
     params = _command(commands, "params", "print the estimator's parameter table "
                       "(Markdown, as in docs/parameters.md)")
     params.add_argument("--bayesian", action="store_true",

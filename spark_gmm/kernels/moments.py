@@ -46,9 +46,7 @@ class FeatureMoments:
             return cls._of_observed(x, weights, total, w)
         mean = weights @ x / total
         diff = x - mean
-        counted = x if w is None else x[w > 0]
-        return cls(total, mean, weights @ (diff * diff), np.fmin.reduce(counted, axis=0),
-                   np.fmax.reduce(counted, axis=0))
+        return cls(total, mean, weights @ (diff * diff), *_bounds(x, w))
 
     def merge(self, other: FeatureMoments) -> FeatureMoments:
         """The moments of both sets of rows (Chan et al.'s pairwise update: exact for any
@@ -84,9 +82,7 @@ class FeatureMoments:
                          where=observed > 0)
         with np.errstate(invalid="ignore"):  # ±Inf rows: invalid, the fit stops on them
             diff = np.where(seen, x - mean, 0.0)
-        counted = x if w is None else x[w > 0]
-        return cls(total, mean, weights @ (diff * diff), np.fmin.reduce(counted, axis=0),
-                   np.fmax.reduce(counted, axis=0), observed)
+        return cls(total, mean, weights @ (diff * diff), *_bounds(x, w), observed)
 
     def _merge_observed(self, other: FeatureMoments) -> FeatureMoments:
         # Chan's update feature by feature, each with its own observed weight.
@@ -99,6 +95,16 @@ class FeatureMoments:
                               self.scatter + other.scatter + delta * delta * a * share,
                               _bound(np.fmin, self.minimum, other.minimum),
                               _bound(np.fmax, self.maximum, other.maximum), both)
+
+
+def _bounds(x: FloatArray, w: FloatArray | None) -> tuple[FloatArray | None, FloatArray | None]:
+    # Each feature's minimum and maximum over the rows of positive weight (fmin/fmax skip
+    # NaN); unknown (None) when no row has one: a block of rows whose weights are all NaN,
+    # null or 0, which the checks count and the fit stops on.
+    counted = x if w is None else x[w > 0]
+    if counted.shape[0] == 0:
+        return None, None
+    return np.fmin.reduce(counted, axis=0), np.fmax.reduce(counted, axis=0)
 
 
 def _bound(pick: np.ufunc, a: FloatArray | None, b: FloatArray | None) -> FloatArray | None:

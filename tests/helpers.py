@@ -464,3 +464,35 @@ def noise_reference_em(x: np.ndarray, w: np.ndarray, params: GaussianParameters,
             dense = np.stack([np.eye(d) * (np.trace(c) / d + reg_covar) for c in full])
         weights, noise = nk[:k] / total, nk[k] / total
     return weights, noise, means, dense, log_likelihood
+
+
+def whole_and_resumed_fits(df, params: dict, checkpoint: str, monkeypatch, caplog,
+                           max_iter: int = 5, stop_at: int = 2):
+    """``GaussianMixture(**params)`` fitted whole, and the same fit stopped (a
+    KeyboardInterrupt) right after its checkpoint of iteration ``stop_at`` was written, then
+    run again to resume from that checkpoint: ``(whole, resumed)``. Asserts that it resumed."""
+    import logging
+
+    import pytest
+
+    import spark_gmm.fit.driver as driver
+    from spark_gmm import GaussianMixture
+
+    whole = GaussianMixture(maxIter=max_iter, **params).fit(df)
+    written = driver.write_checkpoint
+
+    def stop_after(path, fingerprint, center, runs, data=None):
+        written(path, fingerprint, center, runs, data)
+        if max(run.n_iter for run in runs) == stop_at:
+            raise KeyboardInterrupt(f"stopped after {stop_at} iterations")
+
+    monkeypatch.setattr(driver, "write_checkpoint", stop_after)
+    with pytest.raises(KeyboardInterrupt):
+        GaussianMixture(maxIter=max_iter, checkpointPath=checkpoint, **params).fit(df)
+    monkeypatch.setattr(driver, "write_checkpoint", written)
+    with caplog.at_level(logging.INFO, logger="spark_gmm.fit.checkpoint"):
+        resumed = GaussianMixture(maxIter=max_iter, checkpointPath=checkpoint,
+                                  **params).fit(df)
+    assert "resuming from checkpoint" in caplog.text
+    assert f"at iteration {stop_at}" in caplog.text
+    return whole, resumed

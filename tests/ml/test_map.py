@@ -3,7 +3,6 @@ row-by-row reference, duplicated rows, persistence, shared fits and checkpoints.
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -20,6 +19,7 @@ from tests.helpers import (
     map_reference_log_prior,
     prior_scale_of,
     to_dataframe,
+    whole_and_resumed_fits,
 )
 
 
@@ -117,27 +117,11 @@ def test_fit_multiple_with_a_prior_gives_each_maps_lone_fit(data) -> None:
 
 
 def test_a_map_fit_resumes_from_its_checkpoint(data, tmp_path, monkeypatch, caplog) -> None:
-    import spark_gmm.fit.driver as driver
-
     _, df = data
     checkpoint = str(tmp_path / "em.json")
     params = dict(k=3, covarianceType="tied", tol=0.0, prior="conjugate", seed=6,
                   initMode="random")
-    whole = GaussianMixture(maxIter=5, **params).fit(df)
-    written = driver.write_checkpoint
-
-    def stop_after_two(path, fingerprint, center, runs, data=None):
-        written(path, fingerprint, center, runs, data)
-        if max(run.n_iter for run in runs) == 2:
-            raise KeyboardInterrupt("stopped after two iterations")
-
-    monkeypatch.setattr(driver, "write_checkpoint", stop_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        GaussianMixture(maxIter=5, checkpointPath=checkpoint, **params).fit(df)
-    monkeypatch.setattr(driver, "write_checkpoint", written)
-    with caplog.at_level(logging.INFO, logger="spark_gmm.fit.checkpoint"):
-        resumed = GaussianMixture(maxIter=5, checkpointPath=checkpoint, **params).fit(df)
-    assert "resuming from checkpoint" in caplog.text and "at iteration 2" in caplog.text
+    whole, resumed = whole_and_resumed_fits(df, params, checkpoint, monkeypatch, caplog)
     np.testing.assert_allclose(resumed.covariances, whole.covariances, rtol=1e-12)
     np.testing.assert_allclose(resumed.summary.logPosteriorHistory,
                                whole.summary.logPosteriorHistory, rtol=1e-12)

@@ -5,8 +5,6 @@ observed-data log-likelihood of the fitted model."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
@@ -19,6 +17,7 @@ from tests.helpers import (
     map_reference_log_prior,
     missing_reference_estep,
     to_dataframe,
+    whole_and_resumed_fits,
     with_missing,
 )
 
@@ -137,26 +136,10 @@ def test_the_default_full_prior_scale_takes_the_observed_variances(rows, rows_df
 
 def test_a_marginalized_fit_resumes_from_its_checkpoint(rows_df, tmp_path, monkeypatch,
                                                         caplog) -> None:
-    import spark_gmm.fit.driver as driver
-
     checkpoint = str(tmp_path / "em.json")
     params = dict(k=3, covarianceType="full", tol=0.0, seed=6, nInit=2,
                   missingFeatures="marginalize")
-    whole = GaussianMixture(maxIter=5, **params).fit(rows_df)
-    written = driver.write_checkpoint
-
-    def stop_after_two(path, fingerprint, center, runs, data=None):
-        written(path, fingerprint, center, runs, data)
-        if max(run.n_iter for run in runs) == 2:
-            raise KeyboardInterrupt("stopped after two iterations")
-
-    monkeypatch.setattr(driver, "write_checkpoint", stop_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        GaussianMixture(maxIter=5, checkpointPath=checkpoint, **params).fit(rows_df)
-    monkeypatch.setattr(driver, "write_checkpoint", written)
-    with caplog.at_level(logging.INFO, logger="spark_gmm.fit.checkpoint"):
-        resumed = GaussianMixture(maxIter=5, checkpointPath=checkpoint, **params).fit(rows_df)
-    assert "resuming from checkpoint" in caplog.text and "at iteration 2" in caplog.text
+    whole, resumed = whole_and_resumed_fits(rows_df, params, checkpoint, monkeypatch, caplog)
     np.testing.assert_allclose(resumed.means, whole.means, rtol=1e-12)
     np.testing.assert_allclose(resumed.covariances, whole.covariances, rtol=1e-12)
     np.testing.assert_allclose(resumed.summary.logLikelihoodHistory,

@@ -31,6 +31,7 @@ from ..kernels.generate import sample_mixture
 from ..kernels.variational import WEIGHT_PRIOR_TYPES, VariationalParameters, VariationalPrior
 from ..version import __version__
 from .bayesian_params import BayesianGaussianMixtureParams
+from .mixture_model import MixtureModel
 from .model import GaussianMixtureModel
 from .persistence import FORMAT_VERSION, OverwriteOnConnect, _metadata, _shaped
 from .summary import FitRunRecord
@@ -101,7 +102,7 @@ class BayesianGaussianMixtureSummary:
                    [[float(v) for v in h] for h in saved["restartLowerBounds"]])
 
 
-class BayesianGaussianMixtureModel(Model, BayesianGaussianMixtureParams, MLWritable,
+class BayesianGaussianMixtureModel(MixtureModel, Model, BayesianGaussianMixtureParams, MLWritable,
                                    MLReadable["BayesianGaussianMixtureModel"]):
     """A fitted variational Bayesian mixture (scikit-learn's fitted attributes under
     camelCase names); ``transform`` adds ``predictionCol`` and ``probabilityCol`` as
@@ -186,32 +187,6 @@ class BayesianGaussianMixtureModel(Model, BayesianGaussianMixtureParams, MLWrita
             raise RuntimeError("no training summary is available for this model")
         return self._summary
 
-    @property
-    def hasRunRecord(self) -> bool:
-        return self._run_record is not None
-
-    @property
-    def runRecord(self) -> FitRunRecord:
-        """How the fit ran: passes, stored bytes, the seconds of each phase and of each
-        variational iteration (:class:`~spark_gmm.ml.summary.FitRunRecord`). Only for a
-        model fitted in this session: it is not saved with the model."""
-        if self._run_record is None:
-            raise RuntimeError("no run record is available for this model: it is kept by "
-                               "the fitted model only, not saved with it")
-        return self._run_record
-
-    def setFeaturesCol(self, value: str) -> BayesianGaussianMixtureModel:
-        return self._set(featuresCol=value)
-
-    def setPredictionCol(self, value: str) -> BayesianGaussianMixtureModel:
-        return self._set(predictionCol=value)
-
-    def setProbabilityCol(self, value: str) -> BayesianGaussianMixtureModel:
-        return self._set(probabilityCol=value)
-
-    def setLogLikelihoodCol(self, value: str) -> BayesianGaussianMixtureModel:
-        """Add log Σ_k ρ_k of each row (scikit-learn's ``score_samples``) as ``value``."""
-        return self._set(logLikelihoodCol=value)
 
     def scoringMixture(self) -> GaussianParameters:
         """The Gaussian mixture whose responsibilities are the posterior's: weights

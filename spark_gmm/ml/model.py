@@ -17,6 +17,7 @@ from ..kernels import GaussianParameters, e_step
 from ..kernels.generate import sample_mixture
 from ..runtime.connect import default_parallelism, is_connect
 from ..runtime.ingest import allow_arrow_udf_over, features_array
+from .mixture_model import MixtureModel
 from .params import GaussianMixtureParams
 from .persistence import OverwriteOnConnect, load_model_parts, save_model
 from .sampling import sample_data_frame
@@ -27,7 +28,7 @@ _SCORE_COLUMN = "__spark_gmm_score"
 
 
 class GaussianMixtureModel(
-    Model, GaussianMixtureParams, MLWritable, MLReadable["GaussianMixtureModel"]
+    MixtureModel, Model, GaussianMixtureParams, MLWritable, MLReadable["GaussianMixtureModel"]
 ):
     """A fitted Gaussian mixture (MLlib-compatible ``transform`` and accessors).
 
@@ -143,30 +144,6 @@ class GaussianMixtureModel(
             raise RuntimeError("no training summary is available for this model")
         return self._summary
 
-    @property
-    def hasRunRecord(self) -> bool:
-        return self._run_record is not None
-
-    @property
-    def runRecord(self) -> FitRunRecord:
-        """How the fit ran: passes, stored bytes, seconds (:class:`FitRunRecord`). Only
-        for a model fitted in this session: it is not saved with the model."""
-        if self._run_record is None:
-            raise RuntimeError("no run record is available for this model: it is kept by "
-                               "the fitted model only, not saved with it")
-        return self._run_record
-
-    def setFeaturesCol(self, value: str) -> GaussianMixtureModel:
-        return self._set(featuresCol=value)
-
-    def setPredictionCol(self, value: str) -> GaussianMixtureModel:
-        return self._set(predictionCol=value)
-
-    def setProbabilityCol(self, value: str) -> GaussianMixtureModel:
-        return self._set(probabilityCol=value)
-
-    def setLogLikelihoodCol(self, value: str) -> GaussianMixtureModel:
-        return self._set(logLikelihoodCol=value)
 
     def setMissingFeatures(self, value: str) -> GaussianMixtureModel:
         return self._set(missingFeatures=value)

@@ -11,7 +11,7 @@ import numpy as np
 from .covariance import FloatArray
 from .estep import Chunk, PackedRoute, Responsibilities, e_step_routes
 from .marginal import BlockLayout, block_layout, marginal_sums
-from .packed import n_packed_features, unpack_moments
+from .packed import PackedSums, unpack_moments
 from .parameters import GaussianParameters
 from .split import SplitMixture
 
@@ -131,15 +131,15 @@ class _Accumulator:
     """
 
     def __init__(self, model: GaussianParameters, split: SplitMixture | None,
-                 count_assignments: bool) -> None:
+                 count_assignments: bool, n_rows: int) -> None:
         self.model, self.split = model, split
         self.total = SufficientStatistics.zeros(model, count_assignments)
         self.log_likelihood = 0.0
         self.entropy = 0.0 if count_assignments else None
         self.noise_resp_sum = 0.0 if model.has_noise else None
         # All K rows even when some are far (their packed sums unused): see SplitMixture.
-        self.sums = None if split is None else np.zeros(
-            (model.n_components, n_packed_features(model.covariance_type, model.n_features)))
+        self.sums = None if split is None else PackedSums(
+            model.n_components, model.n_features, n_rows, model.covariance_type)
         self.far = None if split is None or split.far_params is None else (
             SufficientStatistics.zeros(split.far_params))
 
@@ -162,7 +162,7 @@ class _Accumulator:
             self._add_moments(self.total, chunk.centred, resp, self.model)
             return
         assert self.sums is not None and self.split is not None
-        self.sums += resp @ chunk.phi.T
+        self.sums.add(resp, chunk.phi, chunk.rows)
         if self.far is not None:
             assert self.split.far_params is not None
             self._add_moments(self.far, chunk.centred, resp[self.split.far],
@@ -176,18 +176,19 @@ class _Accumulator:
         total.first[:] += first
         total.second[:] += second
 
-    def result(self, n_rows: int, weight_sum: float) -> SufficientStatistics:
+    def result(self, x: FloatArray, center: FloatArray | None, weight_sum: float
+               ) -> SufficientStatistics:
         total, split = self.total, self.split
         if split is not None and self.sums is not None:
             near, model = split.near, self.model
             total.resp_sum[near], total.first[near], total.second[near] = unpack_moments(
-                self.sums[near], model.means[near], model.covariance_type)
+                self.sums.total(x, center, near)[near], model.means[near], model.covariance_type)
             if self.far is not None:
                 far = split.far
                 total.resp_sum[far], total.first[far], total.second[far] = (
                     self.far.resp_sum, self.far.first, self.far.second)
         return dataclasses.replace(total, log_likelihood=self.log_likelihood,
-                                   weight_sum=weight_sum, row_count=n_rows,
+                                   weight_sum=weight_sum, row_count=int(x.shape[0]),
                                    entropy=self.entropy, noise_resp_sum=self.noise_resp_sum)
 
 
@@ -246,14 +247,14 @@ def block_statistics(
     totals: list[SufficientStatistics | None] = [None] * len(models)
     for indices, route in e_step_routes(models, exact):
         splits = route.splits if isinstance(route, PackedRoute) else [None]
-        accumulators = [_Accumulator(models[i], split, count_assignments)
+        accumulators = [_Accumulator(models[i], split, count_assignments, x.shape[0])
                         for i, split in zip(indices, splits)]
         for chunk, results in route.chunks(x, center, count_assignments, hard_assignment):
             chunk_weights = None if weights is None else weights[chunk.rows]
             for accumulator, result in zip(accumulators, results):
                 accumulator.add(chunk, result, chunk_weights)
         for i, accumulator in zip(indices, accumulators):
-            totals[i] = accumulator.result(int(x.shape[0]), weight_sum)
+            totals[i] = accumulator.result(x, center, weight_sum)
     return totals  # type: ignore[return-value]
 
 

@@ -41,11 +41,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..kernels import GaussianParameters, e_step
-from ..kernels.estep import exact_chunk_rows
 from ..ml.estimator import GaussianMixture
 from ..ml.model import GaussianMixtureModel
 from ..runtime.progress import phase
 from ..runtime.resident import resident_tasks_setting
+from .floors import gemm_floor, packed_floor
 from .optional import optional_measurements
 from .report import ratios
 from .rounds import initialisation_quality, interleaved_rounds, kernel_alone
@@ -131,31 +131,6 @@ def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = function()
     return time.perf_counter() - started, result
-
-
-def gemm_floor(spec: BenchmarkSpec, cores: int) -> dict[str, float]:
-    """FLOPs of one E+M iteration and the seconds they take at the measured GEMM rate."""
-    from threadpoolctl import threadpool_limits
-
-    n, d, k = spec.n, spec.d, spec.k
-    flops = 2.0 * n * d * k * d + 2.0 * k * n * d * d  # projections + second moments
-    rows = exact_chunk_rows(k, d)
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(rows, d)), rng.normal(size=(d, k * d))
-    out = np.empty((rows, k * d))
-
-    def gemms() -> None:
-        for _ in range(repeats):
-            np.matmul(a, b, out=out)  # into one preallocated buffer: only the GEMM is timed
-
-    with threadpool_limits(limits=1), phase("benchmark: the GEMM floor", logger):
-        a @ b
-        # about a second of GEMMs per sample; the median of 5 samples resists noise
-        repeats = max(3, int(2e9 / (2.0 * rows * d * k * d)))
-        samples = [_timed(gemms)[0] for _ in range(5)]
-    rate = repeats * 2.0 * rows * d * k * d / statistics.median(samples)
-    return {"flops_per_iteration": flops, "gemm_flops_per_second_per_core": rate,
-            "cores": cores, "floor_seconds": flops / (rate * cores), "sample_seconds": samples}
 
 
 def _fit_ours(df: DataFrame, spec: BenchmarkSpec, init: GaussianMixtureModel, what: str,
@@ -388,7 +363,9 @@ def run_benchmark(spark: SparkSession, spec: BenchmarkSpec) -> dict[str, Any]:
     if spec.init_quality_seeds and spec.run_mllib:
         results["initialisation_quality"] = initialisation_quality(
             df, spec, spec.init_quality_seeds, x)
-    results["floor"] = gemm_floor(spec, min(cores, os.cpu_count() or cores))
+    floor_cores = min(cores, os.cpu_count() or cores)
+    results["floor"] = gemm_floor(spec.n, spec.d, spec.k, floor_cores)
+    results["packed_floor"] = packed_floor(spec.n, spec.d, spec.k, floor_cores)
     if spec.run_scoring:
         results["scoring"] = scoring_rounds(df, ours_model, mllib_model, spec.work_dir)
     results.update(optional_measurements(df, spec, init, path, _fit_ours, x))

@@ -23,6 +23,12 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     """Ratios between the systems' figures in ``results`` (None where one is unmeasurable)."""
     ours = results["ours"]["seconds_per_iteration"]
     out: dict[str, float | None] = {"floor_over_ours": results["floor"]["floor_seconds"] / ours}
+    if "packed_floor" in results:
+        packed = results["packed_floor"]["floor_seconds"]
+        out["ours_over_packed_floor"] = ours / packed
+        if results.get("kernel_alone"):
+            out["kernel_alone_over_packed_floor"] = (
+                results["kernel_alone"]["seconds_per_iteration"] / packed)
     for peer in ("mllib", "sklearn"):
         if peer in results:
             theirs = results[peer]["seconds_per_iteration"]
@@ -240,8 +246,19 @@ def _comparisons(results: dict[str, Any], table: _Columns) -> list[str]:
         "Python processes, no Spark)", kernel["seconds_per_iteration"])]
     bounds.append((f"the GEMM floor (the direct algorithm's FLOPs at numpy's measured GEMM rate "
                    f"on {floor['cores']} cores)", floor["floor_seconds"]))
+    if "packed_floor" in results:
+        packed = results["packed_floor"]
+        rate = packed["gemm_flops_per_second_per_core"] / 1e9
+        bounds.append(("the packed kernel's GEMM floor (its two GEMMs' FLOPs at the rate numpy "
+                       f"reaches on their own shapes, {rate:.1f} GFLOP/s per core, on "
+                       f"{packed['cores']} cores)",
+                       packed["floor_seconds"]))
     lines += [f"{what}: {_seconds(seconds)} s per iteration; ours takes {ours / seconds:.2f}× "
               "its time" for what, seconds in bounds]
+    if kernel and "packed_floor" in results:
+        lines.append("the kernel alone takes "
+                     f"{results['ratios']['kernel_alone_over_packed_floor']:.2f}× the packed "
+                     "kernel's GEMM floor")
     return lines
 
 

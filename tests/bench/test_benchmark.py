@@ -41,6 +41,11 @@ def test_benchmark_runs_and_reports(spark, tmp_path, caplog) -> None:
     # same initial model, same iterations: the same final log-likelihood as scikit-learn
     assert results["ratios"]["log_likelihood_relative_difference_vs_sklearn"] < 1e-6
     assert results["floor"]["flops_per_iteration"] == 2 * 3000 * 3 * 2 * 3 * 2
+    # two GEMMs of 2·n·K·M FLOPs; M = 3·4/2 + 3 + 1 packed features at D = 3
+    assert results["packed_floor"]["flops_per_iteration"] == 2 * 2 * 3000 * 2 * 10
+    assert results["ratios"]["kernel_alone_over_packed_floor"] == pytest.approx(
+        results["kernel_alone"]["seconds_per_iteration"]
+        / results["packed_floor"]["floor_seconds"])
     scoring = results["scoring"]
     assert min(scoring["write_only_seconds"], scoring["ours_seconds"],
                scoring["mllib_seconds"]) > 0
@@ -87,7 +92,7 @@ def test_benchmark_runs_and_reports(spark, tmp_path, caplog) -> None:
     assert "in 2 plain Python processes, no Spark" in table
     assert "round 1, random-rows start, seconds per iteration" in table
     assert re.search(r"(ours|MLlib) is [0-9.]+× faster than (MLlib|ours) per iteration", table)
-    assert "the GEMM floor" in table
+    assert "the GEMM floor" in table and "the packed kernel's GEMM floor" in table
     assert "the second of two identical fits" in table and "one Spark job per EM pass" in table
     assert "× the rows cost" in table and "Python workers" in table
     # a progress line when each phase starts, in the order the phases run
@@ -109,7 +114,8 @@ def test_benchmark_runs_and_reports(spark, tmp_path, caplog) -> None:
         "benchmark: round 1 of 1, ours from the k-means|| start",
         "benchmark: MLlib, 1-iteration fit (round 1 of 1)",
         "benchmark: MLlib, 5-iteration fit (round 1 of 1)",
-        "benchmark: the kernel alone, no Spark", "benchmark: the GEMM floor",
+        "benchmark: the kernel alone, no Spark", "benchmark: the GEMM floor, direct algorithm",
+        "benchmark: the GEMM floor, packed kernel",
         "benchmark: scoring round 1 of 3, writing the rows alone (full data)",
         "benchmark: scoring round 3 of 3, MLlib (full data)"]
     positions = [next(i for i, line in enumerate(started) if line.startswith(prefix))

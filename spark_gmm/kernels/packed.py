@@ -179,69 +179,79 @@ class PackedSums:
     In later EM iterations most responsibilities are exact zeros (flushed, :mod:`.flush`):
     from a random-rows start at 200k × 50 × 16, 88 % of them from the fifth iteration, yet
     the dense GEMM multiplies every one of them into all M features. A chunk whose
-    responsibilities are mostly zero is therefore kept aside, and at the end of the block
-    each component takes the weighted products of only its own rows (a gather of those rows
-    and a SYRK per 2,048 of them: nnz_k × D²/2 multiply-adds rather than n × M for every
-    component). It is the same sum over the same nonzero terms, in another order.
-    Diagonal and spherical features (M = 2D + 1) always take the GEMM.
+    responsibilities are mostly zero is therefore set aside, and once the set-aside rows fill
+    a window of :data:`_WINDOW_ROWS` (or the block ends) each component takes the weighted
+    products of only its own rows: a gather of those rows and a SYRK, nnz_k × D²/2
+    multiply-adds rather than n × M for every component. It is the same sum over the same
+    nonzero terms, in another order. The window bounds the memory to K × 8,192 values per
+    mixture (K × chunk rows where a chunk is longer) whatever the block's size. Diagonal and
+    spherical features (M = 2D + 1) always take the GEMM.
 
     Parameters
     ----------
-    n_components, n_features : int
-    n_rows : int
-        Rows of the block.
+    n_components : int
+    x : ndarray of shape (n, D)
+        The block's rows; chunks are added in row order.
+    center : ndarray of shape (D,) or None
+        What the chunks' features were centred at.
     covariance_type : str
     """
 
-    def __init__(self, n_components: int, n_features: int, n_rows: int,
+    def __init__(self, n_components: int, x: FloatArray, center: FloatArray | None,
                  covariance_type: str) -> None:
-        self.sums = np.zeros((n_components, n_packed_features(covariance_type, n_features)))
+        self.sums = np.zeros((n_components, n_packed_features(covariance_type, x.shape[1])))
         self.quadratic = uses_quadratic_features(covariance_type)
-        self.n_features, self.n_rows = n_features, n_rows
-        self.kept_aside: FloatArray | None = None  # (K, n_rows): zero outside set-aside chunks
+        self.x, self.center = x, center
+        self.window: FloatArray | None = None  # (K, ≤ _WINDOW_ROWS) set-aside responsibilities
+        self.window_rows: list[slice] = []     # the block rows each set-aside chunk came from
+        self.window_used = 0
 
     def add(self, resp: FloatArray, phi: FloatArray, rows: slice) -> None:
         """Add a chunk: ``resp`` (K, n) (times any row weights), ``phi`` (M, n) its packed
         features, ``rows`` its rows in the block."""
         n_components, n = resp.shape
-        m, d = phi.shape[0], self.n_features
+        m, d = phi.shape[0], self.x.shape[1]
         if (not self.quadratic or n == 0
                 or np.count_nonzero(resp) * d * (d + 2) > _SPARSE_SHARE * n_components * n * m):
             self.sums += resp @ phi.T
             return
-        if self.kept_aside is None:
-            self.kept_aside = np.zeros((n_components, self.n_rows))
-        self.kept_aside[:, rows] = resp
+        if self.window is None or self.window.shape[1] < n:  # chunks exceed it at small D
+            self._fold_window()
+            self.window = np.empty((n_components, max(_WINDOW_ROWS, n)))
+        if self.window_used + n > self.window.shape[1]:
+            self._fold_window()
+        self.window[:, self.window_used : self.window_used + n] = resp
+        self.window_rows.append(rows)
+        self.window_used += n
 
-    def total(self, x: FloatArray, center: FloatArray | None,
-              components: NDArray[np.intp] | None = None) -> FloatArray:
-        """The sums (K, M) once every chunk is added; ``x`` (n_rows, D) are the block's rows
-        and ``center`` what its chunks' features were centred at. Only the rows of
-        ``components`` (default: all) are complete."""
-        if self.kept_aside is None:
-            return self.sums
-        d = x.shape[1]
+    def total(self, components: NDArray[np.intp] | None = None) -> FloatArray:
+        """The sums (K, M) once every chunk is added. Only the rows of ``components``
+        (default: all) are complete."""
+        self._fold_window(components)
+        return self.sums
+
+    def _fold_window(self, components: NDArray[np.intp] | None = None) -> None:
+        if not self.window_used:
+            return
+        assert self.window is not None
+        d = self.x.shape[1]
         rows, cols = np.triu_indices(d)
+        block_rows = np.concatenate([np.arange(r.start, r.stop) for r in self.window_rows])
         for k in range(self.sums.shape[0]) if components is None else components:
-            resp = self.kept_aside[k]
+            resp = self.window[k, : self.window_used]
             kept = np.flatnonzero(resp)
             if kept.size == 0:
                 continue
-            second = np.zeros((d, d))
-            for start in range(0, kept.size, _SET_ASIDE_ROWS):
-                part = kept[start : start + _SET_ASIDE_ROWS]
-                gamma = resp[part]
-                centred = np.take(x, part, axis=0)
-                if center is not None:
-                    centred -= center
-                self.sums[k, rows.size : rows.size + d] += gamma @ centred
-                self.sums[k, -1] += gamma.sum()
-                # Yᵀ Y with Y = √γ x is one SYRK (half a GEMM's multiply-adds).
-                centred *= np.sqrt(gamma)[:, None]
-                second += centred.T @ centred
-            self.sums[k, : rows.size] += second[rows, cols]
-        self.kept_aside = None
-        return self.sums
+            gamma = resp[kept]
+            centred = np.take(self.x, block_rows[kept], axis=0)
+            if self.center is not None:
+                centred -= self.center
+            self.sums[k, rows.size : rows.size + d] += gamma @ centred
+            self.sums[k, -1] += gamma.sum()
+            # Yᵀ Y with Y = √γ x is one SYRK (half a GEMM's multiply-adds).
+            centred *= np.sqrt(gamma)[:, None]
+            self.sums[k, : rows.size] += (centred.T @ centred)[rows, cols]
+        self.window_rows, self.window_used = [], 0
 
 
 # A chunk is set aside when nnz × D(D + 2) is below this share of the GEMM's K × n × M. One
@@ -249,9 +259,9 @@ class PackedSums:
 # against 0.69; at 500k × 10 × 8 no chunk qualifies (a share of 1.0 would set aside chunks
 # there and doubled the pass: 0.29 s against 0.13).
 _SPARSE_SHARE = 0.4
-# Rows per SYRK of the set-aside rows: 2,000-row products ran at 31 GFLOP/s, 50,000-row
-# ones at 21 (one core, D = 50).
-_SET_ASIDE_ROWS = 2048
+# Set-aside rows folded at a time: SYRKs over ~2,000 rows ran at 31 GFLOP/s, over 50,000 at
+# 21 (one core, D = 50); at 8,192 rows and a sixteenth of them per component, about 500.
+_WINDOW_ROWS = 8192
 
 
 def unpack_moments(sums: FloatArray, shift: FloatArray, covariance_type: str

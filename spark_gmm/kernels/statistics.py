@@ -131,7 +131,7 @@ class _Accumulator:
     """
 
     def __init__(self, model: GaussianParameters, split: SplitMixture | None,
-                 count_assignments: bool, n_rows: int) -> None:
+                 count_assignments: bool, x: FloatArray, center: FloatArray | None) -> None:
         self.model, self.split = model, split
         self.total = SufficientStatistics.zeros(model, count_assignments)
         self.log_likelihood = 0.0
@@ -139,7 +139,7 @@ class _Accumulator:
         self.noise_resp_sum = 0.0 if model.has_noise else None
         # All K rows even when some are far (their packed sums unused): see SplitMixture.
         self.sums = None if split is None else PackedSums(
-            model.n_components, model.n_features, n_rows, model.covariance_type)
+            model.n_components, x, center, model.covariance_type)
         self.far = None if split is None or split.far_params is None else (
             SufficientStatistics.zeros(split.far_params))
 
@@ -176,19 +176,18 @@ class _Accumulator:
         total.first[:] += first
         total.second[:] += second
 
-    def result(self, x: FloatArray, center: FloatArray | None, weight_sum: float
-               ) -> SufficientStatistics:
+    def result(self, n_rows: int, weight_sum: float) -> SufficientStatistics:
         total, split = self.total, self.split
         if split is not None and self.sums is not None:
             near, model = split.near, self.model
             total.resp_sum[near], total.first[near], total.second[near] = unpack_moments(
-                self.sums.total(x, center, near)[near], model.means[near], model.covariance_type)
+                self.sums.total(near)[near], model.means[near], model.covariance_type)
             if self.far is not None:
                 far = split.far
                 total.resp_sum[far], total.first[far], total.second[far] = (
                     self.far.resp_sum, self.far.first, self.far.second)
         return dataclasses.replace(total, log_likelihood=self.log_likelihood,
-                                   weight_sum=weight_sum, row_count=int(x.shape[0]),
+                                   weight_sum=weight_sum, row_count=n_rows,
                                    entropy=self.entropy, noise_resp_sum=self.noise_resp_sum)
 
 
@@ -247,14 +246,14 @@ def block_statistics(
     totals: list[SufficientStatistics | None] = [None] * len(models)
     for indices, route in e_step_routes(models, exact):
         splits = route.splits if isinstance(route, PackedRoute) else [None]
-        accumulators = [_Accumulator(models[i], split, count_assignments, x.shape[0])
+        accumulators = [_Accumulator(models[i], split, count_assignments, x, center)
                         for i, split in zip(indices, splits)]
         for chunk, results in route.chunks(x, center, count_assignments, hard_assignment):
             chunk_weights = None if weights is None else weights[chunk.rows]
             for accumulator, result in zip(accumulators, results):
                 accumulator.add(chunk, result, chunk_weights)
         for i, accumulator in zip(indices, accumulators):
-            totals[i] = accumulator.result(x, center, weight_sum)
+            totals[i] = accumulator.result(int(x.shape[0]), weight_sum)
     return totals  # type: ignore[return-value]
 
 

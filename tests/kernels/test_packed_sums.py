@@ -18,7 +18,7 @@ def _features(x: np.ndarray) -> np.ndarray:
     return np.stack(columns + [x[:, i] for i in range(d)] + [np.ones(n)])
 
 
-def test_set_aside_chunks_and_gemm_chunks_sum_to_gamma_phi_transposed() -> None:
+def test_set_aside_chunks_and_gemm_chunks_sum_to_gamma_phi_transposed(monkeypatch) -> None:
     rng = np.random.default_rng(0)
     n, d, k = 900, 3, 4
     x = rng.normal(2.0, 3.0, (n, d))
@@ -27,15 +27,18 @@ def test_set_aside_chunks_and_gemm_chunks_sum_to_gamma_phi_transposed() -> None:
     resp[rng.integers(k, size=n), np.arange(n)] = rng.uniform(0.2, 3.0, n)  # one per row
     resp[:, 600:] = rng.uniform(0.0, 1.0, (k, 300))  # a dense last chunk
     phi = _features(x - center)
-    sums = PackedSums(k, d, n, "full")
+    monkeypatch.setattr(packed, "_WINDOW_ROWS", 400)  # the window fills and folds mid-block
+    sums = PackedSums(k, x, center, "full")
     set_aside = []
     for rows in (slice(0, 250), slice(250, 600), slice(600, 900)):
-        before = None if sums.kept_aside is None else sums.kept_aside.copy()
+        before = sums.window_used
         sums.add(resp[:, rows], phi[:, rows], rows)
-        set_aside.append(sums.kept_aside is not None and (
-            before is None or not np.array_equal(before, sums.kept_aside)))
-    assert set_aside == [True, True, False]  # both paths are exercised
-    np.testing.assert_allclose(sums.total(x, center), resp @ phi.T, rtol=1e-12)
+        set_aside.append(sums.window_used != before)
+    # chunk 1 set aside; chunk 2 folds it and is set aside in turn; chunk 3 takes the GEMM
+    assert set_aside == [True, True, False]
+    assert sums.window_used == 350
+    np.testing.assert_allclose(sums.total(), resp @ phi.T, rtol=1e-12)
+    assert sums.window_used == 0
 
 
 def _separated(n_per: int) -> tuple[np.ndarray, GaussianParameters]:
@@ -59,7 +62,7 @@ def test_block_statistics_of_separated_clusters_equal_scipy(weighted: bool,
     real_total = PackedSums.total
 
     def spy(self, *args, **kwargs):
-        totals_seen.append(self.kept_aside is not None)
+        totals_seen.append(self.window_used > 0)
         return real_total(self, *args, **kwargs)
 
     monkeypatch.setattr(PackedSums, "total", spy)

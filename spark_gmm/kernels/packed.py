@@ -256,8 +256,8 @@ class PackedSums:
 
 # A chunk is set aside when nnz × D(D + 2) is below this share of the GEMM's K × n × M. One
 # core, a block of 100k × 50 × 16 after 5 and 10 EM iterations (set-aside rows folded once per
-# block): 0.48 s against 0.56 and 0.50 against 0.69; at 500k × 10 × 8 no chunk qualifies (a share of 1.0 would set aside chunks
-# there and doubled the pass: 0.29 s against 0.13).
+# block): 0.48 s against 0.56 and 0.50 against 0.69; at 500k × 10 × 8 no chunk qualifies (a
+# share of 1.0 would set aside chunks there and doubled the pass: 0.29 s against 0.13).
 _SPARSE_SHARE = 0.4
 # Set-aside rows folded at a time: SYRKs over ~2,000 rows ran at 31 GFLOP/s, over 50,000 at
 # 21 (one core, D = 50); at 8,192 rows and a sixteenth of them per component, about 500.

@@ -195,13 +195,17 @@ class PackedSums:
     center : ndarray of shape (D,) or None
         What the chunks' features were centred at.
     covariance_type : str
+    components : ndarray of component indices or None
+        The rows of the sums wanted (default: all); set-aside rows of the others are never
+        gathered, and their sums are incomplete.
     """
 
     def __init__(self, n_components: int, x: FloatArray, center: FloatArray | None,
-                 covariance_type: str) -> None:
+                 covariance_type: str, components: NDArray[np.intp] | None = None) -> None:
         self.sums = np.zeros((n_components, n_packed_features(covariance_type, x.shape[1])))
         self.quadratic = uses_quadratic_features(covariance_type)
         self.x, self.center = x, center
+        self.components = np.arange(n_components) if components is None else components
         self.window: FloatArray | None = None  # (K, ≤ _WINDOW_ROWS) set-aside responsibilities
         self.window_rows: list[slice] = []     # the block rows each set-aside chunk came from
         self.window_used = 0
@@ -224,20 +228,20 @@ class PackedSums:
         self.window_rows.append(rows)
         self.window_used += n
 
-    def total(self, components: NDArray[np.intp] | None = None) -> FloatArray:
-        """The sums (K, M) once every chunk is added. Only the rows of ``components``
-        (default: all) are complete."""
-        self._fold_window(components)
+    def total(self) -> FloatArray:
+        """The sums (K, M) once every chunk is added (complete in the rows of
+        ``components``)."""
+        self._fold_window()
         return self.sums
 
-    def _fold_window(self, components: NDArray[np.intp] | None = None) -> None:
+    def _fold_window(self) -> None:
         if not self.window_used:
             return
         assert self.window is not None
         d = self.x.shape[1]
         rows, cols = np.triu_indices(d)
         block_rows = np.concatenate([np.arange(r.start, r.stop) for r in self.window_rows])
-        for k in range(self.sums.shape[0]) if components is None else components:
+        for k in self.components:
             resp = self.window[k, : self.window_used]
             kept = np.flatnonzero(resp)
             if kept.size == 0:

@@ -137,9 +137,10 @@ class _Accumulator:
         self.log_likelihood = 0.0
         self.entropy = 0.0 if count_assignments else None
         self.noise_resp_sum = 0.0 if model.has_noise else None
-        # All K rows even when some are far (their packed sums unused): see SplitMixture.
+        # All K rows even when some are far (their packed sums unused, their set-aside rows
+        # never gathered): see SplitMixture.
         self.sums = None if split is None else PackedSums(
-            model.n_components, x, center, model.covariance_type)
+            model.n_components, x, center, model.covariance_type, split.near)
         self.far = None if split is None or split.far_params is None else (
             SufficientStatistics.zeros(split.far_params))
 
@@ -181,7 +182,7 @@ class _Accumulator:
         if split is not None and self.sums is not None:
             near, model = split.near, self.model
             total.resp_sum[near], total.first[near], total.second[near] = unpack_moments(
-                self.sums.total(near)[near], model.means[near], model.covariance_type)
+                self.sums.total()[near], model.means[near], model.covariance_type)
             if self.far is not None:
                 far = split.far
                 total.resp_sum[far], total.first[far], total.second[far] = (
